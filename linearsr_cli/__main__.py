@@ -1,0 +1,3 @@
+from linearsr_cli.cli import main
+
+main()
