@@ -1,0 +1,191 @@
+"""Weights files: safetensors with the config JSON in the metadata, and one strict loader.
+
+Metadata keys (all strings, as safetensors requires):
+    format       "linearsr"
+    version      "1"
+    model        ModelConfig as JSON (scale, patch, experts, boundaries, ...)
+    experts      {"count": n, "boundaries": [...], "log_snr_range": [lo, hi]} as JSON
+    tagger       tagger id, encoder  text-encoder id
+    provenance   JSON: how the weights were made (command, data, hardware, steps)
+    training     JSON: per-checkpoint training state (step, loss, val metrics, attention stats)
+Nothing is ever unpickled: safetensors holds raw tensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from linearsr_cli.config import ModelConfig
+from linearsr_cli.errors import ConfigError, WeightsError
+from linearsr_cli.nn.dit import LinearSR
+
+FORMAT = "linearsr"
+VERSION = "1"
+DEFAULT_TAGGER = "efficientnet-lite0-imagenet"
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file says about itself, besides the tensors."""
+
+    path: Path
+    config: ModelConfig
+    tagger: str = DEFAULT_TAGGER
+    encoder: str = DEFAULT_ENCODER
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def save_weights(
+    path: str | os.PathLike[str],
+    model: LinearSR,
+    *,
+    tagger: str = DEFAULT_TAGGER,
+    encoder: str = DEFAULT_ENCODER,
+    provenance: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write `model` and its config atomically (temp file + rename); `dtype` casts float tensors."""
+    cfg = model.cfg
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": json.dumps(cfg.to_dict()),
+        "experts": json.dumps(
+            {
+                "count": cfg.num_experts,
+                "boundaries": list(cfg.expert_boundaries),
+                "log_snr_range": list(cfg.log_snr_range),
+            }
+        ),
+        "tagger": tagger,
+        "encoder": encoder,
+        "provenance": json.dumps(provenance or {}),
+        "training": json.dumps(training or {}, allow_nan=True),
+    }
+    tensors = {}
+    for name, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[name] = value.contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The safetensors JSON header of `path`, checked for size; raises WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise WeightsError(f"{path}: not a safetensors file (only {size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n <= 1 or n > min(size - 8, 100_000_000):
+            raise WeightsError(f"{path}: not a safetensors file (bad header length {n})")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: not a safetensors file (header is not an object)")
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise WeightsError(f"{path}: truncated: header promises {8 + n + end} bytes, file has {size}")
+    return header
+
+
+def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
+    """Parse and validate the metadata of a LinearSR weights file without loading tensors."""
+    path = Path(path)
+    meta = read_header(path).get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise WeightsError(
+            f"{path}: not a LinearSR weights file (metadata 'format' is {meta.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    if meta.get("version") != VERSION:
+        raise WeightsError(f"{path}: unsupported LinearSR weights version {meta.get('version')!r}")
+    try:
+        cfg = ModelConfig.from_dict(json.loads(meta["model"]))
+        experts = json.loads(meta.get("experts", "{}"))
+        provenance = json.loads(meta.get("provenance", "{}"))
+        training = json.loads(meta.get("training", "{}"))
+    except KeyError as exc:
+        raise WeightsError(f"{path}: metadata lacks {exc}") from None
+    except (json.JSONDecodeError, TypeError, ConfigError) as exc:
+        raise WeightsError(f"{path}: bad model config in metadata: {exc}") from None
+    if experts and (
+        experts.get("count") != cfg.num_experts
+        or [float(b) for b in experts.get("boundaries", [])] != list(cfg.expert_boundaries)
+    ):
+        raise WeightsError(f"{path}: expert metadata {experts} disagrees with the model config")
+    return WeightsInfo(
+        path=path,
+        config=cfg,
+        tagger=meta.get("tagger", DEFAULT_TAGGER),
+        encoder=meta.get("encoder", DEFAULT_ENCODER),
+        provenance=provenance,
+        training=training,
+    )
+
+
+def load_weights(
+    path: str | os.PathLike[str], *, expect_scale: int | None = None
+) -> tuple[LinearSR, WeightsInfo]:
+    """Build the model a weights file describes and load it strictly (float32, CPU, eval mode).
+
+    Raises WeightsError naming the problem: missing file, not safetensors, truncated, foreign
+    metadata, wrong scale, missing/unexpected keys, shape mismatches.
+    """
+    info = read_info(path)
+    cfg = info.config
+    if expect_scale is not None and cfg.scale != expect_scale:
+        raise WeightsError(f"{info.path}: weights are for x{cfg.scale}, but x{expect_scale} was asked for")
+    try:
+        tensors = load_file(str(info.path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{info.path}: cannot read tensors: {exc}") from None
+    model = LinearSR(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:5])}")
+    if extra:
+        problems.append(f"unexpected keys ({len(extra)}): {', '.join(extra[:5])}")
+    shapes = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if shapes:
+        problems.append(f"shape mismatch ({len(shapes)}): {'; '.join(shapes[:3])}")
+    if problems:
+        raise WeightsError(f"{info.path}: does not match its config: " + " | ".join(problems))
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    model.eval()
+    return model, info

@@ -1,0 +1,163 @@
+"""Frozen configuration dataclasses, passed whole; no **kwargs anywhere downstream.
+
+ModelConfig describes the network and travels inside every weights file. SamplerConfig says how
+to integrate the flow; TileConfig how to cut large images. Pure data: no torch, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from linearsr_cli.errors import ConfigError
+
+Attention = Literal["linear", "softmax"]
+Solver = Literal["euler", "heun", "dpmpp2m"]
+
+# The log-SNR range the sampling schedule covers: t in [T_LO, 1 - T_LO] (rectified flow,
+# lambda(t) = 2 log((1 - t) / t)). The experts' boundaries bisect this range.
+T_LO = 0.02
+DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.0 - T_LO) / T_LO))
+
+
+def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
+    """Expert boundaries by hierarchical bisection of [lo, hi] (LinearSR, SNR-based MoE).
+
+    1 expert: no boundary; 2: the midpoint; 4: the midpoint, then the midpoint of each half.
+    """
+    if num_experts not in (1, 2, 4):
+        raise ConfigError(f"num_experts must be 1, 2 or 4, got {num_experts}")
+    if not hi > lo:
+        raise ConfigError(f"log-SNR range must be increasing, got ({lo}, {hi})")
+    intervals = [(lo, hi)]
+    while len(intervals) < num_experts:
+        intervals = [half for a, b in intervals for half in ((a, (a + b) / 2), ((a + b) / 2, b))]
+    return tuple(b for _, b in intervals[:-1])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The LinearSR transformer: pixel-space patches over the HR canvas, one denoiser per expert.
+
+    A token covers `patch` x `patch` HR pixels = (patch / scale)^2 LR pixels. The network predicts
+    x0 of the residual over a bicubic upsample, divided by `residual_scale`.
+    """
+
+    scale: int = 4
+    patch: int = 8
+    dim: int = 128
+    depth: int = 6
+    heads: int = 4
+    ffn_mult: float = 2.5
+    stem_channels: int = 32
+    tag_dim: int = 384
+    attention: Attention = "linear"
+    attn_eps: float = 1e-6
+    residual_scale: float = 0.1
+    num_experts: int = 4
+    log_snr_range: tuple[float, float] = DEFAULT_LOG_SNR_RANGE
+    expert_boundaries: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ConfigError(f"scale must be >= 1, got {self.scale}")
+        if self.patch % self.scale != 0:
+            raise ConfigError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
+        if self.dim % self.heads != 0:
+            raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if self.attention not in ("linear", "softmax"):
+            raise ConfigError(f"attention must be 'linear' or 'softmax', got {self.attention!r}")
+        lo, hi = (float(v) for v in self.log_snr_range)
+        object.__setattr__(self, "log_snr_range", (lo, hi))
+        if not self.expert_boundaries:
+            object.__setattr__(
+                self, "expert_boundaries", bisect_boundaries(lo, hi, self.num_experts)
+            )
+        bounds = tuple(float(b) for b in self.expert_boundaries)
+        object.__setattr__(self, "expert_boundaries", bounds)
+        if self.num_experts not in (1, 2, 4):
+            raise ConfigError(f"num_experts must be 1, 2 or 4, got {self.num_experts}")
+        if len(bounds) != self.num_experts - 1:
+            raise ConfigError(
+                f"{self.num_experts} experts need {self.num_experts - 1} boundaries, got {len(bounds)}"
+            )
+        if list(bounds) != sorted(bounds):
+            raise ConfigError(f"expert boundaries must increase, got {bounds}")
+
+    @property
+    def lr_per_token(self) -> int:
+        """LR pixels along one side of a token."""
+        return self.patch // self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
+        values = dict(data)
+        for key in ("log_snr_range", "expert_boundaries"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def with_experts(self, num_experts: int) -> ModelConfig:
+        """The same network with `num_experts` experts and bisection boundaries."""
+        return dataclasses.replace(self, num_experts=num_experts, expert_boundaries=())
+
+
+def tiny_model_config(**overrides: Any) -> ModelConfig:
+    """A few-thousand-parameter config for tests: same code paths, milliseconds per forward."""
+    base = dict(dim=32, depth=2, heads=2, ffn_mult=2.0, stem_channels=8, num_experts=4)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to integrate the flow from t = 1 (noise) to t = 0.
+
+    steps = 1 is 1-NFE: a single pass of the structure expert from pure noise (fidelity).
+    steps > 1 runs `solver` over a time grid shifted by `shift` (perception).
+    """
+
+    steps: int = 1
+    solver: Solver = "dpmpp2m"
+    shift: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.solver not in ("euler", "heun", "dpmpp2m"):
+            raise ConfigError(f"solver must be euler, heun or dpmpp2m, got {self.solver!r}")
+        if self.shift <= 0:
+            raise ConfigError(f"shift must be > 0, got {self.shift}")
+
+
+PRESETS: dict[str, SamplerConfig] = {
+    "fidelity": SamplerConfig(steps=1),
+    "perceptual": SamplerConfig(steps=4, solver="dpmpp2m"),
+}
+DEFAULT_PRESET = "fidelity"
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tiling in LR pixels. tile = 0 means automatic: whole image if it fits the memory budget."""
+
+    tile: int = 0
+    overlap: int = 16
+    memory_budget_mb: int = 3072
+    min_tile: int = 32
+
+    def __post_init__(self) -> None:
+        if self.tile < 0 or self.overlap < 0:
+            raise ConfigError("tile and overlap must be >= 0")
+        if self.tile and self.tile <= 2 * self.overlap:
+            raise ConfigError(f"tile ({self.tile}) must exceed twice the overlap ({self.overlap})")

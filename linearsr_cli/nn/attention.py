@@ -1,0 +1,100 @@
+"""Attention kernels (pure functions) and the multi-head modules built on them.
+
+`relu_linear_attention` is the O(N) kernel of LinearSR; `softmax_attention` is its O(N^2) twin,
+used with the same parameters for parity tests and the baseline benchmark.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+def relu_linear_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, key_mask: Tensor | None = None, eps: float = 1e-6
+) -> Tensor:
+    """ReLU linear attention: out_i = phi(q_i) (sum_j phi(k_j) v_j^T) / (phi(q_i) . sum_j phi(k_j) + eps).
+
+    q, k, v: (B, H, N, Dh); key_mask: (B, N) bool, True = real token. The kv state and the
+    normaliser are accumulated in fp32 with autocast off, whatever the input dtype, so fp16/bf16
+    activations of large magnitude do not overflow; V is padded with ones so one matmul gives
+    numerator and denominator together (as in SANA's LiteLA). Inputs are never modified.
+    """
+    out_dtype = q.dtype
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        qf = F.relu(q.float())
+        kf = F.relu(k.float())
+        if key_mask is not None:
+            kf = kf * key_mask[:, None, :, None].to(kf.dtype)  # (B, 1, N, 1) zeroes padded keys
+        v1 = F.pad(v.float(), (0, 1), value=1.0)  # (B, H, N, Dh + 1): last column = 1
+        kv = torch.einsum("bhnd,bhne->bhde", kf, v1)  # (B, H, Dh, Dh + 1)
+        qkv = torch.einsum("bhnd,bhde->bhne", qf, kv)  # (B, H, N, Dh + 1)
+        out = qkv[..., :-1] / (qkv[..., -1:] + eps)  # (B, H, N, Dh)
+    return out.to(out_dtype)
+
+
+def linear_attention_stats(q: Tensor, k: Tensor, *, eps: float = 1e-6) -> dict[str, float]:
+    """Diagnostics of the linear kernel: largest |phi(q)|, |phi(k)| and the smallest normaliser."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        qf = F.relu(q.float())
+        kf = F.relu(k.float())
+        den = torch.einsum("bhnd,bhd->bhn", qf, kf.sum(dim=2)) + eps  # (B, H, N)
+    return {
+        "max_q": float(qf.abs().max()),
+        "max_k": float(kf.abs().max()),
+        "min_normaliser": float(den.min()),
+    }
+
+
+def softmax_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, key_mask: Tensor | None = None
+) -> Tensor:
+    """Scaled dot-product softmax attention (Vaswani et al. 2017); q, k, v: (B, H, N, Dh)."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over image tokens: ReLU-linear, or its softmax twin.
+
+    Both variants own the same parameters (qkv, proj), so a state dict moves between them.
+    """
+
+    def __init__(self, dim: int, heads: int, *, kind: str = "linear", eps: float = 1e-6) -> None:
+        super().__init__()
+        self.heads = heads
+        self.kind = kind
+        self.eps = eps
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.last_stats: dict[str, float] | None = None
+        self.record_stats = False
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        if self.record_stats:
+            self.last_stats = linear_attention_stats(q, k, eps=self.eps)
+        if self.kind == "linear":
+            out = relu_linear_attention(q, k, v, key_mask=key_mask, eps=self.eps)
+        else:
+            out = softmax_attention(q, k, v, key_mask=key_mask)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))  # (B, N, dim)
+
+
+class CrossAttention(nn.Module):
+    """Masked softmax cross-attention from N image tokens to M <= 33 tag tokens: O(N * M)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor) -> Tensor:
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, H, N, Dh)
+        k, v = rearrange(self.kv(ctx), "b m (two h d) -> two b h m d", two=2, h=self.heads)
+        out = softmax_attention(q, k, v, key_mask=ctx_mask)  # (B, H, N, Dh)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))

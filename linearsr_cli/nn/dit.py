@@ -1,0 +1,162 @@
+"""The LinearSR transformer: one pixel-space linear DiT per SNR expert, routed by log-SNR.
+
+Call contract of `Denoiser.forward` and `LinearSR.forward`:
+    x_t   (B, 3, H, W) float, the noisy residual at time t, H = scale * h, W = scale * w;
+    t     float or (B,) tensor in [0, 1] (1 = pure noise);
+    lr    (B, 3, h, w) float in [0, 1], the low-res image;
+    tags  (B, M, tag_dim) float token states or None; tag_mask (B, M) bool, True = real tag.
+    Returns the x0 estimate of the residual, (B, 3, H, W), same dtype as x_t.
+Any h, w >= 1 works: inputs are padded (replicate) to whole tokens inside and cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from linearsr_cli.config import ModelConfig
+from linearsr_cli.nn.blocks import LinearDiTBlock, modulate
+from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr_tensor
+
+
+def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features of 1000 t (Vaswani et al. 2017, as in DDPM/DiT); t (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class Denoiser(nn.Module):
+    """One expert: LR stem + patch embedding -> linear DiT blocks -> adaLN head -> unpatchify."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, p, k, c = cfg.dim, cfg.patch, cfg.lr_per_token, cfg.stem_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1)
+        )
+        self.embed = nn.Linear(3 * p * p + c * k * k, d)
+        self.t_freq_dim = 256
+        self.t_embed = nn.Sequential(nn.Linear(self.t_freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.tag_proj = nn.Linear(cfg.tag_dim, d)
+        self.null_tag = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        hidden = int(round(cfg.ffn_mult * d))
+        self.blocks = nn.ModuleList(
+            LinearDiTBlock(d, cfg.heads, hidden, attention=cfg.attention, eps=cfg.attn_eps)
+            for _ in range(cfg.depth)
+        )
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_table = nn.Parameter(torch.randn(2, d) / d**0.5)
+        self.head = nn.Linear(d, 3 * p * p)
+        nn.init.zeros_(self.head.weight)  # start as "no residual" = bicubic
+        nn.init.zeros_(self.head.bias)
+
+    def context(self, tags: Tensor | None, tag_mask: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
+        """Tag tokens projected to width d with the learned null token first; (B, 1 + M, d), mask."""
+        null = self.null_tag.expand(batch, 1, -1)  # (B, 1, d)
+        ones = torch.ones(batch, 1, dtype=torch.bool, device=null.device)
+        if tags is None:
+            return null, ones
+        if tag_mask is None:
+            tag_mask = torch.ones(tags.shape[:2], dtype=torch.bool, device=tags.device)
+        ctx = torch.cat([null, self.tag_proj(tags.to(null.dtype))], dim=1)  # (B, 1 + M, d)
+        return ctx, torch.cat([ones, tag_mask.bool()], dim=1)
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        lr: Tensor,
+        tags: Tensor | None = None,
+        tag_mask: Tensor | None = None,
+    ) -> Tensor:
+        cfg = self.cfg
+        s, k, p = cfg.scale, cfg.lr_per_token, cfg.patch
+        b, _, h, w = lr.shape
+        if x_t.shape[-2:] != (h * s, w * s):
+            raise ValueError(f"x_t is {tuple(x_t.shape[-2:])}, expected {(h * s, w * s)} for LR {(h, w)}")
+        pad_h, pad_w = (-h) % k, (-w) % k
+        if pad_h or pad_w:
+            lr = F.pad(lr, (0, pad_w, 0, pad_h), mode="replicate")
+            x_t = F.pad(x_t, (0, pad_w * s, 0, pad_h * s), mode="replicate")
+        gh, gw = lr.shape[-2] // k, lr.shape[-1] // k  # token grid
+
+        feats = F.pixel_unshuffle(self.stem(lr), k)  # (B, C k^2, gh, gw)
+        pix = F.pixel_unshuffle(x_t, p)  # (B, 3 p^2, gh, gw)
+        tokens = rearrange(torch.cat([pix, feats.to(pix.dtype)], dim=1), "b c h w -> b (h w) c")
+        x = self.embed(tokens)  # (B, N, d)
+
+        temb = self.t_embed(timestep_features(t, self.t_freq_dim).to(x.dtype))  # (B, d)
+        t_mod = rearrange(self.t_block(temb), "b (six d) -> b six d", six=6)  # (B, 6, d)
+        ctx, ctx_mask = self.context(tags, tag_mask, b)
+        for block in self.blocks:
+            x = block(x, t_mod, ctx, ctx_mask, (gh, gw))
+
+        shift, scale = (self.final_table[None] + temb[:, None]).chunk(2, dim=1)  # (B, 1, d) each
+        out = self.head(modulate(self.final_norm(x), shift, scale))  # (B, N, 3 p^2)
+        out = rearrange(out, "b (h w) c -> b c h w", h=gh, w=gw)
+        out = F.pixel_shuffle(out, p)  # (B, 3, gh p, gw p)
+        return out[..., : h * s, : w * s]
+
+
+class LinearSR(nn.Module):
+    """The SNR mixture of experts: `num_experts` denoisers, exactly one active per sample and step."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.experts = nn.ModuleList(Denoiser(cfg) for _ in range(cfg.num_experts))
+
+    def expert_index(self, t: float) -> int:
+        """The expert for time t: the one whose log-SNR interval holds lambda(t)."""
+        lam = float(log_snr_tensor(torch.tensor([float(t)]))[0])
+        return expert_for_log_snr(lam, self.cfg.expert_boundaries)
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: float | Tensor,
+        lr: Tensor,
+        tags: Tensor | None = None,
+        tag_mask: Tensor | None = None,
+    ) -> Tensor:
+        b = x_t.shape[0]
+        tt = torch.as_tensor(t, dtype=torch.float32, device=x_t.device).reshape(-1).expand(b)
+        lam = log_snr_tensor(tt.detach().cpu())
+        bounds = torch.tensor(self.cfg.expert_boundaries, dtype=torch.float64)
+        route = torch.bucketize(lam, bounds, right=True)  # (B,) expert per sample
+        if bool((route == route[0]).all()):
+            return self.experts[int(route[0])](x_t, tt, lr, tags, tag_mask)
+        out = torch.empty_like(x_t)
+        for e in route.unique().tolist():
+            idx = (route == e).nonzero().squeeze(1).to(x_t.device)
+            sub_tags = None if tags is None else tags[idx]
+            sub_mask = None if tag_mask is None else tag_mask[idx]
+            out[idx] = self.experts[e](x_t[idx], tt[idx], lr[idx], sub_tags, sub_mask)
+        return out
+
+
+def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
+    """Bicubic (a = -0.75, PyTorch's kernel) upsample of (B, C, h, w) by an integer scale."""
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def residual_target(hr: Tensor, lr: Tensor, cfg: ModelConfig) -> Tensor:
+    """x0 of the flow: (HR - bicubic(LR)) / residual_scale, roughly unit variance."""
+    return (hr - bicubic_upsample(lr, cfg.scale)) / cfg.residual_scale
+
+
+def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
+    """The HR image from an x0 estimate: bicubic(LR) + residual_scale * x0, clamped to [0, 1]."""
+    return (bicubic_upsample(lr, cfg.scale) + cfg.residual_scale * x0.float()).clamp_(0.0, 1.0)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

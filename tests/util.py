@@ -1,0 +1,20 @@
+"""Test helpers: tiny random models that produce non-trivial output, with no downloads."""
+
+from __future__ import annotations
+
+import torch
+
+from linearsr_cli.config import ModelConfig, tiny_model_config
+from linearsr_cli.nn.dit import LinearSR
+
+
+def random_model(cfg: ModelConfig | None = None, *, seed: int = 0, std: float = 0.1) -> LinearSR:
+    """A LinearSR with every parameter drawn at random (the real init zeroes the head, which
+    would make every output equal to bicubic and hide bugs)."""
+    cfg = cfg or tiny_model_config()
+    gen = torch.Generator().manual_seed(seed)
+    model = LinearSR(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return model.eval()
