@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.nn.blocks import LinearDiTBlock, modulate
-from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr_tensor
+from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr, log_snr_tensor
 
 
 def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -116,8 +116,7 @@ class LinearSR(nn.Module):
 
     def expert_index(self, t: float) -> int:
         """The expert for time t: the one whose log-SNR interval holds lambda(t)."""
-        lam = float(log_snr_tensor(torch.tensor([float(t)]))[0])
-        return expert_for_log_snr(lam, self.cfg.expert_boundaries)
+        return expert_for_log_snr(log_snr(float(t)), self.cfg.expert_boundaries)
 
     def forward(
         self,
@@ -128,10 +127,10 @@ class LinearSR(nn.Module):
         tag_mask: Tensor | None = None,
     ) -> Tensor:
         b = x_t.shape[0]
-        tt = torch.as_tensor(t, dtype=torch.float32, device=x_t.device).reshape(-1).expand(b)
-        lam = log_snr_tensor(tt.detach().cpu())
+        t64 = torch.as_tensor(t, dtype=torch.float64).detach().cpu().reshape(-1).expand(b)
         bounds = torch.tensor(self.cfg.expert_boundaries, dtype=torch.float64)
-        route = torch.bucketize(lam, bounds, right=True)  # (B,) expert per sample
+        route = torch.bucketize(log_snr_tensor(t64), bounds, right=True)  # (B,) expert per sample
+        tt = t64.to(device=x_t.device, dtype=torch.float32)
         if bool((route == route[0]).all()):
             return self.experts[int(route[0])](x_t, tt, lr, tags, tag_mask)
         out = torch.empty_like(x_t)

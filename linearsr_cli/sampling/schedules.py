@@ -14,19 +14,19 @@ import torch
 from torch import Tensor
 
 
-def log_snr(t: float) -> float:
-    """lambda(t) = 2 log((1 - t) / t) for rectified flow; -inf at t = 1, +inf at t = 0."""
-    if t >= 1.0:
-        return -math.inf
-    if t <= 0.0:
-        return math.inf
-    return 2.0 * math.log((1.0 - t) / t)
-
-
 def log_snr_tensor(t: Tensor) -> Tensor:
-    """Elementwise lambda(t) = 2 log((1 - t) / t), with the infinite ends kept."""
+    """Elementwise lambda(t) = 2 log((1 - t) / t) in float64, -inf at t = 1 and +inf at t = 0.
+
+    The one implementation of lambda: the router and the samplers must agree bit for bit,
+    because schedule points can fall exactly on an expert boundary.
+    """
     t = t.double()
     return 2.0 * (torch.log1p(-t) - torch.log(t))
+
+
+def log_snr(t: float) -> float:
+    """lambda(t) for a Python float (see log_snr_tensor)."""
+    return float(log_snr_tensor(torch.tensor([float(t)], dtype=torch.float64))[0])
 
 
 def t_from_log_snr(lam: float) -> float:
