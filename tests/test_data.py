@@ -1,0 +1,211 @@
+"""Training data: bicubic reference, Real-ESRGAN degradation, crop dataset, photo extraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from linearsr_cli.errors import ConfigError, TrainingError
+from linearsr_cli.train.data import (
+    DataConfig,
+    PairDataset,
+    crop_std,
+    make_loader,
+    validation_pairs,
+)
+from linearsr_cli.train.degrade import (
+    bicubic_downscale,
+    gaussian_kernel,
+    realistic_degrade,
+    sinc_kernel,
+)
+
+
+def textured(h: int, w: int, seed: int) -> np.ndarray:
+    """A uint8 RGB test photo: smooth gradients plus blurred noise (no flat areas)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xx / w, yy / h, 0.5 + 0.4 * np.sin(xx / 7.0 + yy / 11.0)], axis=-1)
+    noise = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5)
+    return np.clip(255 * (0.6 * base + 0.6 * (noise - 0.5) + 0.2), 0, 255).astype(np.uint8)
+
+
+def write_rgb(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(img[:, :, ::-1]))
+
+
+@pytest.fixture
+def photo_root(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for i, (h, w) in enumerate([(96, 80), (72, 120), (64, 64)]):
+        write_rgb(root / "train" / f"t{i}.png", textured(h, w, i))
+    write_rgb(root / "val" / "v0.png", textured(100, 90, 10))
+    write_rgb(root / "val" / "v1.png", textured(60, 70, 11))
+    return root
+
+
+# --- bicubic -------------------------------------------------------------------------------
+
+
+def test_bicubic_matches_pil_antialiased_bicubic_inside() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 48)).astype(np.float32)
+    ours = bicubic_downscale(img, 4)
+    ref = np.asarray(Image.fromarray(img, mode="F").resize((12, 16), Image.BICUBIC))
+    assert ours.shape == (16, 12)
+    # PIL renormalises truncated kernels at the border, MATLAB mirrors: compare the interior.
+    np.testing.assert_allclose(ours[2:-2, 2:-2], ref[2:-2, 2:-2], atol=1e-5)
+
+
+def test_bicubic_analytic_values() -> None:
+    const = np.full((40, 36, 3), 0.3, dtype=np.float32)
+    np.testing.assert_allclose(bicubic_downscale(const, 4), 0.3, atol=1e-6)
+    ramp = np.tile(np.arange(48, dtype=np.float32), (16, 1))
+    # a linear ramp is reproduced exactly: LR pixel j samples HR coordinate 4 j + 1.5
+    want = np.broadcast_to(np.arange(2, 10) * 4 + 1.5, (4, 8))
+    np.testing.assert_allclose(bicubic_downscale(ramp, 4)[:, 2:-2], want, atol=1e-4)
+
+
+def test_bicubic_numpy_torch_uint8_agree() -> None:
+    img = textured(32, 40, 3)
+    as_u8 = bicubic_downscale(img, 4)
+    as_f = bicubic_downscale(img.astype(np.float32) / 255.0, 4)
+    as_t = bicubic_downscale(torch.from_numpy(img.transpose(2, 0, 1)).float()[None] / 255.0, 4)
+    assert as_u8.dtype == np.uint8 and as_u8.shape == (8, 10, 3)
+    assert as_t.shape == (1, 3, 8, 10)
+    np.testing.assert_allclose(as_t[0].numpy().transpose(1, 2, 0), as_f, atol=1e-6)
+    assert np.abs(as_u8.astype(np.float32) - np.clip(as_f * 255, 0, 255)).max() <= 0.5 + 1e-3
+
+
+# --- realistic degradation -----------------------------------------------------------------
+
+
+def test_kernels_are_normalised_and_symmetric() -> None:
+    k = gaussian_kernel(21, 2.0, 2.0, 0.0)
+    assert k.shape == (21, 21) and abs(k.sum() - 1) < 1e-5
+    np.testing.assert_allclose(k, k.T, atol=1e-7)
+    assert k.argmax() == 21 * 10 + 10
+    aniso = gaussian_kernel(21, 3.0, 0.5, 0.0)
+    assert aniso[10, :].sum() > aniso[:, 10].sum()  # wide along x
+    s = sinc_kernel(13, np.pi / 3)
+    assert abs(s.sum() - 1) < 1e-5 and s.argmax() == 13 * 6 + 6
+
+
+def test_realistic_degrade_shape_range_determinism() -> None:
+    hr = textured(72, 64, 5)
+    outs = [realistic_degrade(hr, 4, np.random.default_rng(seed)) for seed in range(12)]
+    for lr in outs:
+        assert lr.shape == (18, 16, 3) and lr.dtype == np.float32
+        assert lr.min() >= 0.0 and lr.max() <= 1.0
+        np.testing.assert_allclose(lr * 255, np.rint(lr * 255), atol=1e-3)  # 8-bit output
+    again = realistic_degrade(hr, 4, np.random.default_rng(3))
+    np.testing.assert_array_equal(again, outs[3])
+    assert not np.array_equal(outs[0], outs[1])
+    as_float = realistic_degrade(hr.astype(np.float32) / 255.0, 4, np.random.default_rng(3))
+    np.testing.assert_allclose(as_float, outs[3], atol=2 / 255)
+    # the degradation damages the image more than plain bicubic does, on average
+    bic = bicubic_downscale(hr.astype(np.float32) / 255.0, 4)
+    assert np.mean([np.abs(lr - bic).mean() for lr in outs]) > 0.01
+
+
+# --- dataset -------------------------------------------------------------------------------
+
+
+def test_data_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        DataConfig(crop=30, scale=4)
+    with pytest.raises(ConfigError):
+        DataConfig(degradation="jpeg")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        DataConfig(flat_std=-1.0)
+
+
+def test_pair_dataset_shapes_ranges_and_determinism(photo_root: Path) -> None:
+    cfg = DataConfig(root=str(photo_root), crop=32, degradation="mixed", seed=7, epoch_size=50)
+    ds = PairDataset(cfg)
+    assert len(ds) == 50 and ds.names == ["t0", "t1", "t2"]
+    for i in range(10):
+        item = ds[i]
+        assert item["lr"].shape == (3, 8, 8) and item["hr"].shape == (3, 32, 32)
+        assert item["lr"].dtype == torch.float32 and item["hr"].dtype == torch.float32
+        for key in ("lr", "hr"):
+            assert 0.0 <= float(item[key].min()) and float(item[key].max()) <= 1.0
+        assert item["name"] in ds.names
+    again = PairDataset(cfg)
+    for i in (0, 3, 9):
+        assert torch.equal(again[i]["lr"], ds[i]["lr"]) and torch.equal(again[i]["hr"], ds[i]["hr"])
+    assert not torch.equal(ds[0]["hr"], ds[1]["hr"])
+    other_seed = PairDataset(DataConfig(root=str(photo_root), crop=32, seed=8, epoch_size=50))
+    assert not torch.equal(other_seed[0]["hr"], ds[0]["hr"])
+    with pytest.raises(IndexError):
+        ds[50]
+
+
+def test_bicubic_pairs_are_bicubic_of_their_hr(photo_root: Path) -> None:
+    """The LR is the bicubic downscale of the margin-padded crop, so it agrees with downscaling
+    the HR crop itself away from the crop border."""
+    ds = PairDataset(DataConfig(root=str(photo_root), crop=32, degradation="bicubic"))
+    item = ds[4]
+    direct = bicubic_downscale(item["hr"][None], 4)[0]
+    assert (item["lr"] - direct)[:, 2:-2, 2:-2].abs().max() <= 0.5 / 255 + 1e-5
+
+
+def test_flat_crops_are_dropped(tmp_path: Path) -> None:
+    half = textured(64, 160, 1)
+    half[:, :70] = 128  # a flat left part, wider than a padded crop (48 px)
+    write_rgb(tmp_path / "p" / "train" / "half.png", half)
+    cfg = DataConfig(root=str(tmp_path / "p"), crop=32, flat_std=0.02, epoch_size=40)
+    ds = PairDataset(cfg)
+    stds = [crop_std((ds[i]["hr"].numpy() * 255).round().astype(np.uint8)) for i in range(40)]
+    assert min(stds) >= 0.02
+    keep_all = PairDataset(
+        DataConfig(root=str(tmp_path / "p"), crop=32, flat_std=0.0, epoch_size=40)
+    )
+    flat = [crop_std((keep_all[i]["hr"].numpy() * 255).round().astype(np.uint8)) for i in range(40)]
+    assert min(flat) < 0.02  # without the filter some crops are flat
+
+
+def test_small_photos_are_skipped_or_rejected(tmp_path: Path) -> None:
+    write_rgb(tmp_path / "p" / "train" / "tiny.png", textured(20, 20, 0))
+    with pytest.raises(TrainingError):
+        PairDataset(DataConfig(root=str(tmp_path / "p"), crop=32))
+    with pytest.raises(TrainingError):
+        PairDataset(DataConfig(root=str(tmp_path / "missing"), crop=32))
+
+
+def test_make_loader_batches_and_resume(photo_root: Path) -> None:
+    cfg = DataConfig(root=str(photo_root), crop=32, degradation="realistic", epoch_size=20)
+    batches = list(make_loader(cfg, "train", 4))
+    assert len(batches) == 5
+    assert batches[0]["lr"].shape == (4, 3, 8, 8) and batches[0]["hr"].shape == (4, 3, 32, 32)
+    assert len(batches[0]["name"]) == 4
+    resumed = next(iter(make_loader(cfg, "train", 4, start=8)))
+    assert torch.equal(resumed["hr"], batches[2]["hr"]) and torch.equal(
+        resumed["lr"], batches[2]["lr"]
+    )
+
+
+def test_validation_pairs_fixed_centre_crops(photo_root: Path) -> None:
+    cfg = DataConfig(root=str(photo_root), crop=32)
+    pairs = validation_pairs(cfg, size=64)
+    assert [name for name, _, _ in pairs] == ["v0", "v1"]
+    name, lr, hr = pairs[0]
+    assert hr.shape == (3, 64, 64) and lr.shape == (3, 16, 16)
+    assert pairs[1][2].shape == (3, 44, 44)  # 60 - 2 * 8 = 44, a multiple of 4
+    # the LR crop is exactly the matching region of the whole photo's bicubic LR
+    photo = cv2.imread(str(photo_root / "val" / "v0.png"))[:, :, ::-1].astype(np.float32) / 255.0
+    full = np.rint(bicubic_downscale(photo, 4) * 255) / 255  # (25, 22, 3)
+    y0, x0 = 4, 3  # centre (18, 13) snapped down to the LR grid: HR (16, 12)
+    np.testing.assert_allclose(
+        lr.numpy().transpose(1, 2, 0), full[y0 : y0 + 16, x0 : x0 + 16], atol=1.01 / 255
+    )
+    ref_hr = photo[16:80, 12:76]
+    np.testing.assert_allclose(hr.numpy().transpose(1, 2, 0), ref_hr, atol=1e-6)
+    again = validation_pairs(cfg, size=64, degradation="realistic")
+    assert torch.equal(again[0][1], validation_pairs(cfg, size=64, degradation="realistic")[0][1])
