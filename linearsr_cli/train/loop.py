@@ -1,0 +1,512 @@
+"""The training loop shared by stage 1 (all t) and stage 2 (one expert's t interval).
+
+x0-prediction of the residual under rectified flow: x0 = residual_target(hr, lr),
+x_t = (1 - t) x0 + t eps, loss = MSE(model(x_t, t, lr, tags), x0). t is logit-normal (truncated
+to the stage's interval), plus a fraction of samples at exactly t = 1 so the 1-NFE pass is
+trained. AdamW, warm-up, gradient clipping, EMA, bf16 autocast on the CPU (fp16/bf16 on CUDA),
+and a divergence guard. Every `ckpt_every` steps a checkpoint (EMA weights + training metadata)
+and, next to it, the resume state (raw weights, optimizer, EMA, RNG) as safetensors + JSON.
+Nothing is pickled. Resuming from the state gives exactly the losses of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from linearsr_cli.checkpoints import save_weights
+from linearsr_cli.config import ModelConfig
+from linearsr_cli.errors import ConfigError, TrainingError
+from linearsr_cli.esgf.probe import Pair, measure_model
+from linearsr_cli.nn.dit import LinearSR, residual_target
+from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
+from linearsr_cli.train.ema import EMA
+
+Precision = str  # "auto" | "fp32" | "bf16" | "fp16"
+CKPT_RE = re.compile(r"^ckpt-(\d+)\.safetensors$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (a stage, or one expert of stage 2). `t_range` limits t; (0, 1) = all."""
+
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ckpt_every: int = 100
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    p_one: float = 0.1
+    t_range: tuple[float, float] = (0.0, 1.0)
+    tag_dropout: float = 0.5
+    precision: Precision = "auto"
+    spike_factor: float = 20.0
+    spike_window: int = 50
+    val_t_points: int = 4
+    keep_states: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.t_range)
+        object.__setattr__(self, "t_range", (lo, hi))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ConfigError(f"t_range must satisfy 0 <= lo < hi <= 1, got {self.t_range}")
+        if self.steps < 1 or self.batch_size < 1 or self.ckpt_every < 1:
+            raise ConfigError("steps, batch_size and ckpt_every must be >= 1")
+        if not 0.0 <= self.p_one <= 1.0 or not 0.0 <= self.tag_dropout <= 1.0:
+            raise ConfigError("p_one and tag_dropout must lie in [0, 1]")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        values = dict(data)
+        for key in ("betas", "t_range"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def expert_t_range(cfg: ModelConfig, index: int) -> tuple[float, float]:
+    """The t interval of expert `index` of `cfg` (LinearSR SNR-MoE): its log-SNR interval mapped
+    through t = sigmoid(-lambda / 2); the outer experts run on to t = 1 and t = 0."""
+    if not 0 <= index < cfg.num_experts:
+        raise ConfigError(f"expert index {index} out of range for {cfg.num_experts} experts")
+    lam_lo, lam_hi = expert_interval(index, cfg.expert_boundaries, cfg.log_snr_range)
+    t_hi = 1.0 if index == 0 else t_from_log_snr(lam_lo)
+    t_lo = 0.0 if index == cfg.num_experts - 1 else t_from_log_snr(lam_hi)
+    return t_lo, t_hi
+
+
+def sample_t(n: int, gen: torch.Generator, cfg: TrainConfig) -> Tensor:
+    """Logit-normal t = sigmoid(m + s z) truncated to cfg.t_range by inverse-CDF sampling (SD3,
+    Esser et al. 2024), with a fraction p_one set to exactly 1 when the range reaches t = 1."""
+    lo, hi = cfg.t_range
+
+    def cdf(t: float) -> float:
+        if t <= 0.0:
+            return 0.0
+        if t >= 1.0:
+            return 1.0
+        z = (math.log(t / (1.0 - t)) - cfg.t_mean) / cfg.t_std
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+    a, b = cdf(lo), cdf(hi)
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    u = (a + (b - a) * u).clamp(1e-9, 1.0 - 1e-9)
+    t = torch.sigmoid(cfg.t_mean + cfg.t_std * torch.special.ndtri(u))
+    t = t.clamp(max(lo, 1e-4), min(hi, 1.0))
+    one = torch.rand(n, generator=gen, dtype=torch.float64) < cfg.p_one
+    if hi >= 1.0:
+        t = torch.where(one, torch.ones_like(t), t)
+    return t.float()
+
+
+def noisy_sample(x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+    """Rectified flow interpolation x_t = (1 - t) x0 + t eps; t (B,)."""
+    tb = t.to(x0.dtype)[:, None, None, None]  # (B, 1, 1, 1)
+    return (1.0 - tb) * x0 + tb * eps
+
+
+def val_t_grid(cfg: TrainConfig) -> tuple[float, ...]:
+    """Fixed times for the validation x0-MSE: midpoints of `val_t_points` equal parts of t_range."""
+    lo, hi = cfg.t_range
+    k = cfg.val_t_points
+    return tuple(lo + (i + 0.5) * (hi - lo) / k for i in range(k))
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr over cfg.warmup steps, then constant."""
+    if cfg.warmup <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+
+
+def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    """Mixed-precision dtype for `device`: bf16 on the CPU (its bf16 matmuls are the fast ones),
+    bf16 on CUDA when supported, else fp16; None = fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16
+    return None
+
+
+# ----------------------------------------------------------------------------- data and tags
+
+
+class Batches(Protocol):
+    def __call__(self, step: int) -> tuple[Tensor, Tensor, list[str]]:
+        """The (lr (B,3,h,w), hr (B,3,H,W), names) batch of training step `step`."""
+        ...
+
+
+class DatasetBatches:
+    """Batches of a map-style dataset by step: sample j of step s is item (s W + rank) B + j, so
+    a resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, dataset: Any, batch_size: int, *, rank: int = 0, world: int = 1) -> None:
+        if not hasattr(dataset, "__getitem__"):
+            raise TrainingError("the training dataset must be map-style (indexable)")
+        self.dataset, self.batch_size, self.rank, self.world = dataset, batch_size, rank, world
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor, list[str]]:
+        base = (step * self.world + self.rank) * self.batch_size
+        n = len(self.dataset) if hasattr(self.dataset, "__len__") else 0
+        items = [self.dataset[(base + j) % n if n else base + j] for j in range(self.batch_size)]
+        lr = torch.stack([it["lr"] for it in items])  # (B, 3, h, w)
+        hr = torch.stack([it["hr"] for it in items])  # (B, 3, H, W)
+        return lr, hr, [str(it.get("name", "")) for it in items]
+
+
+TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
+
+
+def make_tag_source(enabled: bool) -> TagSource | None:
+    """The one place training touches TAG: tag each LR crop with the tagger, keep the tags of
+    the samples with keep[i] = True (tag dropout drops the others), encode them. Tags are
+    cached per (name, crop hash) for the run. None when disabled or when linearsr_cli.tag is
+    not available (training then uses the null tag throughout)."""
+    if not enabled:
+        return None
+    try:
+        from linearsr_cli.tag.encoder import TagEncoder
+        from linearsr_cli.tag.tagger import Tagger
+    except ImportError:
+        return None
+    tagger: Any = None
+    encoder: Any = None
+    cache: dict[tuple[str, int], list[str]] = {}
+
+    def source(lr: Tensor, names: Sequence[str], keep: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        nonlocal tagger, encoder
+        if not bool(keep.any()):
+            return None, None
+        if tagger is None:
+            tagger, encoder = Tagger(), TagEncoder()
+        keys = [(n, hash(lr[i].numpy().tobytes())) for i, n in enumerate(names)]
+        todo = [i for i, k in enumerate(keys) if bool(keep[i]) and k not in cache]
+        if todo:
+            preds = tagger.predict(lr[todo].float())
+            for i, pred in zip(todo, preds, strict=True):
+                cache[keys[i]] = [label for label, _ in pred]
+        tag_lists = [cache[k] if bool(keep[i]) else [] for i, k in enumerate(keys)]
+        return encoder.encode_batch(tag_lists)
+
+    return source
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step:07d}.safetensors"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the model checkpoints in `run_dir`, by step."""
+    found = []
+    for p in run_dir.glob("ckpt-*.safetensors"):
+        m = CKPT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def state_paths(ckpt: Path) -> tuple[Path, Path]:
+    stem = ckpt.name.removesuffix(".safetensors")
+    return ckpt.with_name(f"{stem}.state.safetensors"), ckpt.with_name(f"{stem}.state.json")
+
+
+def latest_state(run_dir: Path) -> tuple[int, Path] | None:
+    """The newest checkpoint that has complete resume state next to it."""
+    for step, ckpt in reversed(list_checkpoints(run_dir)):
+        tensors, meta = state_paths(ckpt)
+        if tensors.is_file() and meta.is_file():
+            return step, ckpt
+    return None
+
+
+@dataclass
+class TrainResult:
+    status: str  # "done" | "paused" (time budget reached; run again to continue)
+    step: int
+    last_checkpoint: Path | None
+    losses: list[float] = field(default_factory=list)  # per-step losses of this call
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class _Run:
+    """Mutable state of one training run: model, optimizer, EMA, RNG, step, recent losses."""
+
+    def __init__(self, model: LinearSR, cfg: TrainConfig, device: torch.device) -> None:
+        self.model = model.to(device).train()
+        self.cfg = cfg
+        self.device = device
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.step = 0
+        self.recent: list[float] = []
+
+    def save_state(self, ckpt: Path, extra: dict[str, Any]) -> None:
+        tensors: dict[str, Tensor] = {}
+        for k, v in self.model.state_dict().items():
+            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+        for k, v in self.ema.state_dict().items():
+            tensors[f"ema.{k}"] = v.cpu().contiguous()
+        opt_state = self.opt.state_dict()
+        for idx, st in opt_state["state"].items():
+            for key, value in st.items():
+                tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.train"] = self.gen.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {
+            "step": self.step,
+            "checkpoint": ckpt.name,
+            "param_groups": opt_state["param_groups"],
+            "recent_losses": self.recent,
+            "train_config": self.cfg.to_dict(),
+            **extra,
+        }
+        st_path, js_path = state_paths(ckpt)
+        tmp = st_path.with_name(f".{st_path.name}.tmp")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, st_path)
+        tmp_js = js_path.with_name(f".{js_path.name}.tmp")
+        tmp_js.write_text(json.dumps(meta, indent=1, allow_nan=True))
+        os.replace(tmp_js, js_path)
+
+    def load_state(self, ckpt: Path) -> None:
+        st_path, js_path = state_paths(ckpt)
+        try:
+            meta = json.loads(js_path.read_text())
+            tensors = load_file(str(st_path), device="cpu")
+            model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            self.model.load_state_dict(model_sd, strict=True)
+            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            state: dict[int, dict[str, Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith("opt."):
+                    _, idx, key = k.split(".", 2)
+                    state.setdefault(int(idx), {})[key] = v.to(self.device) if v.ndim else v
+            self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            self.gen.set_state(tensors["rng.train"])
+            torch.set_rng_state(tensors["rng.torch"])
+            self.step = int(meta["step"])
+            self.recent = [float(v) for v in meta.get("recent_losses", [])]
+        except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+            raise TrainingError(f"{st_path}: cannot resume from this state: {exc}") from None
+
+
+def _trim_log(log: Path, step: int) -> None:
+    """Drop log lines past `step` (written after the state we resume from)."""
+    if not log.is_file():
+        return
+    keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    log.write_text("".join(f"{ln}\n" for ln in keep))
+
+
+def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:
+    """Why this loss means divergence ("" if it does not): non-finite, or a spike of more than
+    spike_factor x the median of the last spike_window losses."""
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    if len(recent) >= min(cfg.spike_window, 20):
+        med = sorted(recent)[len(recent) // 2]
+        if med > 0 and loss > cfg.spike_factor * med:
+            return f"loss spike {loss:.4g} > {cfg.spike_factor:g} x recent median {med:.4g}"
+    return ""
+
+
+def train(
+    model: LinearSR,
+    batches: Batches,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    val_pairs: Sequence[Pair] = (),
+    tag_source: TagSource | None = None,
+    device: torch.device | None = None,
+    deadline: float | None = None,
+    provenance: dict[str, Any] | None = None,
+    training_meta: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `model` (or resume the newest state in `run_dir`) up to cfg.steps.
+
+    Returns status "paused" when time.monotonic() passes `deadline` (a checkpoint and its state
+    are written first), "done" at cfg.steps. Raises TrainingError on divergence after writing
+    `diverged.json`; the last good checkpoint is left untouched.
+    """
+    device = device or torch.device("cpu")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = _distributed()
+    run = _Run(model, cfg, device)
+    log = run_dir / "train_log.jsonl"
+    resume = latest_state(run_dir)
+    if resume is not None:
+        run.load_state(resume[1])
+        _trim_log(log, run.step)
+    elif log.exists():
+        log.unlink()
+    (run_dir / "diverged.json").unlink(missing_ok=True)
+
+    net: torch.nn.Module = run.model
+    if world > 1:  # torchrun: one process per GPU
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        net = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = autocast_dtype(device, cfg.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
+    grid = val_t_grid(cfg)
+    meta_base = dict(training_meta or {})
+    last_ckpt = resume[1] if resume else None
+    pending: list[dict[str, float]] = []
+    result = TrainResult("done", run.step, last_ckpt)
+
+    def checkpoint() -> Path:
+        nonlocal last_ckpt, pending
+        ema_model = copy.deepcopy(run.model)
+        run.ema.copy_to(ema_model)
+        scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if val_pairs else {}
+        losses = [p["loss"] for p in pending]
+        training = {
+            **meta_base,
+            "step": run.step,
+            "loss": sum(losses) / len(losses) if losses else math.nan,
+            "loss_last": losses[-1] if losses else math.nan,
+            "lr": learning_rate(max(run.step - 1, 0), cfg),
+            "t_range": list(cfg.t_range),
+            "ema_decay": cfg.ema_decay,
+            "val": {k: scores[k] for k in ("psnr", "ssim", "val_loss") if k in scores},
+            "attn": {k: scores[k] for k in ("max_q", "max_k", "min_normaliser") if k in scores},
+        }
+        ckpt = run_dir / checkpoint_name(run.step)
+        if rank == 0:
+            save_weights(ckpt, ema_model, provenance=provenance, training=training)
+            run.save_state(ckpt, {"training": training})
+            with log.open("a") as fh:
+                fh.writelines(json.dumps(p) + "\n" for p in pending)
+            _prune_states(run_dir, cfg.keep_states)
+        pending = []
+        last_ckpt = ckpt
+        return ckpt
+
+    while run.step < cfg.steps:
+        lr_img, hr, names = batches(run.step)
+        for group in run.opt.param_groups:
+            group["lr"] = learning_rate(run.step, cfg)
+        b = hr.shape[0]
+        t = sample_t(b, run.gen, cfg)
+        eps = torch.randn(hr.shape, generator=run.gen)
+        keep = torch.rand(b, generator=run.gen) >= cfg.tag_dropout
+        tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
+        lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
+        if tags is not None:
+            tags, tag_mask = tags.to(device), tag_mask.to(device)
+        x0 = residual_target(hr, lr_img, run.model.cfg)
+        x_t = noisy_sample(x0, eps, t)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            pred = net(x_t, t, lr_img, tags, tag_mask)
+        loss = F.mse_loss(pred.float(), x0)
+        value = float(loss.detach())
+        reason = _check_loss(value, run.recent, cfg)
+        grad_norm = math.nan
+        if not reason:
+            scaler.scale(loss).backward()
+            scaler.unscale_(run.opt)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip))
+            if not math.isfinite(grad_norm) and not scaler.is_enabled():
+                reason = f"gradient norm is {grad_norm}"
+        if reason:
+            run.opt.zero_grad(set_to_none=True)
+            _record_divergence(run_dir, run.step, value, reason, last_ckpt)
+            raise TrainingError(
+                f"training diverged at step {run.step}: {reason}; stopped cleanly, "
+                f"last good checkpoint: {last_ckpt if last_ckpt else 'none (no checkpoint yet)'}"
+            )
+        scaler.step(run.opt)
+        scaler.update()
+        run.opt.zero_grad(set_to_none=True)
+        run.ema.update(run.model, run.step)
+        run.step += 1
+        run.recent = (run.recent + [value])[-cfg.spike_window :]
+        pending.append({"step": run.step, "loss": value, "grad_norm": grad_norm})
+        result.losses.append(value)
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
+            checkpoint()
+        if out_of_time and run.step < cfg.steps:
+            result.status = "paused"
+            break
+    result.step = run.step
+    result.last_checkpoint = last_ckpt
+    return result
+
+
+def _record_divergence(run_dir: Path, step: int, loss: float, reason: str, last: Path | None) -> None:
+    info = {"step": step, "loss": loss, "reason": reason, "last_good": last.name if last else None}
+    (run_dir / "diverged.json").write_text(json.dumps(info, indent=1, allow_nan=True))
+
+
+def _prune_states(run_dir: Path, keep: int) -> None:
+    """Keep the resume state of the newest `keep` checkpoints only (the weights stay)."""
+    with_state = [c for _, c in list_checkpoints(run_dir) if state_paths(c)[0].is_file()]
+    for ckpt in with_state[: max(len(with_state) - max(keep, 1), 0)]:
+        for p in state_paths(ckpt):
+            p.unlink(missing_ok=True)
+
+
+def read_log(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The per-step training log of a run directory."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
