@@ -101,3 +101,18 @@ def test_config_validation():
         ModelConfig.from_dict({"dim": 8, "bogus": 1})
     cfg = ModelConfig()
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_mix_ffn_is_local_on_the_token_grid():
+    from linearsr_cli.nn.blocks import MixFFN
+
+    torch.manual_seed(0)
+    ffn = MixFFN(8, 12)
+    h, w = 6, 7
+    x = torch.randn(1, h * w, 8)
+    x2 = x.clone()
+    x2[0, 3 * w + 4] += 1.0  # poke token (row 3, col 4)
+    with torch.no_grad():
+        diff = (ffn(x2, (h, w)) - ffn(x, (h, w))).abs().sum(-1).view(h, w)
+    changed = {(int(r), int(c)) for r, c in (diff > 1e-7).nonzero()}
+    assert changed == {(r, c) for r in range(2, 5) for c in range(3, 6)}  # its 3x3 neighbourhood

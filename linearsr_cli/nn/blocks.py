@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from linearsr_cli.nn.attention import CrossAttention, SelfAttention
@@ -28,9 +27,11 @@ class MixFFN(nn.Module):
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         h, w = hw
         y = self.expand(x)  # (B, N, 2 * hidden)
-        y = rearrange(y, "b (h w) c -> b c h w", h=h, w=w)  # (B, 2 * hidden, h, w)
+        b, _, c = y.shape
+        # (B, N, C) tokens are already channels-last memory for (B, C, h, w): a view, no copy.
+        y = y.view(b, h, w, c).permute(0, 3, 1, 2)  # (B, 2 * hidden, h, w), channels_last
         y = self.dwconv(y)
-        y = rearrange(y, "b c h w -> b (h w) c")  # (B, N, 2 * hidden)
+        y = y.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, N, 2 * hidden)
         value, gate = y.chunk(2, dim=-1)  # (B, N, hidden) each
         return self.project(value * F.silu(gate))
 
