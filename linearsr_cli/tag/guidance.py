@@ -118,8 +118,10 @@ class TagGuidance:
     def resolve(self, path: Path | None, lr_rgb: Tensor) -> ResolvedTags:
         """Tags for one image; lr_rgb (3, h, w) float32 in [0, 1]. cli > sidecar > metadata > tagger."""
         found = self.resolve_without_tagger(path)
-        if found is not None:
-            return found
+        return found if found is not None else self.auto_tags(lr_rgb)
+
+    def auto_tags(self, lr_rgb: Tensor) -> ResolvedTags:
+        """The tagger's tags for lr_rgb (3, h, w) in [0, 1], ignoring every other source."""
         if lr_rgb.ndim != 3 or lr_rgb.shape[0] != 3:
             raise ValueError(f"lr_rgb must be (3, h, w), got {tuple(lr_rgb.shape)}")
         (preds,) = self.tagger.predict(lr_rgb[None])
