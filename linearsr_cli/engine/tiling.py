@@ -1,0 +1,119 @@
+"""Tiling as a pure coordinate plan plus a weighted blend; no PIL, rich or typer here.
+
+Tiles are planned in LR pixels. Each tile starts on the model's token grid (a multiple of
+`align` LR pixels) so its tokens are the same pixels as in a whole-image pass, and neighbouring
+tiles overlap by at least `overlap` LR pixels. Outputs are blended with smooth window weights
+that fade to zero near every edge a tile shares with a neighbour (where its convolutions saw
+zero padding instead of the neighbour's pixels) and stay at one along the image border.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: where it reads in the LR image, where it writes in the HR canvas, and which of
+    its sides (top, left, bottom, right) border another tile and therefore get a blend ramp."""
+
+    lr_box: Box
+    hr_box: Box
+    inner: tuple[bool, bool, bool, bool]
+
+    @property
+    def lr_size(self) -> tuple[int, int]:
+        y0, x0, y1, x1 = self.lr_box
+        return y1 - y0, x1 - x0
+
+
+def plan_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """Spans [start, end) covering 0..length with tiles of about `tile` pixels, starts on
+    multiples of `align`, and at least `overlap` pixels shared by neighbours."""
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    if tile <= 0 or length <= tile:
+        return [(0, length)]
+    stride = tile - overlap - (align - 1)  # worst case after rounding starts down to the grid
+    if stride < 1:
+        raise ValueError(f"tile {tile} too small for overlap {overlap} at alignment {align}")
+    last = (length - tile) // align * align  # the last tile starts here and runs to the end
+    n = math.ceil(last / stride) + 1
+    starts = [int(i * last / (n - 1)) // align * align for i in range(n)] if n > 1 else [0]
+    spans = []
+    for i, s in enumerate(starts):
+        end = length if i == n - 1 else s + tile
+        spans.append((s, end))
+    return spans
+
+
+def plan_tiles(h: int, w: int, tile: int, overlap: int, scale: int, align: int = 1) -> list[Tile]:
+    """The tile grid for an LR image of h x w; one tile covering everything when tile = 0 or
+    the image fits."""
+    rows = plan_axis(h, tile, overlap, align)
+    cols = plan_axis(w, tile, overlap, align)
+    tiles = []
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            inner = (i > 0, j > 0, i < len(rows) - 1, j < len(cols) - 1)
+            hr = (y0 * scale, x0 * scale, y1 * scale, x1 * scale)
+            tiles.append(Tile((y0, x0, y1, x1), hr, inner))
+    return tiles
+
+
+def ramp(length: int, fade: int, margin: int) -> Tensor:
+    """1-D raised-cosine fade-in: 0 over the first `margin` pixels, then 0.5 - 0.5 cos(pi u)
+    for u in (0, 1) across the next `fade` pixels, then 1. float32, (length,)."""
+    pos = torch.arange(length, dtype=torch.float32) + 0.5
+    u = ((pos - margin) / max(fade, 1)).clamp(0.0, 1.0)
+    return 0.5 - 0.5 * torch.cos(math.pi * u)
+
+
+def window(tile: Tile, overlap_hr: int, margin_hr: int) -> Tensor:
+    """Blend weights (H_tile, W_tile) of one tile: the product of a ramp along each inner side,
+    reaching 1 at `overlap_hr` pixels from that side."""
+    y0, x0, y1, x1 = tile.hr_box
+    top, left, bottom, right = tile.inner
+    fade = max(overlap_hr - margin_hr, 1)
+    wy = torch.ones(y1 - y0)
+    wx = torch.ones(x1 - x0)
+    if top:
+        wy = wy * ramp(y1 - y0, fade, margin_hr)
+    if bottom:
+        wy = wy * ramp(y1 - y0, fade, margin_hr).flip(0)
+    if left:
+        wx = wx * ramp(x1 - x0, fade, margin_hr)
+    if right:
+        wx = wx * ramp(x1 - x0, fade, margin_hr).flip(0)
+    return wy[:, None] * wx[None, :]  # (H_tile, W_tile)
+
+
+class Blender:
+    """Accumulates sum_i w_i * out_i and sum_i w_i on an HR canvas; `result` divides them."""
+
+    def __init__(self, shape: tuple[int, ...], overlap_hr: int, margin_hr: int) -> None:
+        self.acc = torch.zeros(shape, dtype=torch.float32)  # (B, C, H, W)
+        self.weight = torch.zeros(shape[-2:], dtype=torch.float32)  # (H, W)
+        self.overlap_hr = overlap_hr
+        self.margin_hr = margin_hr
+
+    def add(self, tile: Tile, out: Tensor) -> None:
+        y0, x0, y1, x1 = tile.hr_box
+        if not any(tile.inner):
+            self.acc[..., y0:y1, x0:x1] += out.float()
+            self.weight[y0:y1, x0:x1] += 1.0
+            return
+        w = window(tile, self.overlap_hr, self.margin_hr)
+        self.acc[..., y0:y1, x0:x1] += out.float() * w
+        self.weight[y0:y1, x0:x1] += w
+
+    def result(self) -> Tensor:
+        if not bool((self.weight > 0).all()):
+            raise ValueError("tile plan leaves pixels uncovered")
+        return self.acc.div_(self.weight)

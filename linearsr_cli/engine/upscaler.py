@@ -1,0 +1,194 @@
+"""The Upscaler: owns the model, the device and the dtype; turns an LR tensor into an HR tensor.
+
+Call contract of `Upscaler.__call__(lr, sampler, ...)`:
+    lr       (3, h, w) float32 in [0, 1], on any device; any h, w >= 1 (odd sizes, 1-pixel
+             strips: the model pads with replicate to whole tokens and crops back, tiles too).
+    returns  (3, s h, s w) float32 in [0, 1] on the CPU, s = the weights' scale.
+    Noise:   one (1, 3, s h, s w) canvas drawn on the CPU from `sampler.seed` (identical on
+             every device and for every tiling), cropped per tile, so overlapping tiles agree.
+    Tiling:  inside the `denoise(x_t, t)` callable the samplers call once per evaluation, so
+             multi-step runs blend per step. Whole image when it fits the memory budget;
+             otherwise tiles of `tile` LR pixels with `overlap`; an out-of-memory error halves
+             the tile and retries that evaluation (down to TileConfig.min_tile).
+    dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
+             output stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from linearsr_cli.checkpoints import WeightsInfo, load_weights
+from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig
+from linearsr_cli.engine.device import DevicePlan, is_out_of_memory
+from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
+from linearsr_cli.errors import DeviceError
+from linearsr_cli.nn.dit import LinearSR, compose_output
+from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, sample
+
+Progress = Callable[[int, int], None] | None
+
+
+def bytes_per_token(cfg: ModelConfig) -> int:
+    """A conservative estimate of activation memory per token in one forward pass (measured
+    about 10 KB per token for the default config on the CPU; this says ~16 KB)."""
+    hidden = int(round(cfg.ffn_mult * cfg.dim))
+    return 4 * (8 * cfg.dim + 6 * hidden + 6 * 3 * cfg.patch * cfg.patch)
+
+
+def auto_tile(cfg: ModelConfig, tiles: TileConfig, h: int, w: int) -> int:
+    """LR tile side for an h x w image: 0 (whole image) when its tokens fit the memory budget,
+    else the largest token-aligned square tile that fits."""
+    if tiles.tile:
+        return tiles.tile
+    k = cfg.lr_per_token
+    budget_tokens = tiles.memory_budget_mb * 2**20 / bytes_per_token(cfg)
+    if math.ceil(h / k) * math.ceil(w / k) <= budget_tokens:
+        return 0
+    side = int(math.sqrt(budget_tokens)) * k
+    return max(side, tiles.min_tile, 2 * tiles.overlap + 2 * k)
+
+
+class Upscaler:
+    """A loaded model on a device, ready to upscale tensors (see the module docstring)."""
+
+    def __init__(self, model: LinearSR, plan: DevicePlan, tiles: TileConfig, info: WeightsInfo | None = None) -> None:
+        self.model = model.to(plan.device).eval()
+        self.cfg: ModelConfig = model.cfg
+        self.plan = plan
+        self.tiles = tiles
+        self.info = info
+
+    @classmethod
+    def from_weights(
+        cls, path: str | Path, plan: DevicePlan, tiles: TileConfig, *, expect_scale: int | None = None
+    ) -> Upscaler:
+        """Load a weights file strictly (raises WeightsError) and move it to the device."""
+        model, info = load_weights(path, expect_scale=expect_scale)
+        return cls(model, plan, tiles, info)
+
+    @property
+    def scale(self) -> int:
+        return self.cfg.scale
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.plan.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.plan.device.type, dtype=self.plan.autocast)
+
+    def _forward_tile(
+        self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, tags: Tensor | None, mask: Tensor | None
+    ) -> Tensor:
+        y0, x0, y1, x1 = tile.lr_box
+        hy0, hx0, hy1, hx1 = tile.hr_box
+        dev = self.plan.device
+        lr_t = lr[..., y0:y1, x0:x1].to(dev)  # (1, 3, th, tw)
+        xt_t = x_t[..., hy0:hy1, hx0:hx1].to(dev)  # (1, 3, s th, s tw)
+        with self._autocast():
+            out = self.model(xt_t, t, lr_t, tags, mask)
+        return out.float().cpu()
+
+    def denoise_fn(
+        self,
+        lr: Tensor,
+        tags: Tensor | None,
+        tag_mask: Tensor | None,
+        tile: int,
+        on_tile: Callable[[int], None] | None = None,
+    ) -> Callable[[Tensor, float], Tensor]:
+        """The `denoise(x_t, t) -> x0_hat` the samplers call on the whole (1, 3, sH, sW) canvas;
+        tiles and blends inside. `tile` is the starting LR tile side (0 = whole image)."""
+        h, w = lr.shape[-2:]
+        s, k = self.scale, self.cfg.lr_per_token
+        overlap = self.tiles.overlap
+        state = {"tile": tile}
+        dev = self.plan.device
+        tags = None if tags is None else tags.to(dev)
+        tag_mask = None if tag_mask is None else tag_mask.to(dev)
+
+        def denoise(x_t: Tensor, t: float) -> Tensor:
+            while True:
+                plan = plan_tiles(h, w, state["tile"], overlap, s, align=k)
+                try:
+                    return self._run_tiles(x_t, t, lr, plan, tags, tag_mask, on_tile)
+                except (RuntimeError, MemoryError) as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    current = state["tile"] or max(h, w)
+                    smaller = max(current // 2 // k * k, 2 * overlap + 2 * k)
+                    if current <= self.tiles.min_tile or smaller >= current:
+                        raise DeviceError(
+                            f"out of memory even with {current}-pixel tiles; try --tile smaller, "
+                            "--device cpu or a smaller --tile-overlap"
+                        ) from None
+                    state["tile"] = smaller
+
+        return denoise
+
+    def _run_tiles(
+        self,
+        x_t: Tensor,
+        t: float,
+        lr: Tensor,
+        plan: list[Tile],
+        tags: Tensor | None,
+        tag_mask: Tensor | None,
+        on_tile: Callable[[int], None] | None,
+    ) -> Tensor:
+        s = self.scale
+        if len(plan) == 1:
+            out = self._forward_tile(x_t, t, lr, plan[0], tags, tag_mask)
+            if on_tile is not None:
+                on_tile(1)
+            return out
+        overlap_hr = self.tiles.overlap * s
+        blender = Blender(tuple(x_t.shape), overlap_hr, margin_hr=overlap_hr // 4)
+        for tile in plan:
+            blender.add(tile, self._forward_tile(x_t, t, lr, tile, tags, tag_mask))
+            if on_tile is not None:
+                on_tile(1)
+        return blender.result()
+
+    def tile_count(self, h: int, w: int) -> int:
+        """Tiles one evaluation uses for an h x w LR image under the configured tiling."""
+        tile = auto_tile(self.cfg, self.tiles, h, w)
+        return len(plan_tiles(h, w, tile, self.tiles.overlap, self.scale, align=self.cfg.lr_per_token))
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        lr: Tensor,
+        sampler: SamplerConfig,
+        *,
+        tags: Tensor | None = None,
+        tag_mask: Tensor | None = None,
+        progress: Progress = None,
+    ) -> Tensor:
+        if lr.dim() != 3 or lr.shape[0] != 3:
+            raise ValueError(f"lr must be (3, h, w), got {tuple(lr.shape)}")
+        lr = lr.detach().float().cpu()[None].clamp(0.0, 1.0)  # (1, 3, h, w)
+        h, w = lr.shape[-2:]
+        s = self.scale
+        tile = auto_tile(self.cfg, self.tiles, h, w)
+        total = count_evaluations(sampler) * self.tile_count(h, w)
+        done = [0]
+
+        def on_tile(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(min(done[0], total), total)
+
+        noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
+        denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile)
+        x0 = sample(denoise, noise, sampler)
+        del noise
+        out = compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
+        return out[0]

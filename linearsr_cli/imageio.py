@@ -1,0 +1,350 @@
+"""Image files <-> tensors: modes, bit depth, alpha, EXIF orientation, ICC profile and EXIF.
+
+The engine sees every image the same way: RGB as (3, h, w) float32 in [0, 1] after the EXIF
+orientation is applied, plus an optional alpha plane (1, h, w). `ImageData` remembers what the
+file was (gray or colour, 8 or 16 bit, format, ICC profile, EXIF with the orientation reset) so
+`encode_image` can write the upscaled result back in kind.
+
+Decoders: Pillow for 8-bit images and 16-bit gray; OpenCV for 16-bit colour PNG and tifffile
+for 16-bit colour TIFF (Pillow holds those only at 8 bits). 16-bit PNGs are written by a small
+PNG writer here so gray+alpha and the iCCP/eXIf chunks work at 16 bits.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+from torch import Tensor
+
+from linearsr_cli.errors import ImageReadError, ImageWriteError
+
+# We enforce our own --max-pixels limit before decoding, so Pillow's global guard is lifted
+# (its 179 MP hard stop would otherwise override a user's larger limit).
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ORIENTATION_TAG = 0x0112
+DEFAULT_MAX_PIXELS = 64_000_000
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp")
+EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
+READABLE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+)
+_PIL_FORMAT = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "WEBP": "webp", "BMP": "bmp"}
+_SAVE_NAME = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A decoded image, oriented upright.
+
+    rgb (3, h, w) float32 in [0, 1]; alpha (1, h, w) float32 in [0, 1] or None; gray: the file
+    had one colour channel (it is replicated to 3 here); bit_depth 8 or 16; format: the file's
+    format as one of FORMATS; icc: ICC profile bytes that fit the output's colour space; exif:
+    EXIF bytes with the orientation reset to 1 (None when there was none).
+    """
+
+    rgb: Tensor
+    alpha: Tensor | None
+    gray: bool
+    bit_depth: int
+    format: str
+    icc: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[-1])
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8, TIFF 6.0 tag 274) to an (h, w, ...) array, giving the
+    upright image (the same result as PIL.ImageOps.exif_transpose)."""
+    if orientation == 2:
+        arr = arr[:, ::-1]
+    elif orientation == 3:
+        arr = arr[::-1, ::-1]
+    elif orientation == 4:
+        arr = arr[::-1]
+    elif orientation == 5:
+        arr = arr.swapaxes(0, 1)
+    elif orientation == 6:
+        arr = arr[::-1].swapaxes(0, 1)  # rotate 90 degrees clockwise
+    elif orientation == 7:
+        arr = arr[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        arr = arr[:, ::-1].swapaxes(0, 1)  # rotate 90 degrees counter-clockwise
+    return np.ascontiguousarray(arr)
+
+
+def icc_colour_space(icc: bytes | None) -> str | None:
+    """The data colour space signature of an ICC profile (header bytes 16..20): 'RGB', 'GRAY', 'CMYK'."""
+    if not icc or len(icc) < 20:
+        return None
+    return icc[16:20].decode("latin-1").strip()
+
+
+def _is_sixteen_bit(im: Image.Image) -> bool:
+    if im.mode.startswith("I;16"):
+        return True
+    if im.format == "PNG":
+        return any(";16" in str(getattr(t, "args", t[3] if len(t) > 3 else "")) for t in im.tile)
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258) or (8,)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return any(int(b) == 16 for b in bits)
+    return False
+
+
+def _decode_sixteen(data: bytes, im: Image.Image) -> np.ndarray:
+    """16-bit pixels as an (h, w, c) uint16 array in RGB(A) order, not yet oriented."""
+    if im.mode.startswith("I;16"):
+        return np.asarray(im.convert("I;16") if im.mode != "I;16" else im).astype(np.uint16)[..., None]
+    if im.format == "TIFF":
+        import tifffile
+
+        arr = tifffile.imread(io.BytesIO(data))
+        if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[-1] not in (1, 2, 3, 4):
+            arr = np.moveaxis(arr, 0, -1)  # planar (c, h, w) -> (h, w, c)
+        return (arr if arr.ndim == 3 else arr[..., None]).astype(np.uint16)
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError("OpenCV cannot decode this 16-bit image")
+    if arr.ndim == 2:
+        return arr[..., None]
+    order = [2, 1, 0, 3][: arr.shape[2]]  # BGR(A) -> RGB(A)
+    return arr[..., order]
+
+
+def _decode_eight(im: Image.Image) -> tuple[np.ndarray, bool]:
+    """8-bit (or float/32-bit gray) pixels as (h, w, c) float32 in [0, 1], and whether gray."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode in ("1",):
+        im = im.convert("L")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    elif mode == "I":
+        arr = np.asarray(im).astype(np.float32)
+        return (np.clip(arr / (65535.0 if arr.max() > 255 else 255.0), 0, 1))[..., None], True
+    elif mode == "F":
+        return np.clip(np.asarray(im).astype(np.float32), 0, 1)[..., None], True
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, im.mode in ("L", "LA")
+
+
+def _exif_bytes(im: Image.Image) -> tuple[int, bytes | None]:
+    """The EXIF orientation, and EXIF bytes with the orientation reset (None if no EXIF)."""
+    try:
+        exif = im.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF must not lose the pixels
+        return 1, None
+    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    if orientation not in range(1, 9):
+        orientation = 1
+    if im.format == "TIFF" or not len(exif):
+        return orientation, None  # a TIFF's "EXIF" is its own IFD of layout tags: not carried
+    if ORIENTATION_TAG in exif:
+        exif[ORIENTATION_TAG] = 1
+    try:
+        return orientation, exif.tobytes()
+    except Exception:  # noqa: BLE001
+        return orientation, None
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Decode an image file; raises ImageReadError saying why it cannot be used."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Decode image bytes (see read_image)."""
+    if not data:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageReadError(
+                    f"{w}x{h} = {w * h:,} pixels exceeds --max-pixels {max_pixels:,} "
+                    "(decompression-bomb guard)"
+                )
+            im.load()
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+    if w < 1 or h < 1:
+        raise ImageReadError(f"image has no pixels ({w}x{h})")
+    fmt = _PIL_FORMAT.get(im.format or "", "png")
+    orientation, exif = _exif_bytes(im)
+    icc = im.info.get("icc_profile") or None
+    try:
+        if _is_sixteen_bit(im):
+            arr16 = _decode_sixteen(data, im)
+            gray = arr16.shape[2] <= 2 or im.mode in ("L", "LA", "I;16", "I;16B", "I;16L")
+            arr = arr16.astype(np.float32) / 65535.0
+            depth = 16
+        else:
+            arr, gray = _decode_eight(im)
+            depth = 8
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+    arr = orient(arr, orientation)
+    channels = arr.shape[2]
+    has_alpha = channels in (2, 4)
+    colour = arr[..., :1].repeat(3, axis=2) if channels <= 2 else arr[..., :3]
+    if gray and channels > 2:  # e.g. 16-bit gray+alpha that OpenCV expanded to BGRA
+        colour = arr[..., :3]
+    rgb = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1))).float()  # (3, h, w)
+    alpha = None
+    if has_alpha:
+        alpha = torch.from_numpy(np.ascontiguousarray(arr[..., -1][None])).float()  # (1, h, w)
+    want = "GRAY" if gray else "RGB"
+    if icc_colour_space(icc) != want:
+        icc = None  # e.g. a CMYK profile of a JPEG we converted to RGB
+    return ImageData(rgb=rgb, alpha=alpha, gray=gray, bit_depth=depth, format=fmt, icc=icc, exif=exif)
+
+
+def output_format(source_format: str, requested: str) -> str:
+    """The format to write: `requested` unless it is 'keep'."""
+    if requested == "keep":
+        return source_format if source_format in FORMATS else "png"
+    if requested not in FORMATS:
+        raise ImageWriteError(f"unknown output format {requested!r}; choose keep, {', '.join(FORMATS)}")
+    return requested
+
+
+def _to_array(img: ImageData, fmt: str) -> tuple[np.ndarray, int]:
+    """The pixels to write as (h, w, c) uint8/uint16 for `fmt`, and the bit depth chosen."""
+    rgb = img.rgb.clamp(0, 1)
+    if img.gray:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        chans = [(rgb * luma).sum(0, keepdim=True)]  # (1, H, W)
+        if fmt == "webp":
+            chans = [rgb]  # WebP has no gray mode
+    else:
+        chans = [rgb]
+    alpha = img.alpha.clamp(0, 1) if img.alpha is not None else None
+    if alpha is not None and fmt == "jpg":
+        base = torch.cat(chans, 0)
+        chans, alpha = [base * alpha + (1.0 - alpha)], None  # JPEG has no alpha: flatten on white
+    if alpha is not None:
+        chans.append(alpha)
+    arr = torch.cat(chans, 0).permute(1, 2, 0).numpy()  # (H, W, C)
+    depth = 16 if img.bit_depth == 16 and fmt in ("png", "tiff") else 8
+    peak = 65535.0 if depth == 16 else 255.0
+    out = np.rint(arr * peak).astype(np.uint16 if depth == 16 else np.uint8)
+    return out, depth
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png16_bytes(arr: np.ndarray, *, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """A 16-bit PNG (PNG spec, ISO 15948) of an (h, w, c) uint16 array, c in 1..4, with the
+    'Up' row filter, and optional iCCP and eXIf chunks."""
+    h, w, c = arr.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = arr.astype(">u2").reshape(h, w * c).view(np.uint8)  # (h, 2 w c) big-endian bytes
+    up = rows.copy()
+    up[1:] = rows[1:] - rows[:-1]  # 'Up' filter: byte minus the byte above, mod 256
+    raw = np.concatenate([np.full((h, 1), 2, dtype=np.uint8), up], axis=1)  # filter byte per row
+    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))]
+    if icc:
+        out.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    out.append(_png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)))
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def encode_image(img: ImageData, fmt: str, *, quality: int = 95) -> bytes:
+    """Encode `img` as `fmt` (one of FORMATS) in memory, keeping ICC/EXIF where the format can.
+
+    16-bit stays 16-bit in PNG and TIFF; JPEG, WebP and BMP get 8 bits. Alpha is kept except in
+    JPEG, where the image is flattened onto white.
+    """
+    if fmt not in FORMATS:
+        raise ImageWriteError(f"unknown output format {fmt!r}")
+    arr, depth = _to_array(img, fmt)
+    icc = img.icc if fmt != "bmp" else None
+    exif = img.exif if fmt in ("png", "jpg", "webp", "tiff") else None
+    try:
+        if depth == 16 and fmt == "png":
+            return png16_bytes(arr, icc=icc, exif=exif)
+        if depth == 16:
+            import tifffile
+
+            buf = io.BytesIO()
+            c = arr.shape[2]
+            tifffile.imwrite(
+                buf,
+                arr if c > 1 else arr[..., 0],
+                photometric="rgb" if c >= 3 else "minisblack",
+                extrasamples=["unassalpha"] if c in (2, 4) else None,
+                compression="zlib",
+                iccprofile=icc,
+            )
+            return buf.getvalue()
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+        pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode=mode)
+        if fmt == "bmp" and mode == "LA":
+            pil = pil.convert("RGBA")
+        params: dict[str, object] = {}
+        if icc:
+            params["icc_profile"] = icc
+        if exif:
+            params["exif"] = exif
+        if fmt in ("jpg", "webp"):
+            params["quality"] = int(quality)
+        if fmt == "png":
+            params["compress_level"] = 6
+        if fmt == "tiff":
+            params["compression"] = "tiff_adobe_deflate"
+        buf = io.BytesIO()
+        pil.save(buf, format=_SAVE_NAME[fmt], **params)
+        return buf.getvalue()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageWriteError(f"cannot encode {fmt}: {exc}") from None
+
+
+def with_pixels(img: ImageData, rgb: Tensor, alpha: Tensor | None) -> ImageData:
+    """The same image description with new (upscaled) pixels."""
+    return replace(img, rgb=rgb, alpha=alpha)
