@@ -60,18 +60,36 @@ def collect_images(source: str, stdin_lines: Iterable[str] | None = None) -> lis
 def tag_one(
     path: Path, guidance: TagGuidance, *, write: bool, overwrite: bool, fresh: bool
 ) -> TagRecord:
-    """Resolve (and maybe write a sidecar for) one image; errors become the record's `error`."""
+    """Resolve (and maybe write a sidecar for) one image. An unreadable image or sidecar becomes
+    the record's `error`; a tagger that cannot load raises TagError (a setup error)."""
     from linearsr_cli.imageio import read_image
 
     try:
         rgb = read_image(path).rgb  # (3, h, w) in [0, 1]
-        resolved = guidance.auto_tags(rgb) if fresh else guidance.resolve(path, rgb)
-        sidecar = ""
-        if write:
-            sidecar = "written" if write_sidecar(path, resolved.tags, overwrite=overwrite) else "kept"
+        found = None if fresh else guidance.resolve_without_tagger(path)
     except (ImageReadError, TagError) as exc:
         return TagRecord(path, error=str(exc))
+    resolved = found if found is not None else guidance.auto_tags(rgb)
+    sidecar = ""
+    if write:
+        try:
+            written = write_sidecar(path, resolved.tags, overwrite=overwrite)
+        except TagError as exc:
+            return TagRecord(path, resolved, error=str(exc))
+        sidecar = "written" if written else "kept"
     return TagRecord(path, resolved, sidecar)
+
+
+def table_row(record: TagRecord) -> tuple[str, str, str, str]:
+    """(path, source, tags with scores, sidecar) for the human-readable table."""
+    if record.error is not None or record.resolved is None:
+        return (str(record.path), "error", record.error or "", "")
+    res = record.resolved
+    if res.scores:
+        tags = ", ".join(f"{t} ({p:.2f})" for t, p in zip(res.tags, res.scores, strict=True))
+    else:
+        tags = ", ".join(res.tags)
+    return (str(record.path), res.source, tags or "(none: null token)", record.sidecar)
 
 
 def tag_images(
