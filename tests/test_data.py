@@ -209,3 +209,208 @@ def test_validation_pairs_fixed_centre_crops(photo_root: Path) -> None:
     np.testing.assert_allclose(hr.numpy().transpose(1, 2, 0), ref_hr, atol=1e-6)
     again = validation_pairs(cfg, size=64, degradation="realistic")
     assert torch.equal(again[0][1], validation_pairs(cfg, size=64, degradation="realistic")[0][1])
+
+
+# --- photos: Eet, JPEG quality, licences, split, manifest ------------------------------------
+
+import io  # noqa: E402
+import json  # noqa: E402
+import struct  # noqa: E402
+
+from linearsr_cli.errors import ImageReadError  # noqa: E402
+from linearsr_cli.train import photos  # noqa: E402
+
+
+def jpeg_bytes(w: int, h: int, quality: int = 95, seed: int = 0, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(textured(h, w, w + h + seed)).save(buf, "JPEG", quality=quality, **save)
+    return buf.getvalue()
+
+
+def write_eet(entries: list[tuple[str, bytes, int]]) -> bytes:
+    """A minimal Eet v2 file: header, directory, names, then the payloads (flags as given)."""
+    header = struct.pack(">3i", photos.EET_MAGIC_FILE2, len(entries), 0)
+    names = b"".join(name.encode() + b"\0" for name, _, _ in entries)
+    name_start = len(header) + 24 * len(entries)
+    data_start = name_start + len(names)
+    directory, name_off, data_off = b"", name_start, data_start
+    for name, payload, flags in entries:
+        n = len(name) + 1
+        directory += struct.pack(">6i", data_off, len(payload), len(payload), name_off, n, flags)
+        name_off += n
+        data_off += len(payload)
+    return header + directory + names + b"".join(p for _, p, _ in entries)
+
+
+def test_eet_extraction_picks_the_largest_plain_jpeg() -> None:
+    small, big = jpeg_bytes(40, 30), jpeg_bytes(64, 48, progressive=True)
+    archive = write_eet(
+        [
+            ("edje/images/1", small, 0),
+            ("edje/file", b"\x78\x9c packed edje data", 1),
+            ("edje/images/0", big, 0),
+            ("edje/images/2", b"\xff\xd8 but compressed", 1),
+            ("edje/images/3", b"\xde\xad\xbe\xef raw argb", 0),
+        ]
+    )
+    entries = photos.eet_directory(archive)
+    assert [e.name for e in entries] == [
+        "edje/images/1",
+        "edje/file",
+        "edje/images/0",
+        "edje/images/2",
+        "edje/images/3",
+    ]
+    assert entries[1].compressed and not entries[0].compressed
+    assert photos.jpeg_dimensions(big) == (64, 48) and photos.jpeg_dimensions(b"nope") is None
+    name, blob = photos.eet_photo(archive)
+    assert name == "edje/images/0" and blob == big
+    assert Image.open(io.BytesIO(blob)).size == (64, 48)
+
+
+def test_eet_rejects_bad_files() -> None:
+    good = write_eet([("edje/images/0", jpeg_bytes(16, 16), 0)])
+    with pytest.raises(ImageReadError):
+        photos.eet_directory(b"\x00\x01" + good[2:])  # wrong magic
+    with pytest.raises(ImageReadError):
+        photos.eet_directory(good[:30])  # directory cut off
+    with pytest.raises(ImageReadError):
+        photos.eet_directory(good[: len(good) - 10])  # payload cut off
+    with pytest.raises(ImageReadError):
+        photos.eet_photo(write_eet([("edje/images/0", b"\x89PNG not a jpeg", 0)]))
+
+
+@pytest.mark.parametrize("quality", [30, 50, 75, 85, 90, 95])
+def test_jpeg_quality_estimate_recovers_libjpeg_setting(quality: int) -> None:
+    img = Image.open(io.BytesIO(jpeg_bytes(32, 24, quality)))
+    assert photos.estimate_jpeg_quality(img.quantization) == quality
+
+
+def test_prepare_photo_halves_low_quality_jpegs_and_undoes_exif_rotation() -> None:
+    low = Image.open(io.BytesIO(jpeg_bytes(64, 40, 85)))
+    arr, halved = photos.prepare_photo(low, 85, 90)
+    assert halved and arr.shape == (20, 32, 3) and arr.dtype == np.uint8
+    high = Image.open(io.BytesIO(jpeg_bytes(64, 40, 95)))
+    arr, halved = photos.prepare_photo(high, 95, 90)
+    assert not halved and arr.shape == (40, 64, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    Image.fromarray(textured(40, 64, 0)).save(buf, "JPEG", quality=95, exif=exif)
+    arr, _ = photos.prepare_photo(Image.open(io.BytesIO(buf.getvalue())), 95, 90)
+    assert arr.shape == (64, 40, 3)
+
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2010 The Team
+License: LGPL-2.1+
+
+Files: nature/Aqua.jpg
+       nature/LadyBird.jpg
+Copyright: 2008, Someone
+License: GPL-2+
+Comment: see AUTHORS
+
+Files: 16.04/Bridge_by_X.jpg
+Copyright: 2018, X
+License: CC-BY-SA-4.0
+
+Files: debian/*
+Copyright: 2014 Packager
+License: GPL-2+
+
+License: GPL-2+
+ long text that is not a stanza of its own
+"""
+
+
+def test_licence_lookup_follows_dep5() -> None:
+    stanzas = photos.parse_copyright(COPYRIGHT)
+    assert [s["license"] for s in stanzas] == ["LGPL-2.1+", "GPL-2+", "CC-BY-SA-4.0", "GPL-2+"]
+    lookup = photos.licence_for
+    assert lookup(stanzas, "usr/share/backgrounds/mate/nature/LadyBird.jpg") == (
+        "GPL-2+",
+        "2008, Someone",
+    )
+    assert lookup(stanzas, "usr/share/backgrounds/Bridge_by_X.jpg")[0] == "CC-BY-SA-4.0"
+    assert lookup(stanzas, "usr/share/lxqt/wallpapers/fog.jpg") == ("LGPL-2.1+", "2010 The Team")
+    assert lookup([], "anything.png") == ("unknown", "")
+
+
+def test_validation_choice_is_deterministic_and_order_free() -> None:
+    names = [f"photo-{i}" for i in range(20)]
+    val = photos.choose_validation(names, 5)
+    assert len(val) == 5 and val <= set(names)
+    assert photos.choose_validation(list(reversed(names)), 5) == val
+    assert photos.choose_validation(names + ["extra"], 5) - val <= {"extra"}
+    with pytest.raises(ConfigError):
+        photos.choose_validation(names, 20)
+
+
+def test_review_lists_are_consistent() -> None:
+    assert not set(photos.KEEP) & set(photos.DROP)
+    assert all(reason.strip() for reason in photos.DROP.values())
+    assert {pkg for pkg, _ in photos.KEEP} == set(photos.PACKAGES)
+    assert 45 <= len(photos.KEEP) <= 55
+
+
+def fake_tree(base: Path, source: photos.Source) -> Path:
+    """A package tree with the real folder layout: kept, dropped and unknown candidates."""
+    tree = base / source.package
+    folder = tree / source.folder
+    folder.mkdir(parents=True)
+    kept = sorted(name for pkg, name in photos.KEEP if pkg == source.package)[:3]
+    for i, name in enumerate(kept, start=10 * photos.SOURCES.index(source)):
+        if name.endswith(".edj"):
+            big = jpeg_bytes(96, 80, 98, seed=i)
+            (folder / name).write_bytes(
+                write_eet([("edje/images/1", jpeg_bytes(48, 40), 0), ("edje/images/0", big, 0)])
+            )
+        elif name.endswith(".png"):
+            Image.fromarray(textured(70, 90, i)).save(folder / name)
+        else:
+            (folder / name).write_bytes(jpeg_bytes(100, 72, 85 if i % 2 else 95, seed=i))
+    dropped = [name for pkg, name in photos.DROP if pkg == source.package][:1]
+    for name in dropped + ["zz-unknown.png"]:
+        Image.fromarray(textured(40, 40, 9)).save(
+            folder / name, "PNG" if name.endswith(".png") else "JPEG"
+        )
+    doc = tree / "usr/share/doc" / source.package
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Files: *\nCopyright: 2020 Test\nLicense: CC0-1.0\n")
+    return tree
+
+
+def test_fetch_writes_photos_and_a_deterministic_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trees = {s.package: fake_tree(tmp_path / "debs", s) for s in photos.SOURCES}
+    monkeypatch.setattr(photos, "download_package", lambda pkg, cache, log: Path(pkg))
+    monkeypatch.setattr(photos, "unpack", lambda deb, cache: (trees[str(deb)], "1.0-1"))
+    cfg = photos.FetchConfig(root=str(tmp_path / "photos"), val=2, cache=str(tmp_path / "cache"))
+    first = photos.fetch_photos(cfg)
+    second = photos.fetch_photos(cfg)
+    assert first == second
+    on_disk = json.loads((tmp_path / "photos" / "manifest.json").read_text())
+    assert on_disk == first
+    assert first["counts"] == {"train": 10, "val": 2}
+    for entry in first["photos"]:
+        path = tmp_path / "photos" / entry["file"]
+        assert path.is_file() and entry["split"] in entry["file"]
+        assert photos._sha256(path.read_bytes()) == entry["sha256"]
+        assert entry["license"] == "CC0-1.0" and entry["version"] == "1.0-1"
+        w, h = Image.open(path).size
+        assert [w, h] == entry["size"]
+        if entry["source"].endswith(".jpg"):
+            assert entry["downscaled_x2"] == (entry["jpeg_quality"] <= 90)
+    edj = [e for e in first["photos"] if e["package"] == "enlightenment-data"]
+    assert edj and all(
+        e["source"].endswith("#edje/images/0") and e["size"] == [96, 80] for e in edj
+    )
+    reasons = {e["path"].rsplit("/", 1)[-1]: e["reason"] for e in first["excluded"]}
+    assert reasons["zz-unknown.png"] == photos.UNREVIEWED
+    assert any(r.startswith(("render", "texture")) for r in reasons.values())
+    ds = PairDataset(DataConfig(root=cfg.root, crop=16))  # the loader reads what fetch wrote
+    assert len(ds.names) == 10

@@ -44,8 +44,9 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def resize_matrix(n_in: int, n_out: int, factor: float) -> np.ndarray:
-    """Dense (n_out, n_in) matrix of MATLAB imresize bicubic along one axis (antialiased).
+def resize_taps(n_in: int, n_out: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Taps of MATLAB imresize bicubic along one axis (antialiased): indices and weights, both
+    (n_out, taps).
 
     Output pixel i samples input coordinate u = (i + 0.5) / factor - 0.5; when shrinking
     (factor < 1) the kernel is widened to factor * cubic(factor * x) (MATLAB's antialiasing).
@@ -59,11 +60,31 @@ def resize_matrix(n_in: int, n_out: int, factor: float) -> np.ndarray:
     idx = left[:, None] + np.arange(taps)[None, :]  # (n_out, taps)
     w = shrink * cubic(shrink * (centre[:, None] - idx))  # (n_out, taps)
     w /= w.sum(axis=1, keepdims=True)
-    mat = np.zeros((n_out, n_in), dtype=np.float64)
-    rows = np.repeat(np.arange(n_out), taps)
-    np.add.at(mat, (rows, _mirror(idx.astype(np.int64), n_in).ravel()), w.ravel())
-    out = mat.astype(np.float32)
-    out.setflags(write=False)
+    idx = _mirror(idx.astype(np.int64), n_in)
+    w = w.astype(np.float32)
+    idx.setflags(write=False)
+    w.setflags(write=False)
+    return idx, w
+
+
+@lru_cache(maxsize=64)
+def resize_matrix(n_in: int, n_out: int, factor: float) -> np.ndarray:
+    """The same resize as a dense (n_out, n_in) matrix (for small images and torch)."""
+    idx, w = resize_taps(n_in, n_out, factor)
+    mat = np.zeros((n_out, n_in), dtype=np.float32)
+    rows = np.repeat(np.arange(n_out), idx.shape[1])
+    np.add.at(mat, (rows, idx.ravel()), w.ravel())
+    mat.setflags(write=False)
+    return mat
+
+
+def _resize_rows(x: np.ndarray, n_out: int, factor: float) -> np.ndarray:
+    """Resize axis 0 of x (H, ...) to n_out rows by summing the weighted taps (banded, any size)."""
+    idx, w = resize_taps(x.shape[0], n_out, factor)
+    out = np.zeros((n_out,) + x.shape[1:], dtype=np.float32)
+    extra = (1,) * (x.ndim - 1)
+    for k in range(idx.shape[1]):
+        out += w[:, k].reshape((n_out,) + extra) * x[idx[:, k]]  # (n_out, ...)
     return out
 
 
@@ -84,14 +105,10 @@ def bicubic_downscale(hr: np.ndarray | torch.Tensor, scale: int) -> np.ndarray |
         return mh.to(x.device) @ x @ mw.to(x.device).T  # (..., h', H) @ (..., H, W) @ (W, w')
     arr = np.asarray(hr)
     h, w = arr.shape[:2]
-    mh = resize_matrix(h, math.ceil(h / scale), factor)  # (h', H)
-    mw = resize_matrix(w, math.ceil(w / scale), factor)  # (w', W)
     x = arr.astype(np.float32)
-    if x.ndim == 2:
-        out = mh @ x @ mw.T  # (h', H) @ (H, W) @ (W, w') -> (h', w')
-    else:
-        chw = x.transpose(2, 0, 1)  # (C, H, W)
-        out = (mh @ chw @ mw.T).transpose(1, 2, 0)  # (C, h', w') -> (h', w', C)
+    out = _resize_rows(x, math.ceil(h / scale), factor)  # (h', W, ...)
+    out = _resize_rows(np.swapaxes(out, 0, 1), math.ceil(w / scale), factor)  # (w', h', ...)
+    out = np.ascontiguousarray(np.swapaxes(out, 0, 1))  # (h', w', ...)
     if arr.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out.astype(np.float32)
