@@ -96,16 +96,27 @@ def icc_colour_space(icc: bytes | None) -> str | None:
     return icc[16:20].decode("latin-1").strip()
 
 
-def _is_sixteen_bit(im: Image.Image) -> bool:
+def _raw_mode(im: Image.Image) -> str:
+    """The decoder's raw mode of an opened (not yet loaded) image, e.g. 'RGB;16B', or ''."""
+    for t in im.tile:
+        args = getattr(t, "args", t[3] if len(t) > 3 else "")
+        return str(args[0] if isinstance(args, tuple) and args else args)
+    return ""
+
+
+def _sixteen_bit(im: Image.Image) -> tuple[bool, bool]:
+    """(16 bits per sample?, one colour channel?) of an opened, not yet loaded image."""
+    raw = _raw_mode(im)
+    gray = im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;16") or raw.startswith(("L", "I"))
     if im.mode.startswith("I;16"):
-        return True
+        return True, True
     if im.format == "PNG":
-        return any(";16" in str(getattr(t, "args", t[3] if len(t) > 3 else "")) for t in im.tile)
+        return ";16" in raw, gray
     if im.format == "TIFF":
         bits = im.tag_v2.get(258) or (8,)
         bits = bits if isinstance(bits, tuple) else (bits,)
-        return any(int(b) == 16 for b in bits)
-    return False
+        return any(int(b) == 16 for b in bits), gray
+    return False, gray
 
 
 def _decode_sixteen(data: bytes, im: Image.Image) -> np.ndarray:
@@ -199,6 +210,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageD
                     f"{w}x{h} = {w * h:,} pixels exceeds --max-pixels {max_pixels:,} "
                     "(decompression-bomb guard)"
                 )
+            sixteen, gray16 = _sixteen_bit(im)
             im.load()
     except ImageReadError:
         raise
@@ -212,9 +224,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageD
     orientation, exif = _exif_bytes(im)
     icc = im.info.get("icc_profile") or None
     try:
-        if _is_sixteen_bit(im):
+        if sixteen:
             arr16 = _decode_sixteen(data, im)
-            gray = arr16.shape[2] <= 2 or im.mode in ("L", "LA", "I;16", "I;16B", "I;16L")
+            gray = arr16.shape[2] <= 2 or gray16
             arr = arr16.astype(np.float32) / 65535.0
             depth = 16
         else:
@@ -334,6 +346,8 @@ def encode_image(img: ImageData, fmt: str, *, quality: int = 95) -> bytes:
             params["exif"] = exif
         if fmt in ("jpg", "webp"):
             params["quality"] = int(quality)
+        if fmt == "webp" and quality >= 100:
+            params["lossless"] = True  # --quality 100 = lossless WebP
         if fmt == "png":
             params["compress_level"] = 6
         if fmt == "tiff":

@@ -17,22 +17,78 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from linearsr_cli.checkpoints import WeightsInfo, load_weights
-from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig
-from linearsr_cli.engine.device import DevicePlan, is_out_of_memory
+import linearsr_cli
+from linearsr_cli.checkpoints import WeightsInfo, load_weights, read_info
+from linearsr_cli.config import DEFAULT_PRESET, PRESETS, ModelConfig, SamplerConfig, TileConfig
+from linearsr_cli.engine.device import (
+    DevicePlan,
+    available_devices,
+    choose_dtype,
+    cpu_supports_bf16,
+    is_out_of_memory,
+)
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
-from linearsr_cli.errors import DeviceError
+from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
 from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, sample
 
 Progress = Callable[[int, int], None] | None
+WEIGHTS_ENV = "LINEARSR_WEIGHTS"
+WEIGHTS_NAME = "linearsr-x4.safetensors"
+
+
+def default_weights_path() -> Path:
+    """weights/linearsr-x4.safetensors next to the package (the repository root)."""
+    return Path(linearsr_cli.__file__).resolve().parents[1] / "weights" / WEIGHTS_NAME
+
+
+def resolve_weights(option: Path | None) -> Path:
+    """--weights, else $LINEARSR_WEIGHTS, else the default path; WeightsError when absent."""
+    if option is not None:
+        path, origin = Path(option), "--weights"
+    elif os.environ.get(WEIGHTS_ENV):
+        path, origin = Path(os.environ[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
+    else:
+        path, origin = default_weights_path(), "default"
+    if not path.is_file():
+        if origin == "default":
+            raise WeightsError(
+                f"no LinearSR weights are installed (looked for {path}). Train them with "
+                "`linearsr train` (see weights/MODEL_CARD.md for the exact recipe) and put the "
+                f"file there, or point --weights / ${WEIGHTS_ENV} at a weights file."
+            )
+        raise WeightsError(f"{origin} names {path}, which does not exist")
+    return path
+
+
+def sampler_config(
+    preset: str = DEFAULT_PRESET,
+    *,
+    steps: int | None = None,
+    solver: str | None = None,
+    seed: int = 0,
+) -> SamplerConfig:
+    """The preset's SamplerConfig with --steps/--solver/--seed applied on top."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    return dataclasses.replace(
+        base,
+        steps=base.steps if steps is None else steps,
+        solver=base.solver if solver is None else solver,
+        seed=seed,
+    )
 
 
 def bytes_per_token(cfg: ModelConfig) -> int:
@@ -192,3 +248,43 @@ class Upscaler:
         del noise
         out = compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
         return out[0]
+
+
+def system_info(weights: Path | None = None) -> dict[str, Any]:
+    """Versions, devices, dtype choices and the installed weights, for `linearsr info`."""
+    import numpy
+    import PIL
+
+    report: dict[str, Any] = {
+        "linearsr": linearsr_cli.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,
+        "numpy": numpy.__version__,
+        "threads": torch.get_num_threads(),
+        "devices": available_devices(),
+        "cpu_bf16": cpu_supports_bf16(),
+    }
+    auto = {}
+    for name in ("cpu", "cuda", "mps"):
+        if name == "cpu" or any(d.startswith(name) for d in report["devices"]):
+            dt = choose_dtype("auto", torch.device(name))
+            auto[name] = "fp32" if dt is None else str(dt).removeprefix("torch.")
+    report["auto_dtype"] = auto
+    try:
+        path = resolve_weights(weights)
+        meta = read_info(path)
+        report["weights"] = {
+            "path": str(path),
+            "scale": meta.config.scale,
+            "experts": meta.config.num_experts,
+            "boundaries": list(meta.config.expert_boundaries),
+            "dim": meta.config.dim,
+            "depth": meta.config.depth,
+            "tagger": meta.tagger,
+            "encoder": meta.encoder,
+            "provenance": meta.provenance,
+        }
+    except LinearSRError as exc:
+        report["weights"] = {"error": str(exc)}
+    return report

@@ -1,0 +1,358 @@
+"""Batches: walk the inputs, name the outputs, skip/resume, write atomically, one record per file.
+
+A batch never stops for one bad file: every input ends as a `FileRecord` with status "ok",
+"skipped" (the output already exists) or "failed" (with the reason). Outputs are written to a
+hidden temp file in the destination folder and renamed into place, so an interrupted run never
+leaves a half-written image under the final name, and a rerun skips what is already done.
+Nothing here prints; progress goes through the `Reporter` protocol (see console.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from linearsr_cli.config import SamplerConfig, TileConfig
+from linearsr_cli.engine.device import plan_device
+from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
+from linearsr_cli.errors import ConfigError, DeviceError, ImageReadError, ImageWriteError, TagError
+from linearsr_cli.imageio import (
+    DEFAULT_MAX_PIXELS,
+    EXTENSIONS,
+    FORMATS,
+    READABLE_SUFFIXES,
+    encode_image,
+    read_image,
+    with_pixels,
+)
+
+TEMP_TAG = ".linearsr-tmp"
+_SUFFIX_FORMAT = {
+    ".png": "png",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
+    ".jpe": "jpg",
+    ".jfif": "jpg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".bmp": "bmp",
+}
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How outputs are named and written."""
+
+    suffix: str = ""
+    format: str = "keep"
+    quality: int = 95
+    overwrite: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.format != "keep" and self.format not in FORMATS:
+            raise ConfigError(f"--format must be keep or one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"--quality must be in 1..100, got {self.quality}")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be >= 1, got {self.max_pixels}")
+        if "/" in self.suffix or os.sep in self.suffix:
+            raise ConfigError(f"--suffix must not contain a path separator, got {self.suffix!r}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it becomes; `problem` is set when it cannot be attempted."""
+
+    input: Path
+    output: Path
+    format: str
+    problem: str | None = None
+
+
+@dataclass
+class FileRecord:
+    """What happened to one input: the per-file line of --json."""
+
+    input: str
+    output: str
+    status: str  # "ok" | "skipped" | "failed"
+    size: list[int] | None = None  # output [width, height]
+    seconds: float = 0.0
+    tags: list[str] = field(default_factory=list)
+    tag_source: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BatchSummary:
+    records: list[FileRecord] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+
+class Reporter(Protocol):
+    """Progress sink (console.py implements it): the batch calls these, never print."""
+
+    def start(self, total: int) -> None: ...
+
+    def image_start(self, job: Job, index: int) -> None: ...
+
+    def image_progress(self, done: int, total: int) -> None: ...
+
+    def image_done(self, record: FileRecord) -> None: ...
+
+    def finish(self, summary: BatchSummary) -> None: ...
+
+
+def output_format_for(path: Path, requested: str) -> str:
+    """The format an output gets: --format, or the input's kind by its extension (else PNG)."""
+    if requested != "keep":
+        return requested
+    return _SUFFIX_FORMAT.get(path.suffix.lower(), "png")
+
+
+def output_name(path: Path, fmt: str, requested: str, suffix: str) -> str:
+    """stem + suffix + extension; 'keep' keeps the input's own spelling of its extension."""
+    if requested == "keep" and path.suffix.lower() in _SUFFIX_FORMAT:
+        ext = path.suffix
+    else:
+        ext = EXTENSIONS[fmt]
+    return f"{path.stem}{suffix}{ext}"
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
+
+
+def walk_folder(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files under `root`, recursively, sorted; hidden files/folders and `exclude` skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        found.extend(here / f for f in sorted(filenames) if _is_image_name(here / f))
+    return found
+
+
+def _stdin_relative(path: Path) -> Path:
+    """Where a path read from stdin lands under OUT: mirrored when relative and inside the
+    current folder, else just its name."""
+    if not path.is_absolute() and ".." not in path.parts:
+        return path
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path.name)
+
+
+def plan_jobs(
+    source: str, out: Path, cfg: OutputConfig, stdin_lines: Iterable[str] | None = None
+) -> list[Job]:
+    """The jobs for IN = a file, a folder (tree mirrored under OUT) or '-' (paths on stdin).
+
+    Raises ConfigError for a missing IN or an OUT that contradicts --format; per-file problems
+    (missing listed file, output equal to the input, two inputs on one output) go into
+    Job.problem so the batch reports them and carries on.
+    """
+    pairs: list[tuple[Path, Path]] = []  # (input, output folder relative placement)
+    jobs: list[Job] = []
+    if source == "-":
+        for line in stdin_lines or ():
+            name = line.strip()
+            if not name or name.startswith("#"):
+                continue
+            path = Path(name)
+            pairs.append((path, out / _stdin_relative(path).parent))
+    else:
+        src = Path(source)
+        if src.is_dir():
+            for path in walk_folder(src, exclude=out.resolve()):
+                pairs.append((path, out / path.parent.relative_to(src)))
+        elif src.is_file():
+            explicit = out.suffix.lower() in _SUFFIX_FORMAT and not out.is_dir()
+            if explicit:
+                fmt = output_format_for(out, "keep")
+                if cfg.format != "keep" and cfg.format != fmt:
+                    raise ConfigError(f"OUT {out} says {fmt}, but --format {cfg.format} was given")
+                return [_finish_job(Job(src, out, fmt), set())]
+            pairs.append((src, out))
+        else:
+            raise ConfigError(f"{source}: no such file or folder")
+    seen: set[Path] = set()
+    for path, folder in pairs:
+        fmt = output_format_for(path, cfg.format)
+        job = Job(path, folder / output_name(path, fmt, cfg.format, cfg.suffix), fmt)
+        jobs.append(_finish_job(job, seen))
+    return jobs
+
+
+def _finish_job(job: Job, seen: set[Path]) -> Job:
+    if not job.input.is_file():
+        return Job(job.input, job.output, job.format, "no such file")
+    target = job.output.resolve()
+    if target == job.input.resolve():
+        return Job(job.input, job.output, job.format, "output would overwrite the input; use --suffix or another OUT")
+    if target in seen:
+        return Job(job.input, job.output, job.format, f"output {job.output} collides with another input's output")
+    seen.add(target)
+    return job
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_TAG}")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed run left for `path` (their process no longer exists)."""
+    for tmp in path.parent.glob(f".{path.name}.*{TEMP_TAG}"):
+        pid = tmp.name[len(path.name) + 2 : -len(TEMP_TAG)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a hidden temp file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
+    """Alpha (1, h, w) in [0, 1] upscaled by bicubic interpolation and clamped."""
+    return F.interpolate(alpha[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp_(0, 1)
+
+
+class Batch:
+    """One batch run: the loaded Upscaler, the sampler and tag settings, the output rules."""
+
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        sampler: SamplerConfig,
+        output: OutputConfig,
+        tags: Any | None = None,
+    ) -> None:
+        """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all."""
+        self.upscaler = upscaler
+        self.sampler = sampler
+        self.output = output
+        self.guidance = None
+        if tags is not None and tags.enabled:
+            from linearsr_cli.tag.guidance import TagGuidance
+
+            self.guidance = TagGuidance(tags, upscaler.plan.device)
+
+    def run(self, jobs: Sequence[Job], reporter: Reporter) -> BatchSummary:
+        summary = BatchSummary()
+        reporter.start(len(jobs))
+        for index, job in enumerate(jobs):
+            reporter.image_start(job, index)
+            record = self.process(job, reporter)
+            summary.records.append(record)
+            reporter.image_done(record)
+        reporter.finish(summary)
+        return summary
+
+    def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
+        """Upscale one file; every expected failure becomes a "failed" record with its reason."""
+        started = time.perf_counter()
+        record = FileRecord(input=str(job.input), output=str(job.output), status="failed")
+        if job.problem:
+            record.error = job.problem
+            return record
+        if job.output.exists() and not self.output.overwrite:
+            record.status = "skipped"
+            return record
+        try:
+            img = read_image(job.input, max_pixels=self.output.max_pixels)
+            tokens, mask = None, None
+            if self.guidance is not None:
+                resolved = self.guidance.resolve(job.input, img.rgb)
+                record.tags, record.tag_source = list(resolved.tags), resolved.source
+                tokens, mask = self.guidance.encode(resolved.tags)
+            else:
+                record.tag_source = "off"
+            progress = reporter.image_progress if reporter is not None else None
+            rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress)
+            alpha = None if img.alpha is None else upscale_alpha(img.alpha, self.upscaler.scale)
+            data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality)
+            atomic_write(job.output, data)
+        except (ImageReadError, ImageWriteError, TagError, DeviceError) as exc:
+            record.error = str(exc)
+            record.seconds = round(time.perf_counter() - started, 3)
+            return record
+        record.status = "ok"
+        record.size = [int(rgb.shape[-1]), int(rgb.shape[-2])]
+        record.seconds = round(time.perf_counter() - started, 3)
+        return record
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """Everything `linearsr upscale` was asked, as configs (tags: a TagConfig or None)."""
+
+    source: str
+    out: Path
+    weights: Path | None
+    scale: int
+    sampler: SamplerConfig
+    tiles: TileConfig
+    output: OutputConfig
+    tags: Any | None
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def upscale_batch(
+    req: UpscaleRequest, reporter: Reporter, stdin_lines: Iterable[str] | None = None
+) -> BatchSummary:
+    """Plan the jobs, load the model once, run the batch.
+
+    Raises ConfigError / WeightsError / DeviceError for setup problems (nothing is written);
+    per-file problems end up in the summary's records.
+    """
+    jobs = plan_jobs(req.source, req.out, req.output, stdin_lines)
+    weights = resolve_weights(req.weights)
+    plan = plan_device(req.device, req.dtype)
+    upscaler = Upscaler.from_weights(weights, plan, req.tiles, expect_scale=req.scale)
+    return Batch(upscaler, req.sampler, req.output, req.tags).run(jobs, reporter)
