@@ -11,16 +11,55 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from linearsr_cli import __version__
 
 EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_PARTIAL = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: finished files are kept, no partial file is left
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """click's UsageError, and the copy inside typer's vendored click (typer >= 0.20)."""
+    types: list[type[Exception]] = [click.UsageError]
+    try:
+        from typer._click.exceptions import UsageError as VendoredUsageError
+    except ImportError:
+        pass
+    else:
+        types.append(VendoredUsageError)
+    return tuple(types)
+
+
+_USAGE_ERRORS = _usage_error_types()
+
+
+class _Group(TyperGroup):
+    """Click exits 2 on a usage error; here 2 means "some inputs failed", so usage errors
+    (unknown option, bad value, missing argument) exit 1 instead."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except _USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
 
 app = typer.Typer(
     name="linearsr",
+    cls=_Group,
     help="Batch image upscaler on a linear-attention diffusion super-resolution model.",
     no_args_is_help=True,
     add_completion=False,
@@ -32,6 +71,213 @@ app = typer.Typer(
 def version() -> None:
     """Print the LinearSR version."""
     print(__version__)
+
+
+# --- training and ESGF (linearsr train ..., linearsr select-knee) ---
+
+train_app = typer.Typer(
+    help="Train LinearSR: stage 1, stage 2 (one fine-tune per SNR expert), export, or the whole recipe.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+
+def _train_error(exc: Exception) -> typer.Exit:
+    """Report a project error in one line (no traceback) and give the usage exit code."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _train_setup(data: str, crop: int, scale: int, degradation: str, steps: int, batch: int, lr: float,
+                 ckpt_every: int, precision: str, seed: int, warmup: int):
+    """DataConfig + TrainConfig from the shared options (raises ConfigError)."""
+    from linearsr_cli.train.data import DataConfig
+    from linearsr_cli.train.loop import TrainConfig
+
+    data_cfg = DataConfig(root=data, scale=scale, crop=crop, degradation=degradation, seed=seed)
+    train_cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
+                            precision=precision, seed=seed)
+    return data_cfg, train_cfg
+
+
+@train_app.command("stage1")
+def train_stage1(
+    out: str = typer.Option(..., help="Run directory (checkpoints + resume state); resumes if present."),
+    data: str = typer.Option("data/photos", help="Photo root with train/ and val/."),
+    steps: int = typer.Option(2000, help="Total optimizer steps."),
+    batch: int = typer.Option(8, help="Batch size."),
+    crop: int = typer.Option(128, help="HR crop side in pixels."),
+    lr: float = typer.Option(2e-4, help="AdamW learning rate."),
+    warmup: int = typer.Option(100, help="Linear warm-up steps."),
+    ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
+    dim: int = typer.Option(96), depth: int = typer.Option(4), heads: int = typer.Option(4),
+    patch: int = typer.Option(8), scale: int = typer.Option(4),
+    degradation: str = typer.Option("mixed", help="bicubic | realistic | mixed."),
+    tags: bool = typer.Option(True, "--tags/--no-tags", help="TAG tags with dropout (null tag if the tag package is missing)."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CPU) | fp32 | bf16 | fp16."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    max_minutes: float = typer.Option(0.0, help="Stop cleanly (resumable) after this many minutes; 0 = no limit."),
+    val_size: int = typer.Option(256, help="Validation crop side (HR)."),
+    val_count: int = typer.Option(4, help="Validation photos used per checkpoint (0 = all)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
+    import time
+    from pathlib import Path
+
+    from linearsr_cli.config import ModelConfig
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage1, training_device
+
+    try:
+        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
+        model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads, num_experts=1)
+        val = make_val_pairs(data_cfg, size=val_size, count=val_count)
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
+        result = run_stage1(model_cfg, data_cfg, cfg, Path(out), val_pairs=val, tags=tags,
+                            device=training_device(device), deadline=deadline,
+                            provenance={"command": "linearsr train stage1"})
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+    typer.echo(f"stage 1 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}")
+
+
+@train_app.command("stage2")
+def train_stage2(
+    init: str = typer.Option(..., help="Stage-1 checkpoint to start every expert from (e.g. knee.safetensors)."),
+    out: str = typer.Option(..., help="Directory; expert i trains in OUT/expert{i}."),
+    expert: int = typer.Option(-1, help="Train only this expert (default: all)."),
+    experts: int = typer.Option(4, help="Number of SNR experts (1, 2 or 4)."),
+    data: str = typer.Option("data/photos"), steps: int = typer.Option(500), batch: int = typer.Option(8),
+    crop: int = typer.Option(128), lr: float = typer.Option(5e-5), warmup: int = typer.Option(20),
+    ckpt_every: int = typer.Option(50), degradation: str = typer.Option("mixed"),
+    tags: bool = typer.Option(True, "--tags/--no-tags"), precision: str = typer.Option("auto"),
+    device: str = typer.Option("auto"), max_minutes: float = typer.Option(0.0),
+    val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
+) -> None:
+    """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
+    import time
+    from pathlib import Path
+
+    from linearsr_cli.checkpoints import read_info
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage2, training_device
+
+    try:
+        scale = read_info(init).config.scale
+        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
+        val = make_val_pairs(data_cfg, size=val_size, count=val_count)
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
+        for e in [expert] if expert >= 0 else range(experts):
+            r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts,
+                           val_pairs=val, tags=tags, device=training_device(device), deadline=deadline,
+                           provenance={"command": "linearsr train stage2"})
+            typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}")
+            if r.status == "paused":
+                break
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+
+
+@train_app.command("export")
+def train_export(
+    experts: list[str] = typer.Argument(..., help="Expert checkpoints or run dirs, expert 0 first (newest checkpoint of a dir)."),
+    out: str = typer.Option(..., help="Weights file to write."),
+    dtype: str = typer.Option("fp16", help="Storage dtype: fp32 | fp16 | bf16."),
+) -> None:
+    """Assemble stage-2 experts into one LinearSR weights file."""
+    from pathlib import Path
+
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import export_model, final_checkpoint
+
+    try:
+        paths = [final_checkpoint(Path(p)) if Path(p).is_dir() else Path(p) for p in experts]
+        path = export_model(paths, Path(out), dtype=dtype, provenance={"command": "linearsr train export"})
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@train_app.command("recipe")
+def train_recipe(
+    out: str = typer.Option(..., help="Run directory, e.g. runs/NAME; rerun the same command to continue."),
+    data: str = typer.Option("data/photos"), steps: int = typer.Option(2000, help="Stage-1 steps."),
+    steps2: int = typer.Option(500, help="Stage-2 steps per expert."), batch: int = typer.Option(8),
+    crop: int = typer.Option(128), lr: float = typer.Option(2e-4), lr2: float = typer.Option(5e-5),
+    ckpt_every: int = typer.Option(100), ckpt_every2: int = typer.Option(50),
+    dim: int = typer.Option(96), depth: int = typer.Option(4), heads: int = typer.Option(4),
+    patch: int = typer.Option(8), scale: int = typer.Option(4), degradation: str = typer.Option("mixed"),
+    init: str = typer.Option("knee", help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint."),
+    tags: bool = typer.Option(True, "--tags/--no-tags"), precision: str = typer.Option("auto"),
+    export_dtype: str = typer.Option("fp16", help="fp32 | fp16 | bf16 storage of the exported file."),
+    device: str = typer.Option("auto"), max_minutes: float = typer.Option(0.0, help="Time budget of this call; 0 = none."),
+    val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
+) -> None:
+    """The whole recipe, resumable: stage 1 -> ESGF knee -> stage 2 per expert -> export."""
+    import dataclasses
+    import shlex
+    import sys
+
+    from linearsr_cli.config import ModelConfig
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import RecipeConfig, run_recipe, training_device
+
+    try:
+        data_cfg, s1 = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, 100)
+        s2 = dataclasses.replace(s1, steps=steps2, lr=lr2, warmup=20, ckpt_every=ckpt_every2)
+        cfg = RecipeConfig(model=ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads),
+                           data=data_cfg, stage1=s1, stage2=s2, init=init, tags=tags,
+                           export_dtype=export_dtype, val_size=val_size, val_count=val_count)
+        status = run_recipe(out, cfg, device=training_device(device), max_minutes=max_minutes or None,
+                            notify=typer.echo, command=shlex.join(["linearsr", *sys.argv[1:]]))
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+    typer.echo(status.message)
+
+
+@app.command("select-knee")
+def select_knee_cmd(
+    ckpts: str = typer.Argument(..., help="Directory of checkpoints (ours or any safetensors)."),
+    val: str = typer.Option("", help="LR/HR pairs (DIR/lr + DIR/hr, or a photo root with val/) to re-measure PSNR/SSIM."),
+    val_count: int = typer.Option(4, help="Pairs used from --val (0 = all)."),
+    json_out: str = typer.Option("", "--json", help="Write the curves and the choice as JSON."),
+    plot: str = typer.Option("", help="Write the ESGF plot (PNG)."),
+    link: str = typer.Option("", help="Symlink (or copy) the chosen checkpoint here, e.g. knee.safetensors."),
+    sensitivity: float = typer.Option(1.0, help="Kneedle sensitivity S."),
+) -> None:
+    """ESGF: find the knee of the stage-1 loss curve (Kneedle) and flag the unstable peak."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.esgf.knee import TABLE_HEADER, table_rows
+    from linearsr_cli.esgf.probe import link_checkpoint, select_knee, write_plot
+
+    try:
+        sel = select_knee(ckpts, val_root=val or None, val_count=val_count, sensitivity=sensitivity)
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+    table = Table(*TABLE_HEADER, title=f"ESGF: {ckpts}")
+    for row in table_rows(sel.report):
+        table.add_row(*row)
+    Console().print(table)
+    for s in sel.skipped:
+        typer.echo(f"skipped {s.path.name}: {s.reason}")
+    r = sel.report
+    if r.divergence is not None:
+        typer.echo(f"divergence from step {sel.probes[r.divergence].step}: {r.divergence_reason}")
+    typer.echo(f"knee: step {sel.probes[r.knee].step} -> {sel.knee_path}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(sel.to_json(), indent=1))
+    if plot:
+        write_plot(sel, plot)
+    if link:
+        link_checkpoint(sel.knee_path, Path(link))
+        typer.echo(f"linked {link} -> {sel.knee_path.name}")
 
 
 @app.command("tag")
@@ -76,6 +322,89 @@ def tag_cmd(
     if not json_out:
         Console().print(table)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+@app.command()
+def upscale(
+    source: Annotated[str, typer.Argument(metavar="IN", help="An image, a folder (recursive, tree mirrored) or - for a list of paths on stdin.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder, or an output file name when IN is one image.")],
+    scale: Annotated[int, typer.Option(help="Upscaling factor; must match the weights.")] = 4,
+    preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
+    steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
+    solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
+    seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
+    tags: Annotated[str, typer.Option(help='Tags for every image, e.g. "cat, grass" (default: sidecar, metadata, tagger).')] = "",
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="No tag guidance (the model's null token).")] = False,
+    tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
+    tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (autocast; attention sums stay fp32).")] = "auto",
+    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,
+    suffix: Annotated[str, typer.Option(help="Added to each output file name before the extension.")] = "",
+    fmt: Annotated[str, typer.Option("--format", help="keep, png, jpg, webp or tiff (bmp also works).")] = "keep",
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them, so reruns resume).")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression-bomb guard).")] = 64_000_000,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
+) -> None:
+    """Upscale images. Exit 0: all done; 1: usage/setup error; 2: some files failed."""
+    import signal
+
+    from linearsr_cli import console
+    from linearsr_cli.config import TileConfig
+    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, upscale_batch
+    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.tag.guidance import TagConfig
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    reporter = console.JsonReporter() if json_lines else console.QuietReporter() if quiet else console.RichReporter()
+    try:
+        tile_px = 0 if tile == "auto" else int(tile)
+        req = UpscaleRequest(
+            source=source, out=out, weights=weights, scale=scale,
+            sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed),
+            tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
+            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, overwrite=overwrite, max_pixels=max_pixels),
+            tags=TagConfig(enabled=False) if no_tags else TagConfig(tags=tuple(t for t in tags.split(",") if t.strip())),
+            device=device, dtype=dtype,
+        )
+        stdin = typer.get_text_stream("stdin") if source == "-" else None
+        summary = upscale_batch(req, reporter, stdin)
+    except ValueError:
+        console.error(f"--tile must be auto or a number of pixels, got {tile!r}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except LinearSRError as exc:
+        console.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        console.error("interrupted; finished outputs are kept and a rerun resumes")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
+@app.command()
+def info(
+    weights: Annotated[Path | None, typer.Option(help="Weights file to describe (default: the installed one).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Print versions, devices, dtypes and the installed weights."""
+    import json
+
+    from linearsr_cli.engine.upscaler import system_info
+
+    report = system_info(weights)
+    if json_out:
+        print(json.dumps(report, indent=1))
+        return
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
 @app.command("eval")
@@ -131,6 +460,32 @@ def eval_cmd(
         if json_out:
             Path(json_out).write_text(text + "\n")
     raise typer.Exit(EXIT_PARTIAL if report.errors else EXIT_OK)
+
+
+data_app = typer.Typer(help="Training data: fetch the photos from Debian packages.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    root: Annotated[str, typer.Option(help="Output folder: train/, val/ and manifest.json.")] = "data/photos",
+    val: Annotated[int, typer.Option(help="Photos held out as the validation split (fixed choice).")] = 5,
+    cache: Annotated[str, typer.Option(help="Folder for the downloaded .deb files and their unpacked trees.")] = "data/debs",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+) -> None:
+    """Download the photo packages (apt-get download + dpkg -x), keep the reviewed photos, write PNGs."""
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.photos import FetchConfig, fetch_photos
+
+    try:
+        cfg = FetchConfig(root=root, val=val, cache=cache)
+        manifest = fetch_photos(cfg, log=(lambda _: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
+    except LinearSRError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    counts, mp = manifest["counts"], manifest["megapixels"]
+    typer.echo(f"train: {counts['train']} photos, {mp['train']:.1f} MP; val: {counts['val']} photos, {mp['val']:.1f} MP")
+    typer.echo(f"excluded: {len(manifest['excluded'])} files (reasons in {root}/manifest.json)")
 
 
 # --- commands above this line (add new commands just before it) ---

@@ -2,8 +2,8 @@
 loss curve with Kneedle, where training starts to diverge, and the "unstable peak".
 
 Definitions (also in docs/ESGF.md):
-- divergence onset: the first checkpoint whose loss is NaN/inf or above `spike` x the lowest
-  loss before it, whose validation PSNR is NaN after finite ones, or whose largest attention
+- divergence onset: the first checkpoint whose loss is NaN/inf or above `spike` (3) x the
+  "floor" of the earlier losses (the lowest median of three consecutive ones), whose validation PSNR is NaN after finite ones, or whose largest attention
   activation exceeds `act_spike` x the median of the earlier ones (or whose smallest normaliser
   is non-finite). Everything from there on is the diverging tail.
 - knee: Kneedle (Satopaa et al. 2011, `kneed`) on the loss-vs-step curve of the stable prefix
@@ -58,8 +58,17 @@ def _finite(v: float) -> bool:
     return v is not None and math.isfinite(v)
 
 
+def _running_floor(values: Sequence[float]) -> float | None:
+    """The lowest median of three consecutive earlier losses: a noise-robust running minimum
+    (None with fewer than three finite values)."""
+    v = [x for x in values if _finite(x)]
+    if len(v) < 3:
+        return None
+    return min(float(np.median(v[j : j + 3])) for j in range(len(v) - 2))
+
+
 def divergence_onset(
-    curve: Curve, *, spike: float = 2.0, act_spike: float = 10.0
+    curve: Curve, *, spike: float = 3.0, act_spike: float = 10.0
 ) -> tuple[int | None, str]:
     """First index where training has gone wrong (see module docstring) and why; (None, "") if never."""
     n = len(curve.steps)
@@ -68,9 +77,9 @@ def divergence_onset(
         loss = curve.loss[i]
         if not _finite(loss):
             return i, f"loss is {loss}"
-        earlier = [v for v in curve.loss[:i] if _finite(v)]
-        if len(earlier) >= 2 and loss > spike * min(earlier):
-            return i, f"loss spike {loss:.4g} > {spike:g} x running minimum {min(earlier):.4g}"
+        base = _running_floor(curve.loss[:i])
+        if base is not None and loss > spike * base:
+            return i, f"loss spike {loss:.4g} > {spike:g} x earlier floor {base:.4g}"
         if curve.psnr is not None:
             p = curve.psnr[i]
             if _finite(p):
@@ -135,7 +144,7 @@ def analyse(
     curve: Curve,
     *,
     sensitivity: float = 1.0,
-    spike: float = 2.0,
+    spike: float = 3.0,
     act_spike: float = 10.0,
 ) -> KneeReport:
     """Knee, divergence onset and unstable peak of a checkpoint series (ESGF)."""

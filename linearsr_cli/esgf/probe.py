@@ -306,14 +306,20 @@ def select_knee(
     folder: str | os.PathLike[str],
     *,
     val_pairs: Sequence[Pair] | None = None,
+    val_root: str | os.PathLike[str] | None = None,
+    val_count: int = 4,
     sensitivity: float = 1.0,
 ) -> Selection:
-    """Scan `folder`, optionally re-measure on `val_pairs`, and find the knee and unstable peak.
+    """Scan `folder`, optionally re-measure on `val_pairs` (or the pairs under `val_root`, at the
+    checkpoints' scale), and find the knee and unstable peak.
 
-    Raises WeightsError with a plain message for an empty folder or too few usable checkpoints.
+    Raises WeightsError for an empty folder, KneeError for too few usable checkpoints.
     """
     folder = Path(folder)
     probes, skipped = scan_checkpoints(folder)
+    if val_root is not None and probes:
+        scale = read_info(probes[0].path).config.scale
+        val_pairs = load_val_pairs(val_root, scale=scale, limit=val_count)
     if val_pairs:
         probes, more = remeasure(probes, val_pairs)
         skipped += more

@@ -194,36 +194,34 @@ class DatasetBatches:
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
 
 
-def make_tag_source(enabled: bool) -> TagSource | None:
-    """The one place training touches TAG: tag each LR crop with the tagger, keep the tags of
-    the samples with keep[i] = True (tag dropout drops the others), encode them. Tags are
-    cached per (name, crop hash) for the run. None when disabled or when linearsr_cli.tag is
-    not available (training then uses the null tag throughout)."""
+def make_tag_source(enabled: bool, cache_path: Path | None = None) -> TagSource | None:
+    """The one place training touches TAG: tag each LR crop with the tagger (TrainingTags of
+    linearsr_cli.tag, cached on disk by crop content), keep the tags of the samples with
+    keep[i] = True (the loop draws `keep` for tag dropout from its own generator, so resume stays
+    exact), and encode them. None when disabled or when the tag package is not importable:
+    training then uses the model's null tag throughout."""
     if not enabled:
         return None
     try:
-        from linearsr_cli.tag.encoder import TagEncoder
-        from linearsr_cli.tag.tagger import Tagger
+        from linearsr_cli.tag.cache import TrainingTags
     except ImportError:
         return None
-    tagger: Any = None
-    encoder: Any = None
-    cache: dict[tuple[str, int], list[str]] = {}
+    holder: list[Any] = []
 
     def source(lr: Tensor, names: Sequence[str], keep: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        nonlocal tagger, encoder
         if not bool(keep.any()):
             return None, None
-        if tagger is None:
-            tagger, encoder = Tagger(), TagEncoder()
-        keys = [(n, hash(lr[i].numpy().tobytes())) for i, n in enumerate(names)]
-        todo = [i for i, k in enumerate(keys) if bool(keep[i]) and k not in cache]
-        if todo:
-            preds = tagger.predict(lr[todo].float())
-            for i, pred in zip(todo, preds, strict=True):
-                cache[keys[i]] = [label for label, _ in pred]
-        tag_lists = [cache[k] if bool(keep[i]) else [] for i, k in enumerate(keys)]
-        return encoder.encode_batch(tag_lists)
+        if not holder:
+            holder.append(TrainingTags(cache_path=cache_path, dropout=0.0))
+        tags = holder[0]
+        kept = [i for i in range(lr.shape[0]) if bool(keep[i])]
+        found = tags.tags_for_training(lr[kept].float())
+        lists: list[list[str]] = [[] for _ in range(lr.shape[0])]
+        for i, labels in zip(kept, found, strict=True):
+            lists[i] = labels
+        if not any(lists):
+            return None, None
+        return tags.encode(lists)
 
     return source
 

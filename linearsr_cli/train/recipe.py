@@ -1,0 +1,337 @@
+"""The LinearSR training recipe: stage 1 -> ESGF knee -> stage 2 (one fine-tune per SNR expert)
+-> export of a 4-expert weights file. Every phase is resumable, and `run_recipe` keeps its
+progress in `recipe.json` in the run directory, so it can run in bounded pieces (`max_minutes`).
+
+Run directory layout:
+    recipe.json              config + finished phases
+    stage1/                  ckpt-NNNNNNN.safetensors (+ .state.safetensors/.state.json), train_log.jsonl
+    knee.json, knee.safetensors   the select-knee result and a link to the chosen checkpoint
+    stage2/expert{i}/        one run per expert, initialised from the chosen stage-1 checkpoint
+    linearsr_x{scale}.safetensors  the exported model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from linearsr_cli.checkpoints import load_weights, save_weights
+from linearsr_cli.config import ModelConfig
+from linearsr_cli.errors import ConfigError, DeviceError, TrainingError
+from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
+from linearsr_cli.nn.dit import LinearSR
+from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
+from linearsr_cli.train.loop import (
+    DatasetBatches,
+    TrainConfig,
+    TrainResult,
+    _distributed,
+    expert_t_range,
+    list_checkpoints,
+    make_tag_source,
+    train,
+)
+
+EXPORT_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+Notify = Callable[[str], None]
+
+
+def training_device(name: str) -> torch.device:
+    """--device for training: auto (cuda if present, else cpu), cpu, cuda (cuda:LOCAL_RANK under torchrun)."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise DeviceError(f"unknown training device {name!r}; choose auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError("--device cuda asked for, but no CUDA device is available")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def make_val_pairs(data: DataConfig, *, size: int = 256, count: int = 4) -> list[Pair]:
+    """The fixed validation crops used by every checkpoint probe of a run."""
+    pairs = validation_pairs(data, size=size)
+    return pairs[:count] if count else pairs
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def run_stage1(
+    model_cfg: ModelConfig,
+    data: DataConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    val_pairs: Sequence[Pair] = (),
+    tags: bool = False,
+    device: torch.device | None = None,
+    deadline: float | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Stage 1: one base denoiser (num_experts = 1) over all t, resumable in `run_dir`."""
+    torch.manual_seed(cfg.seed)
+    model = LinearSR(model_cfg.with_experts(1))
+    rank, world = _distributed()
+    batches = DatasetBatches(PairDataset(data, "train"), cfg.batch_size, rank=rank, world=world)
+    return train(
+        model, batches, dataclasses.replace(cfg, t_range=(0.0, 1.0)), run_dir,
+        val_pairs=val_pairs, tag_source=make_tag_source(tags), device=device, deadline=deadline,
+        provenance=provenance, training_meta={"stage": 1},
+    )
+
+
+def stage2_config(cfg: TrainConfig, model_cfg: ModelConfig, expert: int) -> TrainConfig:
+    """The stage-2 config of one expert: t limited to its SNR interval; t = 1 samples only for
+    the structure expert (index 0); a distinct seed per expert."""
+    t_range = expert_t_range(model_cfg, expert)
+    return dataclasses.replace(
+        cfg, t_range=t_range, p_one=cfg.p_one if t_range[1] >= 1.0 else 0.0, seed=cfg.seed + 101 * expert
+    )
+
+
+def run_stage2(
+    init: Path,
+    expert: int,
+    data: DataConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    num_experts: int = 4,
+    val_pairs: Sequence[Pair] = (),
+    tags: bool = False,
+    device: torch.device | None = None,
+    deadline: float | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
+    interval of expert `expert` of a `num_experts` mixture only."""
+    model, info = load_weights(init)
+    if info.config.num_experts != 1:
+        raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint, this has {info.config.num_experts}")
+    full = info.config.with_experts(num_experts)
+    cfg2 = stage2_config(cfg, full, expert)
+    rank, world = _distributed()
+    batches = DatasetBatches(PairDataset(data, "train"), cfg2.batch_size, rank=rank, world=world)
+    meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
+            "init_step": int(info.training.get("step", -1))}
+    return train(
+        model.train(), batches, cfg2, run_dir, val_pairs=val_pairs, tag_source=make_tag_source(tags),
+        device=device, deadline=deadline, provenance=provenance, training_meta=meta,
+    )
+
+
+def final_checkpoint(run_dir: Path) -> Path:
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise TrainingError(f"{run_dir}: no checkpoints")
+    return ckpts[-1][1]
+
+
+def export_model(
+    expert_ckpts: Sequence[Path],
+    out: Path,
+    *,
+    dtype: str = "fp32",
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Assemble single-expert checkpoints (expert 0, 1, ...) into one LinearSR weights file,
+    optionally stored in fp16/bf16 (loading casts back to fp32)."""
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    if len(expert_ckpts) not in (1, 2, 4):
+        raise ConfigError(f"need 1, 2 or 4 expert checkpoints, got {len(expert_ckpts)}")
+    parts = [load_weights(p) for p in expert_ckpts]
+    base = parts[0][1].config
+    for (_, info), p in zip(parts, expert_ckpts, strict=True):
+        if info.config.num_experts != 1:
+            raise TrainingError(f"{p}: expected a single-expert checkpoint")
+        if dataclasses.replace(info.config, num_experts=1) != base:
+            raise TrainingError(f"{p}: architecture differs from {expert_ckpts[0]}")
+    model = LinearSR(base.with_experts(len(parts)))
+    for i, (m, _) in enumerate(parts):
+        model.experts[i].load_state_dict(m.experts[0].state_dict())
+    prov = dict(provenance or {})
+    prov["experts"] = [
+        {"checkpoint": str(p), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
+        for p, (_, info) in zip(expert_ckpts, parts, strict=True)
+    ]
+    return save_weights(out, model, provenance=prov, dtype=EXPORT_DTYPES[dtype])
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """Everything `linearsr train recipe` does; stored in recipe.json on the first run."""
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(dim=96, depth=4, heads=4))
+    data: DataConfig = field(default_factory=DataConfig)
+    stage1: TrainConfig = field(default_factory=TrainConfig)
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, lr=5e-5, warmup=20))
+    init: str = "knee"  # stage 2 starts from the "knee" or (for comparison) the "last" checkpoint
+    tags: bool = False
+    export_dtype: str = "fp16"
+    val_size: int = 256
+    val_count: int = 4
+
+    def __post_init__(self) -> None:
+        if self.init not in ("knee", "last"):
+            raise ConfigError(f"init must be 'knee' or 'last', got {self.init!r}")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_dict(),
+            "data": dataclasses.asdict(self.data),
+            "stage1": self.stage1.to_dict(),
+            "stage2": self.stage2.to_dict(),
+            "init": self.init,
+            "tags": self.tags,
+            "export_dtype": self.export_dtype,
+            "val_size": self.val_size,
+            "val_count": self.val_count,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecipeConfig:
+        return cls(
+            model=ModelConfig.from_dict(d["model"]),
+            data=DataConfig(**d["data"]),
+            stage1=TrainConfig.from_dict(d["stage1"]),
+            stage2=TrainConfig.from_dict(d["stage2"]),
+            **{k: d[k] for k in ("init", "tags", "export_dtype", "val_size", "val_count")},
+        )
+
+
+@dataclass
+class RecipeStatus:
+    done: bool
+    phases: dict[str, Any]
+    weights: Path | None = None
+    message: str = ""
+
+
+def _load_state(out: Path) -> dict[str, Any] | None:
+    path = out / "recipe.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"{path}: unreadable recipe state: {exc}") from None
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    path = out / "recipe.json"
+    tmp = path.with_name(".recipe.json.tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def run_recipe(
+    out: str | os.PathLike[str],
+    cfg: RecipeConfig | None = None,
+    *,
+    device: torch.device | None = None,
+    max_minutes: float | None = None,
+    notify: Notify | None = None,
+    command: str = "",
+) -> RecipeStatus:
+    """Run (or continue) the whole recipe in `out`. With `cfg` None the stored config is used;
+    a different `cfg` for an existing run is refused. Returns done=False when the time budget
+    ran out (run again to continue). Raises TrainingError on divergence."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    note = notify or (lambda _msg: None)
+    device = device or torch.device("cpu")
+    deadline = time.monotonic() + 60.0 * max_minutes if max_minutes else None
+    state = _load_state(out)
+    if state is None:
+        if cfg is None:
+            raise ConfigError(f"{out}: no recipe.json here; give the recipe options to start a run")
+        state = {"config": cfg.to_dict(), "phases": {}, "command": command}
+        _save_state(out, state)
+    else:
+        stored = RecipeConfig.from_dict(state["config"])
+        if cfg is not None and cfg != stored:
+            raise ConfigError(
+                f"{out} already holds a recipe with different settings; resume it without options "
+                "(or with the same ones), or use a new --out"
+            )
+        cfg = stored
+    phases: dict[str, Any] = state["phases"]
+    provenance = {
+        "command": state.get("command") or command,
+        "recipe": cfg.to_dict(),
+        "hardware": _hardware(device),
+        "torch": torch.__version__,
+    }
+    val = make_val_pairs(cfg.data, size=cfg.val_size, count=cfg.val_count)
+
+    def paused(result: TrainResult, phase: str) -> RecipeStatus | None:
+        if result.status == "paused":
+            msg = f"time budget reached in {phase} at step {result.step}; run the same command again to continue"
+            note(msg)
+            return RecipeStatus(False, phases, message=msg)
+        return None
+
+    if phases.get("stage1") != "done":
+        note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
+        r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
+                       device=device, deadline=deadline, provenance=provenance)
+        if (p := paused(r, "stage 1")) is not None:
+            return p
+        phases["stage1"] = "done"
+        _save_state(out, state)
+
+    if "knee" not in phases:
+        sel = select_knee(out / "stage1")
+        (out / "knee.json").write_text(json.dumps(sel.to_json(), indent=1))
+        knee = sel.knee_path
+        last = sel.probes[-1].path
+        chosen = knee if cfg.init == "knee" else last
+        link_checkpoint(chosen, out / "knee.safetensors")
+        phases["knee"] = {"knee": str(knee), "last": str(last), "chosen": str(chosen)}
+        note(f"ESGF: knee at step {sel.probes[sel.report.knee].step}; stage 2 starts from {chosen.name}")
+        _save_state(out, state)
+
+    init = Path(phases["knee"]["chosen"])
+    n = cfg.model.num_experts
+    for e in range(n):
+        key = f"stage2/expert{e}"
+        if phases.get(key) == "done":
+            continue
+        note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
+        r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
+                       val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance)
+        if (p := paused(r, f"stage 2 expert {e}")) is not None:
+            return p
+        phases[key] = "done"
+        _save_state(out, state)
+
+    weights = out / f"linearsr_x{cfg.model.scale}.safetensors"
+    if phases.get("export") != "done":
+        experts = [final_checkpoint(out / "stage2" / f"expert{e}") for e in range(n)]
+        prov = {**provenance, "init_checkpoint": phases["knee"]["chosen"]}
+        export_model(experts, weights, dtype=cfg.export_dtype, provenance=prov)
+        phases["export"] = "done"
+        _save_state(out, state)
+        note(f"exported {weights} ({weights.stat().st_size / 1e6:.1f} MB, {cfg.export_dtype})")
+    return RecipeStatus(True, phases, weights, f"recipe complete: {weights}")

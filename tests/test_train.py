@@ -1,0 +1,239 @@
+"""Training: the loss goes down, resume is exact, the divergence guard trips, the recipe runs
+end to end (stage 1 -> knee -> stage 2 -> export) and resumes phase by phase. Tiny configs only."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from linearsr_cli.checkpoints import load_weights, read_info
+from linearsr_cli.cli import app
+from linearsr_cli.config import tiny_model_config
+from linearsr_cli.errors import TrainingError
+from linearsr_cli.esgf.probe import measure_model
+from linearsr_cli.nn.dit import LinearSR
+from linearsr_cli.sampling.schedules import log_snr
+from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
+from linearsr_cli.train.loop import (
+    DatasetBatches,
+    TrainConfig,
+    expert_t_range,
+    latest_state,
+    list_checkpoints,
+    read_log,
+    sample_t,
+    train,
+)
+from linearsr_cli.train.recipe import RecipeConfig, export_model, run_recipe
+
+SCALE = 4
+
+
+def write_photos(root: Path, *, n_train: int = 3, n_val: int = 2, size: int = 72) -> Path:
+    """Synthetic 'photos': smooth colour fields plus oriented stripes and edges (so SR has work)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            base = cv2.resize(rng.random((6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+            angle = rng.uniform(0, np.pi)
+            stripes = 0.25 * np.sin((np.cos(angle) * xx + np.sin(angle) * yy) * rng.uniform(0.3, 0.9))
+            img = np.clip(base + stripes[..., None], 0, 1)
+            img[size // 3 : size // 2, :, :] *= 0.5  # a hard edge
+            cv2.imwrite(str(root / split / f"{split}{i}.png"), (img * 255).astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_photos(tmp_path_factory.mktemp("photos"))
+
+
+def data_cfg(root: Path) -> DataConfig:
+    return DataConfig(root=str(root), scale=SCALE, crop=32, flat_std=0.0)
+
+
+def quick_cfg(**kw) -> TrainConfig:
+    base = dict(steps=12, batch_size=4, lr=2e-3, warmup=3, ckpt_every=4, precision="fp32", ema_decay=0.9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def stage1_model(seed: int = 0) -> LinearSR:
+    torch.manual_seed(seed)
+    return LinearSR(tiny_model_config(num_experts=1))
+
+
+def test_sample_t_respects_interval_and_trains_one_nfe() -> None:
+    gen = torch.Generator().manual_seed(0)
+    t = sample_t(4000, gen, TrainConfig(p_one=0.25))
+    assert 0.2 < float((t == 1.0).float().mean()) < 0.3  # t = 1 exactly: the 1-NFE input
+    assert float(t.min()) > 0.0
+    cfg4 = tiny_model_config(num_experts=4)
+    ranges = [expert_t_range(cfg4, e) for e in range(4)]
+    assert ranges[0][1] == 1.0 and ranges[-1][0] == 0.0
+    for (lo_a, _), (_, hi_b) in zip(ranges[:-1], ranges[1:], strict=True):
+        assert hi_b == pytest.approx(lo_a)  # adjacent intervals meet
+    for e, rng_t in enumerate(ranges):
+        t = sample_t(2000, gen, TrainConfig(t_range=rng_t, p_one=0.0))
+        assert float(t.min()) >= rng_t[0] and float(t.max()) <= rng_t[1]
+        mid = float(t.median())
+        assert LinearSR(cfg4).expert_index(mid) == e  # the sampled t route to this expert
+        assert math.isfinite(log_snr(mid))
+
+
+def test_training_reduces_validation_loss(photos: Path, tmp_path: Path) -> None:
+    data = data_cfg(photos)
+    val = validation_pairs(data, size=32)
+    model = stage1_model()
+    before = measure_model(copy.deepcopy(model), val, t_grid=(0.25, 0.5, 0.75, 1.0))
+    result = train(model, DatasetBatches(PairDataset(data), 4), quick_cfg(steps=25, ckpt_every=25),
+                   tmp_path / "run", val_pairs=val, training_meta={"stage": 1})
+    after = measure_model(model, val, t_grid=(0.25, 0.5, 0.75, 1.0))
+    assert result.status == "done" and result.step == 25
+    assert after["val_loss"] < 0.8 * before["val_loss"]
+    info = read_info(tmp_path / "run" / "ckpt-0000025.safetensors")
+    tr = info.training
+    assert tr["step"] == 25 and tr["stage"] == 1 and math.isfinite(tr["loss"])
+    assert {"psnr", "ssim", "val_loss"} <= set(tr["val"])
+    assert tr["attn"]["max_q"] > 0 and tr["attn"]["min_normaliser"] > 0
+    assert info.config.num_experts == 1
+    assert [row["step"] for row in read_log(tmp_path / "run")] == list(range(1, 26))
+
+
+def test_resume_reproduces_uninterrupted_losses(photos: Path, tmp_path: Path) -> None:
+    data = data_cfg(photos)
+    batches = DatasetBatches(PairDataset(data), 4)
+    cfg = quick_cfg(steps=12, ckpt_every=4, keep_states=1)
+    full = train(stage1_model(), batches, cfg, tmp_path / "full")
+    # interrupted run: stop at step 8 (a deadline in the past pauses right after a step), then resume
+    part1 = train(stage1_model(), batches, quick_cfg(steps=8, ckpt_every=4, keep_states=1), tmp_path / "cut")
+    assert latest_state(tmp_path / "cut")[0] == 8
+    torch.manual_seed(1234)  # the global RNG state must not matter either
+    part2 = train(stage1_model(seed=99), batches, cfg, tmp_path / "cut")
+    assert part2.step == 12
+    assert part1.losses + part2.losses == full.losses  # bit-identical
+    assert [r["loss"] for r in read_log(tmp_path / "cut")] == full.losses
+    a, _ = load_weights(tmp_path / "full" / "ckpt-0000012.safetensors")
+    b, _ = load_weights(tmp_path / "cut" / "ckpt-0000012.safetensors")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    # only the newest resume state is kept (keep_states=1); every checkpoint's weights stay
+    assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [4, 8, 12]
+    assert len(list((tmp_path / "cut").glob("*.state.safetensors"))) == 1
+
+
+def test_time_budget_pauses_with_a_resumable_checkpoint(photos: Path, tmp_path: Path) -> None:
+    batches = DatasetBatches(PairDataset(data_cfg(photos)), 2)
+    r = train(stage1_model(), batches, quick_cfg(steps=10, batch_size=2), tmp_path / "r", deadline=0.0)
+    assert r.status == "paused" and r.step == 1
+    assert latest_state(tmp_path / "r")[0] == 1
+    r2 = train(stage1_model(), batches, quick_cfg(steps=3, batch_size=2), tmp_path / "r")
+    assert r2.status == "done" and r2.step == 3 and len(r2.losses) == 2
+
+
+class PoisonedDataset:
+    """A real PairDataset whose items from index `bad` on carry NaN pixels (a corrupt photo)."""
+
+    def __init__(self, inner: PairDataset, bad: int) -> None:
+        self.inner, self.bad = inner, bad
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.inner[i])
+        if i >= self.bad:
+            item["hr"] = item["hr"].clone()
+            item["hr"][:, 0, 0] = float("nan")
+        return item
+
+
+def test_divergence_guard_stops_cleanly_on_nan(photos: Path, tmp_path: Path) -> None:
+    batches = DatasetBatches(PoisonedDataset(PairDataset(data_cfg(photos)), bad=4 * 6), 4)
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingError, match=r"diverged at step 6: loss is nan.*ckpt-0000004"):
+        train(stage1_model(), batches, quick_cfg(steps=12, ckpt_every=4), run)
+    assert [s for s, _ in list_checkpoints(run)] == [4]  # the last good checkpoint, nothing after
+    info = json.loads((run / "diverged.json").read_text())
+    assert info["step"] == 6 and info["last_good"] == "ckpt-0000004.safetensors"
+    model, _ = load_weights(run / "ckpt-0000004.safetensors")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_divergence_guard_trips_on_loss_spike(photos: Path, tmp_path: Path) -> None:
+    class Spiky(PoisonedDataset):
+        def __getitem__(self, i: int) -> dict:
+            item = dict(self.inner[i])
+            if i >= self.bad:  # HR far outside [0, 1]: a 1000x larger residual target
+                item["hr"] = item["hr"] * 300.0
+            return item
+
+    batches = DatasetBatches(Spiky(PairDataset(data_cfg(photos)), bad=4 * 22), 4)
+    cfg = quick_cfg(steps=30, ckpt_every=10, spike_window=20, spike_factor=20.0)
+    with pytest.raises(TrainingError, match=r"diverged at step 22: loss spike"):
+        train(stage1_model(), batches, cfg, tmp_path / "spike")
+
+
+def test_export_assembles_experts_in_half_precision(photos: Path, tmp_path: Path) -> None:
+    batches = DatasetBatches(PairDataset(data_cfg(photos)), 2)
+    paths = []
+    for e in range(2):
+        train(stage1_model(seed=e), batches, quick_cfg(steps=2, batch_size=2, ckpt_every=2), tmp_path / f"e{e}")
+        paths.append(tmp_path / f"e{e}" / "ckpt-0000002.safetensors")
+    out = export_model(paths, tmp_path / "model.safetensors", dtype="fp16", provenance={"command": "test"})
+    model, info = load_weights(out)
+    assert info.config.num_experts == 2 and info.provenance["command"] == "test"
+    for e, p in enumerate(paths):
+        single, _ = load_weights(p)
+        for (k, v), (_, w) in zip(model.experts[e].state_dict().items(), single.experts[0].state_dict().items(), strict=True):
+            assert torch.allclose(v, w.half().float()), k
+
+
+def test_recipe_runs_end_to_end_and_resumes_by_phase(photos: Path, tmp_path: Path) -> None:
+    cfg = RecipeConfig(
+        model=tiny_model_config(num_experts=4),
+        data=data_cfg(photos),
+        stage1=quick_cfg(steps=12, ckpt_every=2, batch_size=2),
+        stage2=quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=5e-4),
+        val_size=32, val_count=1, export_dtype="bf16",
+    )
+    out = tmp_path / "recipe"
+    paused = run_recipe(out, cfg, max_minutes=1e-9)  # a budget that ends after one step
+    assert not paused.done and "stage1" not in paused.phases
+    done = run_recipe(out, cfg)
+    assert done.done and done.weights is not None
+    model, info = load_weights(done.weights)
+    assert info.config.num_experts == 4
+    knee = json.loads((out / "knee.json").read_text())
+    assert (out / "knee.safetensors").resolve() == Path(knee["knee"]["path"]).resolve()
+    for e in range(4):
+        tr = read_info(out / "stage2" / f"expert{e}" / "ckpt-0000002.safetensors").training
+        assert tr["expert"] == e and tr["init_step"] == knee["knee"]["step"]
+        assert tuple(tr["t_range"]) == pytest.approx(expert_t_range(info.config, e))
+    state = json.loads((out / "recipe.json").read_text())
+    assert set(state["phases"]) == {"stage1", "knee", "stage2/expert0", "stage2/expert1",
+                                    "stage2/expert2", "stage2/expert3", "export"}
+    again = run_recipe(out)  # everything done: nothing reruns
+    assert again.done
+
+
+def test_train_cli_stage1_and_bad_data(photos: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["train", "stage1", "--data", str(photos), "--out", str(tmp_path / "s1"), "--steps", "2",
+            "--batch", "2", "--crop", "32", "--ckpt-every", "2", "--dim", "32", "--depth", "1",
+            "--heads", "2", "--precision", "fp32", "--val-count", "1", "--val-size", "32"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s1" / "ckpt-0000002.safetensors").is_file()
+    res = runner.invoke(app, ["train", "stage1", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "does not exist" in res.output and "Traceback" not in res.output
