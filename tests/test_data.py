@@ -414,3 +414,20 @@ def test_fetch_writes_photos_and_a_deterministic_manifest(
     assert any(r.startswith(("render", "texture")) for r in reasons.values())
     ds = PairDataset(DataConfig(root=cfg.root, crop=16))  # the loader reads what fetch wrote
     assert len(ds.names) == 10
+
+
+def test_cli_data_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from linearsr_cli.cli import app
+
+    trees = {s.package: fake_tree(tmp_path / "debs", s) for s in photos.SOURCES}
+    monkeypatch.setattr(photos, "download_package", lambda pkg, cache, log: Path(pkg))
+    monkeypatch.setattr(photos, "unpack", lambda deb, cache: (trees[str(deb)], "1.0-1"))
+    root = tmp_path / "out"
+    result = CliRunner().invoke(app, ["data", "fetch", "--root", str(root), "--val", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "train: 9 photos" in result.output and "val: 3 photos" in result.output
+    assert len(list((root / "val").glob("*.png"))) == 3
+    bad = CliRunner().invoke(app, ["data", "fetch", "--root", str(root), "--val", "50", "-q"])
+    assert bad.exit_code == 1 and "validation count" in bad.output
