@@ -118,7 +118,7 @@ def tile_starts(size: int, tile: int) -> list[int]:
 class NcnnPeer:
     """One ncnn x`scale` network run on the CPU, tiled with a `margin` of LR context per side."""
 
-    def __init__(self, spec: NcnnModelSpec, *, tile: int = 192, margin: int = 12, threads: int = 0):
+    def __init__(self, spec: NcnnModelSpec, *, tile: int = 192, margin: int = 16, threads: int = 0):
         if tile < 16 or margin < 0:
             raise ConfigError(f"peer tile must be >= 16 and margin >= 0, got {tile}, {margin}")
         self.spec = spec
