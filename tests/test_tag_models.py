@@ -134,6 +134,8 @@ def test_training_tags_cache_and_dropout(guide, tmp_path: Path) -> None:
     tt.dropout = 1.0
     _, dropped = tt.batch(crops)
     assert not dropped.any()
+    tok, vmask = tt.visual_batch(crops, keep=torch.tensor([True, False]))
+    assert tok.shape == (2, 1, TAG_DIM) and vmask.tolist() == [[True], [False]]
 
 
 def test_ablation_benchmark_runs_all_modes(guide) -> None:

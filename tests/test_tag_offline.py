@@ -84,10 +84,14 @@ def test_tagging_with_network_namespace_cut(tmp_path: Path) -> None:
     reason = network_namespace_available()
     if reason:
         pytest.skip(reason)
-    out = run_tagging(["unshare", "-n"], tmp_path)
+    out = run_tagging(["unshare", "-n"], tmp_path, "--guard")
     assert out["net"] == "down"  # the namespace really has no network
+    assert out["attempts"] == []  # and nothing even tried to connect
 
 
 def test_tagging_makes_no_connection_attempt(tmp_path: Path) -> None:
+    """The fallback where network namespaces are not available: a socket guard only."""
+    if network_namespace_available() is None:
+        pytest.skip("covered by test_tagging_with_network_namespace_cut (guard + namespace)")
     out = run_tagging([], tmp_path, "--guard")
     assert out["attempts"] == []  # no socket connect at all while loading and tagging

@@ -149,6 +149,17 @@ class TrainingTags:
         tag_lists = apply_tag_dropout(self.tags_for_training(images), self.dropout, generator)
         return self.encode(tag_lists)
 
+    def visual_batch(self, images: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The ablation's "visual embedding" guidance for training: one (B, 1, 384) token per
+        image from the tagger's pooled feature (tagger.visual_token), mask False where
+        keep[i] is False (dropped -> null token)."""
+        from linearsr_cli.tag.tagger import visual_token
+
+        tok, mask = visual_token(self.guidance.tagger.features(images))  # (B, 1, 384), (B, 1)
+        if keep is not None:
+            mask = mask & keep.to(mask.device).bool()[:, None]
+        return tok.to(self.guidance.device), mask.to(self.guidance.device)
+
     def save(self) -> None:
         if self.cache is not None:
             self.cache.save()
