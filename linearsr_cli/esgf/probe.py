@@ -324,7 +324,7 @@ def select_knee(
         probes, more = remeasure(probes, val_pairs)
         skipped += more
     if not probes:
-        detail = f" ({len(skipped)} safetensors file(s) skipped)" if skipped else ""
+        detail = "; skipped: " + "; ".join(f"{s.path.name} ({s.reason})" for s in skipped) if skipped else ""
         raise WeightsError(f"{folder}: no LinearSR training checkpoints found{detail}")
     report = analyse(curve_of(probes), sensitivity=sensitivity)
     return Selection(folder, probes, skipped, report)
