@@ -46,6 +46,14 @@ def test_tagger_finds_the_object_also_at_quarter_size(guide, name, wanted) -> No
         assert list(res.scores) == sorted(res.scores, reverse=True)
 
 
+def test_tiny_and_odd_inputs(guide) -> None:
+    for shape in [(3, 1, 1), (3, 5, 300), (3, 224, 224)]:
+        res = guide.resolve(None, torch.rand(shape))
+        assert res.source == "tagger" and len(res.tags) <= 5
+    with pytest.raises(ValueError, match=r"\(3, h, w\)"):
+        guide.resolve(None, torch.rand(1, 3, 8, 8))
+
+
 def test_top_k_and_threshold(guide) -> None:
     probs = guide.tagger.logits(rgb("chelsea")[None]).softmax(-1)[0]
     assert torch.allclose(probs.sum(), torch.tensor(1.0), atol=1e-4)

@@ -188,6 +188,7 @@ def test_precedence_cli_sidecar_metadata(tmp_path: Path) -> None:
 
 def test_tag_config_validation() -> None:
     assert TagConfig(tags=(" cat", "cat ", "")).tags == ("cat",)
+    assert TagConfig(tags="cat, grass").tags == ("cat", "grass")  # a raw --tags string is split
     for bad in (dict(top_k=0), dict(threshold=1.0), dict(threshold=-0.1), dict(tagger="vit")):
         with pytest.raises(ConfigError):
             TagConfig(**bad)

@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 
 from linearsr_cli.errors import ConfigError
-from linearsr_cli.tag.sources import normalize_tags, read_metadata_tags, read_sidecar
+from linearsr_cli.tag.sources import (
+    normalize_tags,
+    parse_tag_text,
+    read_metadata_tags,
+    read_sidecar,
+)
 
 if TYPE_CHECKING:
     from linearsr_cli.tag.encoder import TagEncoder
@@ -45,7 +50,8 @@ class TagConfig:
     tagger: str = "lite0"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tags", normalize_tags(self.tags))
+        tags = parse_tag_text(self.tags) if isinstance(self.tags, str) else normalize_tags(self.tags)
+        object.__setattr__(self, "tags", tags)
         if not 1 <= self.top_k <= 32:
             raise ConfigError(f"top_k must be in 1..32, got {self.top_k}")
         if not 0.0 <= self.threshold < 1.0:
