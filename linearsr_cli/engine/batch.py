@@ -9,6 +9,7 @@ Nothing here prints; progress goes through the `Reporter` protocol (see console.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -199,9 +200,15 @@ def plan_jobs(
         else:
             raise ConfigError(f"{source}: no such file or folder")
     seen: set[Path] = set()
+    planned = []
     for path, folder in pairs:
         fmt = output_format_for(path, cfg.format)
-        job = Job(path, folder / output_name(path, fmt, cfg.format, cfg.suffix), fmt)
+        planned.append(Job(path, folder / output_name(path, fmt, cfg.format, cfg.suffix), fmt))
+    if source != "-":
+        # Upscaling a folder in place with a suffix: last run's outputs are not new inputs.
+        outputs = {j.output.resolve() for j in planned if j.output.resolve() != j.input.resolve()}
+        planned = [job for job in planned if job.input.resolve() not in outputs]
+    for job in planned:
         jobs.append(_finish_job(job, seen))
     return jobs
 
@@ -242,10 +249,10 @@ def _pid_alive(pid: int) -> bool:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a hidden temp file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
     tmp = _temp_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -254,7 +261,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
