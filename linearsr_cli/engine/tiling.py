@@ -40,11 +40,20 @@ def plan_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[tupl
         raise ValueError(f"length must be >= 1, got {length}")
     if tile <= 0 or length <= tile:
         return [(0, length)]
-    stride = tile - overlap - (align - 1)  # worst case after rounding starts down to the grid
-    if stride < 1:
+    def count(size: int) -> int:
+        stride = size - overlap - (align - 1)  # worst case after rounding starts down to the grid
+        last = (length - size) // align * align  # the last tile starts here and runs to the end
+        return math.ceil(last / stride) + 1
+
+    if tile - overlap - (align - 1) < 1:
         raise ValueError(f"tile {tile} too small for overlap {overlap} at alignment {align}")
-    last = (length - tile) // align * align  # the last tile starts here and runs to the end
-    n = math.ceil(last / stride) + 1
+    n = count(tile)
+    # The smallest tile that still needs only n tiles: no work wasted on extra overlap.
+    size = -(-length // n)
+    while size < tile and (size - overlap - (align - 1) < 1 or count(size) > n):
+        size += 1
+    tile = size
+    last = (length - tile) // align * align
     starts = [int(i * last / (n - 1)) // align * align for i in range(n)] if n > 1 else [0]
     spans = []
     for i, s in enumerate(starts):
