@@ -348,7 +348,7 @@ def upscale(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
 ) -> None:
-    """Upscale images. Exit 0: all done; 1: usage/setup error; 2: some files failed."""
+    """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error; 2: some files failed; 130: interrupted."""
     import signal
 
     from linearsr_cli import console
@@ -358,7 +358,7 @@ def upscale(
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.tag.guidance import TagConfig
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     reporter = console.JsonReporter() if json_lines else console.QuietReporter() if quiet else console.RichReporter()
     try:
         tile_px = 0 if tile == "auto" else int(tile)
@@ -381,6 +381,8 @@ def upscale(
     except KeyboardInterrupt:
         console.error("interrupted; finished outputs are kept and a rerun resumes")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
 
 
