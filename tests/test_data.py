@@ -191,6 +191,19 @@ def test_make_loader_batches_and_resume(photo_root: Path) -> None:
     )
 
 
+def test_loader_workers_after_parent_used_opencv_threads(photo_root: Path) -> None:
+    """Forked workers must keep working after the parent ran OpenCV's thread pool (a worker
+    calling cv2.setNumThreads then deadlocks); results equal the single-process loader."""
+    big = np.random.default_rng(0).random((1500, 1500, 3)).astype(np.float32)
+    cv2.resize(big, (750, 750), interpolation=cv2.INTER_AREA)  # starts OpenCV's thread pool
+    cfg = DataConfig(root=str(photo_root), crop=32, degradation="realistic", epoch_size=8)
+    single = list(make_loader(cfg, "train", 4))
+    multi = list(make_loader(cfg, "train", 4, num_workers=2))
+    assert len(multi) == 2
+    for a, b in zip(single, multi, strict=True):
+        assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
+
+
 def test_validation_pairs_fixed_centre_crops(photo_root: Path) -> None:
     cfg = DataConfig(root=str(photo_root), crop=32)
     pairs = validation_pairs(cfg, size=64)

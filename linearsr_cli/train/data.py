@@ -191,18 +191,15 @@ class PairDataset(Dataset):
         return {"lr": lr, "hr": hr, "name": self.names[k]}
 
 
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def make_loader(
     cfg: DataConfig, split: str, batch_size: int, *, num_workers: int = 0, start: int = 0
 ) -> DataLoader:
     """Batches of pairs in index order from `start` (resume = start at step * batch_size).
 
     Batches are {"lr": (B, 3, h, w), "hr": (B, 3, H, W), "name": list[str]}; the last partial
-    batch is dropped. Photos are decoded once in the main process; forked workers share them.
+    batch is dropped. Photos are decoded once in the main process; forked workers share them
+    (copy-on-write). Workers must not call cv2.setNumThreads: after the parent has used OpenCV's
+    thread pool that call hangs in a forked child. A stuck worker raises after 10 minutes.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -215,8 +212,8 @@ def make_loader(
         sampler=range(start, len(dataset)),
         num_workers=num_workers,
         drop_last=True,
-        worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
+        timeout=600.0 if num_workers > 0 else 0.0,
     )
 
 
