@@ -161,6 +161,7 @@ def train_stage2(
 
     from linearsr_cli.checkpoints import read_info
     from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.data import PairDataset
     from linearsr_cli.train.recipe import make_val_pairs, run_stage2, training_device
 
     try:
@@ -168,10 +169,11 @@ def train_stage2(
         data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
+        photos = PairDataset(data_cfg, "train")
         for e in [expert] if expert >= 0 else range(experts):
             r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts,
                            val_pairs=val, tags=tags, device=training_device(device), deadline=deadline,
-                           provenance={"command": "linearsr train stage2"})
+                           provenance={"command": "linearsr train stage2"}, dataset=photos)
             typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}")
             if r.status == "paused":
                 break

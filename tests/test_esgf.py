@@ -133,7 +133,7 @@ runner = CliRunner()
 
 def test_select_knee_cli_table_json_plot_link_and_val(tmp_path: Path) -> None:
     ck = tmp_path / "ckpts"
-    steps = [250 * (i + 1) for i in range(16)]
+    steps = [250 * (i + 1) for i in range(12)]
     losses = decaying(11, 900.0, steps=steps)
     paths = write_checkpoints(ck, losses, steps)
     save_file({"w": torch.zeros(2)}, str(ck / "foreign.safetensors"))  # someone else's file

@@ -178,9 +178,9 @@ def test_divergence_guard_trips_on_loss_spike(photos: Path, tmp_path: Path) -> N
                 item["hr"] = item["hr"] * 300.0
             return item
 
-    batches = DatasetBatches(Spiky(PairDataset(data_cfg(photos)), bad=4 * 22), 4)
-    cfg = quick_cfg(steps=30, ckpt_every=10, spike_window=20, spike_factor=20.0)
-    with pytest.raises(TrainingError, match=r"diverged at step 22: loss spike"):
+    batches = DatasetBatches(Spiky(PairDataset(data_cfg(photos)), bad=2 * 9), 2)
+    cfg = quick_cfg(steps=12, batch_size=2, ckpt_every=6, spike_window=8, spike_factor=20.0)
+    with pytest.raises(TrainingError, match=r"diverged at step 9: loss spike"):
         train(stage1_model(), batches, cfg, tmp_path / "spike")
 
 

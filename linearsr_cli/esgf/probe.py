@@ -357,7 +357,7 @@ def write_plot(selection: Selection, path: str | os.PathLike[str], *, title: str
         panels.append(("val PSNR-Y, 1-NFE (dB)", c.psnr, False))
     if c.max_act is not None:
         panels.append(("max |phi(q)|, |phi(k)|", c.max_act, True))
-    if c.min_normaliser is not None:
+    if c.min_normaliser is not None and len(set(c.min_normaliser)) > 1:  # constant = eps: no news
         panels.append(("min normaliser", c.min_normaliser, True))
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.3 * len(panels) + 0.6), sharex=True)
     axes = np.atleast_1d(axes)

@@ -82,12 +82,14 @@ def run_stage1(
     device: torch.device | None = None,
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
+    dataset: PairDataset | None = None,
 ) -> TrainResult:
     """Stage 1: one base denoiser (num_experts = 1) over all t, resumable in `run_dir`."""
     torch.manual_seed(cfg.seed)
     model = LinearSR(model_cfg.with_experts(1))
     rank, world = _distributed()
-    batches = DatasetBatches(PairDataset(data, "train"), cfg.batch_size, rank=rank, world=world)
+    dataset = dataset or PairDataset(data, "train")
+    batches = DatasetBatches(dataset, cfg.batch_size, rank=rank, world=world)
     return train(
         model, batches, dataclasses.replace(cfg, t_range=(0.0, 1.0)), run_dir,
         val_pairs=val_pairs, tag_source=make_tag_source(tags), device=device, deadline=deadline,
@@ -117,16 +119,19 @@ def run_stage2(
     device: torch.device | None = None,
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
+    dataset: PairDataset | None = None,
 ) -> TrainResult:
     """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
-    interval of expert `expert` of a `num_experts` mixture only."""
+    interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse decoded
+    photos across experts."""
     model, info = load_weights(init)
     if info.config.num_experts != 1:
         raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint, this has {info.config.num_experts}")
     full = info.config.with_experts(num_experts)
     cfg2 = stage2_config(cfg, full, expert)
     rank, world = _distributed()
-    batches = DatasetBatches(PairDataset(data, "train"), cfg2.batch_size, rank=rank, world=world)
+    dataset = dataset or PairDataset(data, "train")
+    batches = DatasetBatches(dataset, cfg2.batch_size, rank=rank, world=world)
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
             "init_step": int(info.training.get("step", -1))}
     return train(
@@ -284,6 +289,12 @@ def run_recipe(
         "torch": torch.__version__,
     }
     val = make_val_pairs(cfg.data, size=cfg.val_size, count=cfg.val_count)
+    photos: list[PairDataset] = []
+
+    def dataset() -> PairDataset:
+        if not photos:
+            photos.append(PairDataset(cfg.data, "train"))
+        return photos[0]
 
     def paused(result: TrainResult, phase: str) -> RecipeStatus | None:
         if result.status == "paused":
@@ -295,7 +306,7 @@ def run_recipe(
     if phases.get("stage1") != "done":
         note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
         r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
-                       device=device, deadline=deadline, provenance=provenance)
+                       device=device, deadline=deadline, provenance=provenance, dataset=dataset())
         if (p := paused(r, "stage 1")) is not None:
             return p
         phases["stage1"] = "done"
@@ -320,7 +331,8 @@ def run_recipe(
             continue
         note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
         r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
-                       val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance)
+                       val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance,
+                       dataset=dataset())
         if (p := paused(r, f"stage 2 expert {e}")) is not None:
             return p
         phases[key] = "done"
