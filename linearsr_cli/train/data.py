@@ -191,6 +191,18 @@ class PairDataset(Dataset):
         return {"lr": lr, "hr": hr, "name": self.names[k]}
 
 
+def collate_pairs(items: list[dict[str, Tensor | str]]) -> dict[str, Tensor | list[str]]:
+    """Stack items into a batch with numpy: torch.stack runs an OpenMP region that took ~50 ms per
+    batch here when other processes kept the cores busy (numpy: ~0.1 ms)."""
+    batch: dict[str, Tensor | list[str]] = {}
+    for key in ("lr", "hr"):
+        batch[key] = torch.from_numpy(
+            np.stack([item[key].numpy() for item in items])
+        )  # (B, 3, h, w)
+    batch["name"] = [str(item["name"]) for item in items]
+    return batch
+
+
 def make_loader(
     cfg: DataConfig, split: str, batch_size: int, *, num_workers: int = 0, start: int = 0
 ) -> DataLoader:
@@ -212,6 +224,7 @@ def make_loader(
         sampler=range(start, len(dataset)),
         num_workers=num_workers,
         drop_last=True,
+        collate_fn=collate_pairs,
         persistent_workers=num_workers > 0,
         timeout=600.0 if num_workers > 0 else 0.0,
     )
