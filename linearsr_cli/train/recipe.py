@@ -277,8 +277,8 @@ def run_recipe(
         stored = RecipeConfig.from_dict(state["config"])
         if cfg is not None and cfg != stored:
             raise ConfigError(
-                f"{out} already holds a recipe with different settings; resume it without options "
-                "(or with the same ones), or use a new --out"
+                f"{out} already holds a recipe with different settings; to continue it give the same options "
+                "(rerun the same command), or use a new --out"
             )
         cfg = stored
     phases: dict[str, Any] = state["phases"]
