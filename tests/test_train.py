@@ -237,3 +237,26 @@ def test_train_cli_stage1_and_bad_data(photos: Path, tmp_path: Path) -> None:
     assert (tmp_path / "s1" / "ckpt-0000002.safetensors").is_file()
     res = runner.invoke(app, ["train", "stage1", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "does not exist" in res.output and "Traceback" not in res.output
+
+
+def test_training_tags_come_from_each_photo_once_and_respect_dropout():
+    """Crops inherit their photo's tags (tagger on the photo's bicubic LR, like `upscale`);
+    dropped samples get no tags; each photo is tagged once."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from skimage import data as skdata
+
+    from linearsr_cli.train.loop import make_tag_source
+
+    photos = {"cat": skdata.chelsea(), "cup": skdata.coffee()}
+    source = make_tag_source(True, photos, scale=4)
+    assert source is not None
+    lr = torch.rand(3, 3, 16, 16)
+    states, mask = source(lr, ["cat", "cup", "cat"], torch.tensor([True, True, False]))
+    assert states.shape[0] == 3 and states.shape[2] == 384 and mask.shape == states.shape[:2]
+    assert mask[0].any() and mask[1].any() and not mask[2].any()
+    # same photo, different crop -> same tag tokens
+    states2, mask2 = source(torch.rand(1, 3, 16, 16), ["cat"], torch.tensor([True]))
+    n = int(mask[0].sum())
+    assert int(mask2[0].sum()) == n
+    torch.testing.assert_close(states2[0, :n], states[0, :n])
+    assert source(lr, ["cat", "cup", "cat"], torch.zeros(3, dtype=torch.bool)) == (None, None)

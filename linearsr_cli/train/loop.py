@@ -18,7 +18,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,11 +194,13 @@ class DatasetBatches:
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
 
 
-def make_tag_source(enabled: bool, cache_path: Path | None = None) -> TagSource | None:
-    """The one place training touches TAG: tag each LR crop with the tagger (TrainingTags of
-    linearsr_cli.tag, cached on disk by crop content), keep the tags of the samples with
-    keep[i] = True (the loop draws `keep` for tag dropout from its own generator, so resume stays
-    exact), and encode them. None when disabled or when the tag package is not importable:
+def make_tag_source(enabled: bool, photos: Mapping[str, Any] | None = None, *, scale: int = 4) -> TagSource | None:
+    """The one place training touches TAG. Each training photo is tagged once, the way
+    `linearsr upscale` tags a whole image: the tagger on its bicubic LR (`photos` maps the names
+    the batches carry to HR uint8 (H, W, 3) arrays). A crop inherits its photo's tags; samples
+    with keep[i] = False get none (the loop draws `keep` for tag dropout from its own generator,
+    so resume stays exact), and each distinct tag list is encoded once. Crops of unknown photos
+    are tagged themselves. None when disabled or when the tag package is not importable:
     training then uses the model's null tag throughout."""
     if not enabled:
         return None
@@ -206,22 +208,46 @@ def make_tag_source(enabled: bool, cache_path: Path | None = None) -> TagSource 
         from linearsr_cli.tag.cache import TrainingTags
     except ImportError:
         return None
+    from linearsr_cli.train.degrade import bicubic_downscale
+
     holder: list[Any] = []
+    photo_tags: dict[str, list[str]] = {}
+    encoded: dict[tuple[str, ...], Tensor] = {}
+
+    def tags_of(name: str, crop: Tensor) -> list[str]:
+        if name not in photo_tags:
+            tagger = holder[0]
+            if photos is not None and name in photos:
+                lr = bicubic_downscale(photos[name], scale)  # (h, w, 3) uint8
+                img = torch.from_numpy(lr).permute(2, 0, 1).float()[None] / 255.0  # (1, 3, h, w)
+                photo_tags[name] = tagger.tags_for_training(img)[0]
+            else:
+                return tagger.tags_for_training(crop[None].float())[0]
+        return photo_tags[name]
+
+    def encode(tags: list[str]) -> Tensor:
+        key = tuple(tags)
+        if key not in encoded:
+            states, mask = holder[0].encode([tags])  # (1, M, 384), (1, M)
+            encoded[key] = states[0, : int(mask.sum())]  # (M, 384)
+        return encoded[key]
 
     def source(lr: Tensor, names: Sequence[str], keep: Tensor) -> tuple[Tensor | None, Tensor | None]:
         if not bool(keep.any()):
             return None, None
         if not holder:
-            holder.append(TrainingTags(cache_path=cache_path, dropout=0.0))
-        tags = holder[0]
-        kept = [i for i in range(lr.shape[0]) if bool(keep[i])]
-        found = tags.tags_for_training(lr[kept].float())
-        lists: list[list[str]] = [[] for _ in range(lr.shape[0])]
-        for i, labels in zip(kept, found, strict=True):
-            lists[i] = labels
+            holder.append(TrainingTags(cache_path=None, dropout=0.0))
+        lists = [tags_of(n, lr[i]) if bool(keep[i]) else [] for i, n in enumerate(names)]
         if not any(lists):
             return None, None
-        return tags.encode(lists)
+        rows = [encode(tags) if tags else lr.new_zeros(0, 384) for tags in lists]
+        m = max(r.shape[0] for r in rows)
+        states = lr.new_zeros(len(rows), m, 384)  # (B, M, 384), zero padding
+        mask = torch.zeros(len(rows), m, dtype=torch.bool, device=lr.device)
+        for i, r in enumerate(rows):
+            states[i, : r.shape[0]] = r.to(states)
+            mask[i, : r.shape[0]] = True
+        return states, mask
 
     return source
 

@@ -71,6 +71,11 @@ def make_val_pairs(data: DataConfig, *, size: int = 256, count: int = 4) -> list
 # ----------------------------------------------------------------------------- the stages
 
 
+def photo_map(dataset: PairDataset) -> dict[str, Any]:
+    """Photo name -> decoded HR photo, for tagging each training photo once."""
+    return dict(zip(dataset.names, dataset.photos, strict=True))
+
+
 def run_stage1(
     model_cfg: ModelConfig,
     data: DataConfig,
@@ -92,7 +97,8 @@ def run_stage1(
     batches = DatasetBatches(dataset, cfg.batch_size, rank=rank, world=world)
     return train(
         model, batches, dataclasses.replace(cfg, t_range=(0.0, 1.0)), run_dir,
-        val_pairs=val_pairs, tag_source=make_tag_source(tags), device=device, deadline=deadline,
+        val_pairs=val_pairs, tag_source=make_tag_source(tags, photo_map(dataset), scale=model_cfg.scale), device=device,
+        deadline=deadline,
         provenance=provenance, training_meta={"stage": 1},
     )
 
@@ -135,7 +141,8 @@ def run_stage2(
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
             "init_step": int(info.training.get("step", -1))}
     return train(
-        model.train(), batches, cfg2, run_dir, val_pairs=val_pairs, tag_source=make_tag_source(tags),
+        model.train(), batches, cfg2, run_dir, val_pairs=val_pairs,
+        tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale),
         device=device, deadline=deadline, provenance=provenance, training_meta=meta,
     )
 
