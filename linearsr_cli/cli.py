@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -24,14 +23,20 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: finished files are kept, no partial 
 
 
 def _usage_error_types() -> tuple[type[Exception], ...]:
-    """click's UsageError, and the copy inside typer's vendored click (typer >= 0.20)."""
-    types: list[type[Exception]] = [click.UsageError]
+    """The UsageError of typer's vendored click (typer >= 0.20) and of click itself, if present."""
+    types: list[type[Exception]] = []
     try:
         from typer._click.exceptions import UsageError as VendoredUsageError
     except ImportError:
         pass
     else:
         types.append(VendoredUsageError)
+    try:
+        from click import UsageError
+    except ImportError:
+        pass
+    else:
+        types.append(UsageError)
     return tuple(types)
 
 
@@ -49,7 +54,7 @@ class _Group(TyperGroup):
             exc.exit_code = EXIT_USAGE
             raise
 
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except _USAGE_ERRORS as exc:
