@@ -36,8 +36,10 @@ def measure_point(attention: str, side: int, dtype: str, runs: int, threads: int
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from linearsr_cli.config import ModelConfig
+    from linearsr_cli.engine.device import tune_cpu_allocator
     from linearsr_cli.nn.dit import Denoiser
 
+    tune_cpu_allocator()  # as the Upscaler does on the CPU
     torch.set_num_threads(threads)
     cfg = ModelConfig(attention=attention, num_experts=1)
     model = Denoiser(cfg).eval()

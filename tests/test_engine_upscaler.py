@@ -138,3 +138,12 @@ def test_weights_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tin
     assert up.scale == 4 and up.info is not None
     with pytest.raises(WeightsError, match="x2"):
         Upscaler.from_weights(tiny_weights, CPU, TileConfig(), expect_scale=2)
+
+
+def test_cpu_allocator_tuning_is_idempotent_and_keeps_results():
+    from linearsr_cli.engine.device import tune_cpu_allocator
+
+    first = tune_cpu_allocator()
+    assert tune_cpu_allocator() == first  # applied once per process
+    x = torch.randn(9_000_000)  # > 32 MiB: would be a fresh mmap without the tuning
+    assert torch.equal(torch.relu(x), x.clamp(min=0))

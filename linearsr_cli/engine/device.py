@@ -8,6 +8,9 @@ measurement behind that choice and the tolerance against fp32.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +46,27 @@ def cpu_supports_bf16() -> bool:
     try:
         return bool(checker())
     except RuntimeError:
+        return False
+
+
+@functools.cache
+def tune_cpu_allocator() -> bool:
+    """Keep big CPU tensors on glibc's heap instead of fresh mmap()s (once per process).
+
+    glibc serves every allocation over 32 MiB with its own mmap and unmaps it on free, so each
+    large activation is page-faulted and zeroed again on every layer: at 2048^2 output that made
+    elementwise ops ~5x slower and the forward pass superlinear in pixels (BENCHMARKS.md, issue
+    3). With mmap off and trimming deferred, freed blocks are reused. The cost is a resident set
+    that stays near its peak until the process exits, which a batch upscaler can afford.
+    Returns False where it does not apply (not Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
         return False
 
 

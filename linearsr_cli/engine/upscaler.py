@@ -37,6 +37,7 @@ from linearsr_cli.engine.device import (
     choose_dtype,
     cpu_supports_bf16,
     is_out_of_memory,
+    tune_cpu_allocator,
 )
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
@@ -115,6 +116,8 @@ class Upscaler:
     """A loaded model on a device, ready to upscale tensors (see the module docstring)."""
 
     def __init__(self, model: LinearSR, plan: DevicePlan, tiles: TileConfig, info: WeightsInfo | None = None) -> None:
+        if plan.device.type == "cpu":
+            tune_cpu_allocator()
         self.model = model.to(plan.device).eval()
         self.cfg: ModelConfig = model.cfg
         self.plan = plan
