@@ -93,9 +93,12 @@ def test_softmax_twin_shares_parameters_and_matches_sdpa():
     assert soft(x).shape == lin(x).shape == (2, 11, 16)
 
 
-def test_attention_stats_report_smallest_normaliser():
+def test_attention_stats_report_smallest_positive_normaliser():
     q, k, _ = qkv()
-    stats = linear_attention_stats(q, k, eps=1e-6)
-    den = torch.einsum("bhnd,bhmd->bhnm", q.relu(), k.relu()).sum(-1) + 1e-6
-    assert stats["min_normaliser"] == pytest.approx(float(den.min()), rel=1e-5)
+    q = q.clone()
+    q[0, 0, 3] = -1.0  # phi(q) = 0 for this query: normaliser 0, excluded
+    stats = linear_attention_stats(q, k)
+    den = torch.einsum("bhnd,bhmd->bhnm", q.relu(), k.relu()).sum(-1)
+    assert stats["min_normaliser"] == pytest.approx(float(den[den > 0].min()), rel=1e-5)
+    assert stats["min_normaliser"] > 0
     assert stats["max_q"] == pytest.approx(float(q.relu().max()))

@@ -35,16 +35,22 @@ def relu_linear_attention(
     return out.to(out_dtype)
 
 
-def linear_attention_stats(q: Tensor, k: Tensor, *, eps: float = 1e-6) -> dict[str, float]:
-    """Diagnostics of the linear kernel: largest |phi(q)|, |phi(k)| and the smallest normaliser."""
+def linear_attention_stats(q: Tensor, k: Tensor) -> dict[str, float]:
+    """Diagnostics of the linear kernel: largest |phi(q)|, |phi(k)| and the smallest normaliser
+    phi(q_i) . sum_j phi(k_j) among queries where it is positive.
+
+    Queries whose normaliser is exactly 0 (phi(q_i) = 0 after the ReLU) produce 0 / eps = 0 and
+    are harmless; a small positive normaliser is where the division amplifies errors.
+    """
     with torch.autocast(device_type=q.device.type, enabled=False):
         qf = F.relu(q.float())
         kf = F.relu(k.float())
-        den = torch.einsum("bhnd,bhd->bhn", qf, kf.sum(dim=2)) + eps  # (B, H, N)
+        den = torch.einsum("bhnd,bhd->bhn", qf, kf.sum(dim=2))  # (B, H, N)
+    positive = den[den > 0]
     return {
         "max_q": float(qf.abs().max()),
         "max_k": float(kf.abs().max()),
-        "min_normaliser": float(den.min()),
+        "min_normaliser": float(positive.min()) if positive.numel() else 0.0,
     }
 
 
@@ -75,7 +81,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
         if self.record_stats:
-            self.last_stats = linear_attention_stats(q, k, eps=self.eps)
+            self.last_stats = linear_attention_stats(q, k)
         if self.kind == "linear":
             out = relu_linear_attention(q, k, v, key_mask=key_mask, eps=self.eps)
         else:
