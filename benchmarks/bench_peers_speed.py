@@ -1,0 +1,211 @@
+"""Speed against the peers at 1024x1024 output (256x256 LR input, x4), all in one process (issue 7).
+
+Methods, each timed on the same LR image, in interleaved rounds (round r runs every method once,
+so a slow drift in machine load hits all of them alike), median of `--runs` rounds after warm-up:
+
+    bicubic               PyTorch bicubic upsample (the floor)
+    span (ncnn)           SPAN x4 through evaluate/peers.py, whole image in one pass
+    realesrgan (ncnn)     Real-ESRGAN x4plus through evaluate/peers.py, whole image in one pass
+    rrdbnet fp32 / bf16   the same RRDBNet architecture in PyTorch (evaluate/rrdbnet.py, random
+                          weights), plain fp32 and under bf16 autocast: framework-fair
+    linearsr 1-NFE        the real engine (Upscaler, default CPU plan = bf16 autocast, auto tiling),
+                          fidelity preset, tags off (model-only)
+    linearsr multi-step   the same, PRESETS["perceptual"] (4-step DPM-Solver++(2M))
+    linearsr 1-NFE + tags tagger on the LR image + text encoder + the 1-NFE call with the tag
+                          tokens (the per-image cost of TAG; the one-off load is reported apart)
+
+LinearSR uses weights/linearsr-x4.safetensors when it exists, else a random-weights file of the
+default ModelConfig (time does not depend on the values); the report says which.
+
+    python benchmarks/bench_peers_speed.py --runs 5 --json docs/peers_speed.json
+    python benchmarks/bench_peers_speed.py --lr-size 64 --runs 1      # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from linearsr_cli.checkpoints import save_weights  # noqa: E402
+from linearsr_cli.config import PRESETS, ModelConfig, TileConfig  # noqa: E402
+from linearsr_cli.engine.device import plan_device  # noqa: E402
+from linearsr_cli.engine.upscaler import Upscaler, default_weights_path  # noqa: E402
+from linearsr_cli.evaluate.peers import REALESRGAN_X4PLUS, SPAN_X4, NcnnPeer  # noqa: E402
+from linearsr_cli.evaluate.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
+from linearsr_cli.nn.dit import LinearSR, bicubic_upsample  # noqa: E402
+from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
+
+
+@dataclass
+class Method:
+    """One contender: `run(lr)` upscales a (3, h, w) float32 tensor; `slow` ones warm up on a
+    small input only (a full-size warm-up of Real-ESRGAN costs a minute)."""
+
+    name: str
+    run: Callable[[torch.Tensor], object]
+    slow: bool = False
+    note: str = ""
+
+
+def load_lr(size: int) -> torch.Tensor:
+    """A (3, size, size) float32 LR photo: skimage's astronaut (samples/) resized with Lanczos."""
+    img = Image.open(REPO / "samples" / "astronaut.png").convert("RGB").resize((size, size), Image.LANCZOS)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def linearsr_weights(tmp: Path) -> tuple[Path, str]:
+    """The shipped weights if installed, else a random-weights file of the default config."""
+    shipped = default_weights_path()
+    if shipped.is_file():
+        return shipped, f"shipped weights {shipped.relative_to(REPO)}"
+    gen = torch.Generator().manual_seed(0)
+    model = LinearSR(ModelConfig())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    path = save_weights(tmp / "random-x4.safetensors", model, provenance={"note": "random, for timing"})
+    return path, "random weights of the default ModelConfig (no shipped weights yet)"
+
+
+def rrdb_method(name: str, bf16: bool, probe: torch.Tensor) -> Method:
+    """RRDBNet in PyTorch; the memory layout (NCHW or channels-last) is the faster one on a
+    small probe, so the peer gets its best CPU configuration."""
+    model = RRDBNet(RRDBConfig()).eval()
+    layouts = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        m = model.to(memory_format=layout)
+        x = probe[None].contiguous(memory_format=layout)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            m(x)
+            start = time.perf_counter()
+            m(x)
+            layouts[layout] = time.perf_counter() - start
+    best = min(layouts, key=layouts.get)
+    model = model.to(memory_format=best)
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(lr[None].contiguous(memory_format=best)).float().clamp_(0, 1)
+
+    label = "channels-last" if best == torch.channels_last else "NCHW"
+    return Method(name, run, slow=True, note=f"{label}, {'bf16 autocast' if bf16 else 'fp32'}")
+
+
+def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> tuple[list[Method], dict]:
+    extra: dict = {}
+    probe = load_lr(32)
+    methods = [Method("bicubic", lambda lr: bicubic_upsample(lr[None], 4).clamp_(0, 1), note="PyTorch, fp32")]
+    for spec, label in ((SPAN_X4, "span (ncnn)"), (REALESRGAN_X4PLUS, "realesrgan (ncnn)")):
+        peer = NcnnPeer(spec, tile=max(lr_size, 16), margin=0, threads=threads)  # one whole-image pass
+        if peer.available():
+            methods.append(Method(label, peer.upscale, slow=spec is REALESRGAN_X4PLUS, note="ncnn, fp32, CPU"))
+        else:
+            extra[f"{label} unavailable"] = peer.unavailable_reason()
+    if "rrdbnet" not in skip:
+        methods.append(rrdb_method("rrdbnet fp32 (PyTorch)", False, probe))
+        methods.append(rrdb_method("rrdbnet bf16 (PyTorch)", True, probe))
+
+    plan = plan_device("cpu", "auto")
+    upscaler = Upscaler.from_weights(weights, plan, TileConfig())
+    extra["linearsr plan"] = plan.describe()
+    extra["linearsr tiles at this size"] = upscaler.tile_count(lr_size, lr_size)
+    fidelity, perceptual = PRESETS["fidelity"], PRESETS["perceptual"]
+    extra["perceptual preset"] = f"{perceptual.steps} steps {perceptual.solver}, {count_evaluations(perceptual)} NFE"
+    methods.append(Method("linearsr 1-NFE", lambda lr: upscaler(lr, fidelity), note=f"engine, {plan.describe()}, tags off"))
+    methods.append(Method("linearsr multi-step", lambda lr: upscaler(lr, perceptual),
+                          note=f"engine, {plan.describe()}, tags off, {extra['perceptual preset']}"))
+
+    if "tags" not in skip:
+        from linearsr_cli.tag.guidance import TagConfig, TagGuidance
+
+        guidance = TagGuidance(TagConfig(), plan.device)
+        start = time.perf_counter()
+        guidance.tagger, guidance.encoder  # noqa: B018 - load both once, as a batch does
+        extra["tagger + encoder load s (once per batch)"] = round(time.perf_counter() - start, 3)
+
+        def with_tags(lr: torch.Tensor) -> torch.Tensor:
+            resolved = guidance.auto_tags(lr)
+            tokens, mask = guidance.encode(resolved.tags)
+            extra["tags"] = list(resolved.tags)
+            return upscaler(lr, fidelity, tags=tokens, tag_mask=mask)
+
+        methods.append(Method("linearsr 1-NFE + tags", with_tags, note="tagger + encoder + 1-NFE with tag tokens"))
+    return methods, extra
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lr-size", type=int, default=256, help="LR side; output is 4x")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch and ncnn threads")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["rrdbnet", "tags"])
+    ap.add_argument("--json", help="write every timing here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, weights_note = linearsr_weights(Path(tmp))
+        methods, extra = build_methods(args.lr_size, args.threads, weights, set(args.skip))
+        lr, small = load_lr(args.lr_size), load_lr(min(64, args.lr_size))
+        for m in methods:  # warm-up: model loads, oneDNN primitives, allocator
+            m.run(small)
+            if not m.slow:
+                m.run(lr)
+        wall: dict[str, list[float]] = {m.name: [] for m in methods}
+        cpu: dict[str, list[float]] = {m.name: [] for m in methods}
+        for r in range(args.runs):
+            for m in methods:
+                c0, t0 = time.process_time(), time.perf_counter()
+                m.run(lr)
+                wall[m.name].append(time.perf_counter() - t0)
+                cpu[m.name].append(time.process_time() - c0)
+            print(f"round {r + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in wall.items()), flush=True)
+
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    ref = med.get("realesrgan (ncnn)")
+    side = args.lr_size * 4
+    print()
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {args.threads} threads; LR {args.lr_size}² -> {side}²; median of "
+          f"{args.runs} interleaved rounds; LinearSR: {weights_note}")
+    for k, v in extra.items():
+        print(f"  {k}: {v}")
+    print("| method | setup | wall s (median) | min–max | CPU s | time / Real-ESRGAN (ncnn) |")
+    print("|---|---|---|---|---|---|")
+    for m in methods:
+        ratio = f"{med[m.name] / ref:.3f}" if ref else "—"
+        print(f"| {m.name} | {m.note} | {med[m.name]:.3f} | {min(wall[m.name]):.2f}–{max(wall[m.name]):.2f} | "
+              f"{statistics.median(cpu[m.name]):.2f} | {ratio} |")
+    if "linearsr 1-NFE + tags" in med:
+        print(f"tag overhead per image: {med['linearsr 1-NFE + tags'] - med['linearsr 1-NFE']:.3f} s "
+              f"(tags {extra.get('tags')})")
+    if ref:
+        for name in ("linearsr 1-NFE", "linearsr multi-step"):
+            print(f"Real-ESRGAN (ncnn) / {name}: {ref / med[name]:.1f}x faster")
+    if args.json:
+        with contextlib.suppress(FileNotFoundError):
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "weights": weights_note, "extra": extra, "wall": wall, "cpu": cpu,
+                       "median": med}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
