@@ -22,17 +22,24 @@ def relu_linear_attention(
     activations of large magnitude do not overflow; V is padded with ones so one matmul gives
     numerator and denominator together (as in SANA's LiteLA). Inputs are never modified.
     """
-    out_dtype = q.dtype
+    b, h, n, dh = q.shape
     with torch.autocast(device_type=q.device.type, enabled=False):
-        qf = F.relu(q.float())
-        kf = F.relu(k.float())
+        # ReLU is exact in every float dtype, so it runs before the upcast (one pass at the
+        # input's width); each result is a fresh tensor, never the caller's.
+        qf = F.relu(q).float()  # (B, H, N, Dh) fp32
+        kf = F.relu(k).float()  # (B, H, N, Dh) fp32
         if key_mask is not None:
             kf = kf * key_mask[:, None, :, None].to(kf.dtype)  # (B, 1, N, 1) zeroes padded keys
-        v1 = F.pad(v.float(), (0, 1), value=1.0)  # (B, H, N, Dh + 1): last column = 1
+        v1 = torch.empty(b, h, n, dh + 1, dtype=torch.float32, device=v.device)  # (B, H, N, Dh + 1)
+        v1[..., :dh].copy_(v)  # upcast straight into place
+        v1[..., dh] = 1.0  # last column = 1: the normaliser rides along in the same matmul
         kv = torch.einsum("bhnd,bhne->bhde", kf, v1)  # (B, H, Dh, Dh + 1)
         qkv = torch.einsum("bhnd,bhde->bhne", qf, kv)  # (B, H, N, Dh + 1)
-        out = qkv[..., :-1] / (qkv[..., -1:] + eps)  # (B, H, N, Dh)
-    return out.to(out_dtype)
+        out = qkv[..., :dh] / (qkv[..., dh:] + eps)  # (B, H, N, Dh) fp32
+        # One pass casts back and lays the result out as (B, N, H, Dh) memory, so the caller's
+        # head merge "b h n d -> b n (h d)" is a view instead of another copy.
+        out = out.transpose(1, 2).to(dtype=q.dtype, memory_format=torch.contiguous_format)  # (B, N, H, Dh)
+    return out.transpose(1, 2)  # (B, H, N, Dh) view
 
 
 def linear_attention_stats(q: Tensor, k: Tensor) -> dict[str, float]:

@@ -12,7 +12,7 @@ from linearsr_cli.nn.attention import CrossAttention, SelfAttention
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """adaLN modulation x * (1 + scale) + shift (DiT, Peebles & Xie 2023); shift/scale (B, 1, D)."""
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)  # one fused pass over x
 
 
 class MixFFN(nn.Module):
@@ -62,7 +62,8 @@ class LinearDiTBlock(nn.Module):
         """x: (B, N, D); t_mod: (B, 6, D); ctx: (B, M, D); ctx_mask: (B, M) bool."""
         mods = (self.scale_shift_table[None] + t_mod).chunk(6, dim=1)  # 6 x (B, 1, D)
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = mods
-        x = x + gate_sa * self.attn(modulate(self.norm1(x), shift_sa, scale_sa), key_mask)
+        # Gated residuals as one fused multiply-add each (addcmul), not a product then a sum.
+        x = torch.addcmul(x, gate_sa, self.attn(modulate(self.norm1(x), shift_sa, scale_sa), key_mask))
         x = x + self.cross(self.norm_cross(x), ctx, ctx_mask)
-        x = x + gate_ff * self.ffn(modulate(self.norm2(x), shift_ff, scale_ff), hw)
+        x = torch.addcmul(x, gate_ff, self.ffn(modulate(self.norm2(x), shift_ff, scale_ff), hw))
         return x

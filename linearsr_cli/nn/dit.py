@@ -154,7 +154,8 @@ def residual_target(hr: Tensor, lr: Tensor, cfg: ModelConfig) -> Tensor:
 
 def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
     """The HR image from an x0 estimate: bicubic(LR) + residual_scale * x0, clamped to [0, 1]."""
-    return (bicubic_upsample(lr, cfg.scale) + cfg.residual_scale * x0.float()).clamp_(0.0, 1.0)
+    base = bicubic_upsample(lr, cfg.scale).float()  # (B, 3, H, W), a fresh tensor
+    return base.add_(x0.float(), alpha=cfg.residual_scale).clamp_(0.0, 1.0)  # fused, in place
 
 
 def count_parameters(module: nn.Module) -> int:
