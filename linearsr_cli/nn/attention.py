@@ -38,8 +38,9 @@ def relu_linear_attention(
         out = qkv[..., :dh] / (qkv[..., dh:] + eps)  # (B, H, N, Dh) fp32
         # One pass casts back and lays the result out as (B, N, H, Dh) memory, so the caller's
         # head merge "b h n d -> b n (h d)" is a view instead of another copy.
-        out = out.transpose(1, 2).to(dtype=q.dtype, memory_format=torch.contiguous_format)  # (B, N, H, Dh)
-    return out.transpose(1, 2)  # (B, H, N, Dh) view
+        merged = torch.empty(b, n, h, dh, dtype=q.dtype, device=q.device)  # (B, N, H, Dh)
+        merged.copy_(out.transpose(1, 2))
+    return merged.transpose(1, 2)  # (B, H, N, Dh) view
 
 
 def linear_attention_stats(q: Tensor, k: Tensor) -> dict[str, float]:
