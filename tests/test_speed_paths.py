@@ -7,7 +7,7 @@ from einops import rearrange
 
 from linearsr_cli.config import tiny_model_config
 from linearsr_cli.nn.attention import relu_linear_attention
-from linearsr_cli.nn.blocks import modulate
+from linearsr_cli.nn.blocks import modulate, norm_modulate
 from linearsr_cli.nn.dit import bicubic_upsample, compose_output
 
 
@@ -56,3 +56,12 @@ def test_compose_output_matches_formula_and_leaves_inputs_alone() -> None:
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected)
     assert torch.equal(lr, lr_copy) and torch.equal(x0, x0_copy)
+
+
+def test_norm_modulate_fused_path_equals_norm_then_modulate() -> None:
+    norm = torch.nn.LayerNorm(16, elementwise_affine=False, eps=1e-6)
+    gen = torch.Generator().manual_seed(3)
+    for batch in (1, 3):  # B = 1 takes the fused LayerNorm-affine path, B > 1 the general one
+        x = torch.randn(batch, 9, 16, generator=gen) * 4 + 1
+        shift, scale = torch.randn(batch, 1, 16, generator=gen), torch.randn(batch, 1, 16, generator=gen)
+        torch.testing.assert_close(norm_modulate(norm, x, shift, scale), modulate(norm(x), shift, scale))

@@ -15,6 +15,18 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return torch.addcmul(shift, x, 1 + scale)  # one fused pass over x
 
 
+def norm_modulate(norm: nn.LayerNorm, x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """modulate(LayerNorm(x), shift, scale) (DiT adaLN); x (B, N, D), shift/scale (B, 1, D).
+
+    When the whole batch shares one (shift, scale), as in every upscaler call (B = 1), they are
+    LayerNorm's own affine weight and bias, so the norm and the modulation are one pass over x.
+    """
+    if shift.shape[0] == 1 and not norm.elementwise_affine:
+        weight, bias = (1 + scale).reshape(-1), shift.reshape(-1)  # (D,) each
+        return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps)
+    return modulate(norm(x), shift, scale)
+
+
 class MixFFN(nn.Module):
     """1x1 expand (GLU) -> 3x3 depthwise conv on the token grid -> 1x1 project (SANA Mix-FFN)."""
 
@@ -63,7 +75,7 @@ class LinearDiTBlock(nn.Module):
         mods = (self.scale_shift_table[None] + t_mod).chunk(6, dim=1)  # 6 x (B, 1, D)
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = mods
         # Gated residuals as one fused multiply-add each (addcmul), not a product then a sum.
-        x = torch.addcmul(x, gate_sa, self.attn(modulate(self.norm1(x), shift_sa, scale_sa), key_mask))
+        x = torch.addcmul(x, gate_sa, self.attn(norm_modulate(self.norm1, x, shift_sa, scale_sa), key_mask))
         x = x + self.cross(self.norm_cross(x), ctx, ctx_mask)
-        x = torch.addcmul(x, gate_ff, self.ffn(modulate(self.norm2(x), shift_ff, scale_ff), hw))
+        x = torch.addcmul(x, gate_ff, self.ffn(norm_modulate(self.norm2, x, shift_ff, scale_ff), hw))
         return x

@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from linearsr_cli.config import ModelConfig
-from linearsr_cli.nn.blocks import LinearDiTBlock, modulate
+from linearsr_cli.nn.blocks import LinearDiTBlock, norm_modulate
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr, log_snr_tensor
 
 
@@ -100,7 +100,7 @@ class Denoiser(nn.Module):
             x = block(x, t_mod, ctx, ctx_mask, (gh, gw))
 
         shift, scale = (self.final_table[None] + temb[:, None]).chunk(2, dim=1)  # (B, 1, d) each
-        out = self.head(modulate(self.final_norm(x), shift, scale))  # (B, N, 3 p^2)
+        out = self.head(norm_modulate(self.final_norm, x, shift, scale))  # (B, N, 3 p^2)
         out = rearrange(out, "b (h w) c -> b c h w", h=gh, w=gw)
         out = F.pixel_shuffle(out, p)  # (B, 3, gh p, gw p)
         return out[..., : h * s, : w * s]
