@@ -150,6 +150,22 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     return methods, extra
 
 
+def profile_engine(lr_size: int, rows: int) -> None:
+    """Where one 1-NFE Upscaler call spends its time: torch.profiler, ops by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, note = linearsr_weights(Path(tmp))
+        upscaler = Upscaler.from_weights(weights, plan_device("cpu", "auto"), TileConfig())
+    lr = load_lr(lr_size)
+    upscaler(lr, PRESETS["fidelity"])  # warm-up
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        upscaler(lr, PRESETS["fidelity"])
+    print(f"one 1-NFE engine call, LR {lr_size}² -> {4 * lr_size}², {upscaler.plan.describe()}, {note}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lr-size", type=int, default=256, help="LR side; output is 4x")
@@ -157,9 +173,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch and ncnn threads")
     ap.add_argument("--skip", nargs="*", default=[], choices=["rrdbnet", "tags"])
     ap.add_argument("--json", help="write every timing here")
+    ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                    help="only profile one LinearSR 1-NFE engine call (torch.profiler) and print the top ROWS ops")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    if args.profile:
+        profile_engine(args.lr_size, args.profile)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         weights, weights_note = linearsr_weights(Path(tmp))
         methods, extra = build_methods(args.lr_size, args.threads, weights, set(args.skip))
