@@ -6,7 +6,7 @@ import torch
 from einops import rearrange
 
 from linearsr_cli.config import tiny_model_config
-from linearsr_cli.nn.attention import relu_linear_attention
+from linearsr_cli.nn.attention import relu_linear_attention, softmax_attention
 from linearsr_cli.nn.blocks import modulate, norm_modulate
 from linearsr_cli.nn.dit import bicubic_upsample, compose_output
 
@@ -65,3 +65,22 @@ def test_norm_modulate_fused_path_equals_norm_then_modulate() -> None:
         x = torch.randn(batch, 9, 16, generator=gen) * 4 + 1
         shift, scale = torch.randn(batch, 1, 16, generator=gen), torch.randn(batch, 1, 16, generator=gen)
         torch.testing.assert_close(norm_modulate(norm, x, shift, scale), modulate(norm(x), shift, scale))
+
+
+def test_cross_attention_with_only_the_null_token_equals_the_full_kernel() -> None:
+    from linearsr_cli.nn.attention import CrossAttention
+
+    attn = CrossAttention(16, 4)
+    gen = torch.Generator().manual_seed(4)
+    x, ctx = torch.randn(2, 30, 16, generator=gen), torch.randn(2, 1, 16, generator=gen)
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    q = rearrange(attn.q(x), "b n (h d) -> b h n d", h=4)  # (B, H, N, Dh)
+    k, v = rearrange(attn.kv(ctx), "b m (two h d) -> two b h m d", two=2, h=4)
+    full = attn.proj(rearrange(softmax_attention(q, k, v, key_mask=mask), "b h n d -> b n (h d)"))
+    fast = attn(x, ctx, mask)
+    assert fast.shape == (2, 30, 16)
+    torch.testing.assert_close(fast, full)
+    # With real tag tokens the general kernel runs and the queries differ.
+    ctx2 = torch.randn(2, 3, 16, generator=gen)
+    out = attn(x, ctx2, torch.ones(2, 3, dtype=torch.bool))
+    assert not torch.allclose(out[:, 0], out[:, 1])

@@ -108,6 +108,11 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor) -> Tensor:
+        if ctx.shape[1] == 1:
+            # One key (the null token alone, i.e. no tags): softmax over a single score is 1, so
+            # every query receives that key's value; skip the query projection and the kernel.
+            v = self.kv(ctx)[..., ctx.shape[-1] :]  # (B, 1, dim): the (h d) value half
+            return self.proj(v).expand(-1, x.shape[1], -1)  # (B, N, dim), a broadcast view
         q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)  # (B, H, N, Dh)
         k, v = rearrange(self.kv(ctx), "b m (two h d) -> two b h m d", two=2, h=self.heads)
         out = softmax_attention(q, k, v, key_mask=ctx_mask)  # (B, H, N, Dh)
