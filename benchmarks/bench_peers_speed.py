@@ -17,7 +17,8 @@ so a slow drift in machine load hits all of them alike), median of `--runs` roun
 LinearSR uses weights/linearsr-x4.safetensors when it exists, else a random-weights file of the
 default ModelConfig (time does not depend on the values); the report says which.
 
-    python benchmarks/bench_peers_speed.py --runs 5 --json docs/peers_speed.json
+    python benchmarks/bench_peers_speed.py --runs 5 --json peers_speed.json
+    python benchmarks/bench_peers_speed.py --profile 22      # torch.profiler of one 1-NFE call
     python benchmarks/bench_peers_speed.py --lr-size 64 --runs 1      # smoke test
 """
 
