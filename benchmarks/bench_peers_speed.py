@@ -25,7 +25,6 @@ default ModelConfig (time does not depend on the values); the report says which.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -222,8 +221,7 @@ def main() -> None:
         for name in ("linearsr 1-NFE", "linearsr multi-step"):
             print(f"Real-ESRGAN (ncnn) / {name}: {ref / med[name]:.1f}x faster")
     if args.json:
-        with contextlib.suppress(FileNotFoundError):
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "weights": weights_note, "extra": extra, "wall": wall, "cpu": cpu,
                        "median": med}, fh, indent=1)
