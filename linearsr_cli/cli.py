@@ -220,6 +220,7 @@ def train_recipe(
     export_dtype: str = typer.Option("fp16", help="fp32 | fp16 | bf16 storage of the exported file."),
     device: str = typer.Option("auto"), max_minutes: float = typer.Option(0.0, help="Time budget of this call; 0 = none."),
     val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
+    p_one: float = typer.Option(0.1, help="Share of samples at exactly t = 1 (trains the 1-NFE pass)."),
 ) -> None:
     """The whole recipe, resumable: stage 1 -> ESGF knee -> stage 2 per expert -> export."""
     import dataclasses
@@ -232,6 +233,7 @@ def train_recipe(
 
     try:
         data_cfg, s1 = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, 100)
+        s1 = dataclasses.replace(s1, p_one=p_one)
         s2 = dataclasses.replace(s1, steps=steps2, lr=lr2, warmup=20, ckpt_every=ckpt_every2)
         cfg = RecipeConfig(model=ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads),
                            data=data_cfg, stage1=s1, stage2=s2, init=init, tags=tags,
