@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench bench-speed bench-cli clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,12 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_scaling.py
+
+bench-speed: install
+	$(PY) benchmarks/bench_peers_speed.py --runs 5
+
+bench-cli: install
+	$(PY) benchmarks/bench_cli_throughput.py --runs 5
 
 clean:
 	rm -rf out/ .pytest_cache
