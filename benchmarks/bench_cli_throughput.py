@@ -35,10 +35,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linearsr_cli.checkpoints import save_weights  # noqa: E402
-from linearsr_cli.config import ModelConfig  # noqa: E402
-from linearsr_cli.engine.upscaler import default_weights_path  # noqa: E402
-from linearsr_cli.nn.dit import LinearSR  # noqa: E402
+from benchmarks.timing_weights import timing_weights  # noqa: E402
 
 
 def make_folder(dest: Path, lr_side: int) -> list[tuple[int, int]]:
@@ -56,18 +53,6 @@ def make_folder(dest: Path, lr_side: int) -> list[tuple[int, int]]:
         sizes.append(size)
     return sizes
 
-
-def weights_file(tmp: Path) -> tuple[list[str], str]:
-    """(extra CLI options, description): none for the installed weights, else --weights RANDOM."""
-    if default_weights_path().is_file():
-        return [], f"shipped weights {default_weights_path().relative_to(REPO)}"
-    gen = torch.Generator().manual_seed(0)
-    model = LinearSR(ModelConfig())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    path = save_weights(tmp / "random-x4.safetensors", model, provenance={"note": "random, for timing"})
-    return ["--weights", str(path)], "random weights of the default ModelConfig (no shipped weights yet)"
 
 
 def run_once(cmd: list[str]) -> tuple[float, float, list[dict]]:
@@ -95,7 +80,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         sizes = make_folder(tmp_path / "in", args.lr_side)
-        weight_opts, weights_note = weights_file(tmp_path)
+        weights, weights_note = timing_weights(tmp_path)
+        weight_opts = ["--weights", str(weights)]
         out_mp = sum(w * h for w, h in sizes) * 16 / 1e6  # x4 output
         runs = []
         for i in range(args.runs):

@@ -28,10 +28,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linearsr_cli.checkpoints import save_weights  # noqa: E402
-from linearsr_cli.config import ModelConfig  # noqa: E402
-from linearsr_cli.engine.upscaler import default_weights_path  # noqa: E402
-from linearsr_cli.nn.dit import LinearSR  # noqa: E402
+from benchmarks.timing_weights import timing_weights  # noqa: E402
 
 
 def make_photo(path: Path, width: int, height: int) -> None:
@@ -41,14 +38,6 @@ def make_photo(path: Path, width: int, height: int) -> None:
     arr = np.asarray(base, dtype=np.float32) + rng.normal(0, 4, (height, width, 3))
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=92)
 
-
-def random_weights(path: Path) -> Path:
-    gen = torch.Generator().manual_seed(0)
-    model = LinearSR(ModelConfig())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return save_weights(path, model, provenance={"note": "random weights for benchmarking"})
 
 
 def run_once(cmd: list[str]) -> tuple[float, float, int]:
@@ -72,8 +61,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         photo = tmp_path / "photo.jpg"
         make_photo(photo, args.width, args.height)
-        installed = default_weights_path()
-        weights = installed if installed.is_file() else random_weights(tmp_path / "random-x4.safetensors")
+        weights, weights_note = timing_weights(tmp_path)
         cmd = [sys.executable, "-m", "linearsr_cli", "upscale", str(photo), str(tmp_path / "out"),
                "--weights", str(weights), "--overwrite", "--quiet", *args.extra.split()]
         results = []
@@ -89,7 +77,7 @@ def main() -> None:
         rss = [r[1] for r in results]
         print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads")
-        print(f"weights: {'installed ' + str(weights) if weights == installed else 'random, default ModelConfig()'}")
+        print(f"weights: {weights_note}")
         print(f"command: {' '.join(cmd[2:])}")
         print(f"| {args.width}x{args.height} -> {4 * args.width}x{4 * args.height} | "
               f"{statistics.median(times):.1f} s (median of {len(times)}; min {min(times):.1f}, max {max(times):.1f}) | "

@@ -43,13 +43,13 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linearsr_cli.checkpoints import save_weights  # noqa: E402
-from linearsr_cli.config import PRESETS, ModelConfig, TileConfig  # noqa: E402
+from benchmarks.timing_weights import timing_weights  # noqa: E402
+from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
 from linearsr_cli.engine.device import plan_device  # noqa: E402
-from linearsr_cli.engine.upscaler import Upscaler, default_weights_path  # noqa: E402
+from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
 from linearsr_cli.evaluate.peers import REALESRGAN_X4PLUS, SPAN_X4, NcnnPeer  # noqa: E402
 from linearsr_cli.evaluate.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
-from linearsr_cli.nn.dit import LinearSR, bicubic_upsample  # noqa: E402
+from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
 
 
@@ -69,19 +69,6 @@ def load_lr(size: int) -> torch.Tensor:
     img = Image.open(REPO / "samples" / "astronaut.png").convert("RGB").resize((size, size), Image.LANCZOS)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
-
-def linearsr_weights(tmp: Path) -> tuple[Path, str]:
-    """The shipped weights if installed, else a random-weights file of the default config."""
-    shipped = default_weights_path()
-    if shipped.is_file():
-        return shipped, f"shipped weights {shipped.relative_to(REPO)}"
-    gen = torch.Generator().manual_seed(0)
-    model = LinearSR(ModelConfig())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    path = save_weights(tmp / "random-x4.safetensors", model, provenance={"note": "random, for timing"})
-    return path, "random weights of the default ModelConfig (no shipped weights yet)"
 
 
 def rrdb_method(name: str, bf16: bool, probe: torch.Tensor) -> Method:
@@ -155,7 +142,7 @@ def profile_engine(lr_size: int, rows: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with tempfile.TemporaryDirectory() as tmp:
-        weights, note = linearsr_weights(Path(tmp))
+        weights, note = timing_weights(Path(tmp))
         upscaler = Upscaler.from_weights(weights, plan_device("cpu", "auto"), TileConfig())
     lr = load_lr(lr_size)
     upscaler(lr, PRESETS["fidelity"])  # warm-up
@@ -182,7 +169,7 @@ def main() -> None:
         profile_engine(args.lr_size, args.profile)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        weights, weights_note = linearsr_weights(Path(tmp))
+        weights, weights_note = timing_weights(Path(tmp))
         methods, extra = build_methods(args.lr_size, args.threads, weights, set(args.skip))
         lr, small = load_lr(args.lr_size), load_lr(min(64, args.lr_size))
         for m in methods:  # warm-up: model loads, oneDNN primitives, allocator
