@@ -147,3 +147,13 @@ def test_cpu_allocator_tuning_is_idempotent_and_keeps_results():
     assert tune_cpu_allocator() == first  # applied once per process
     x = torch.randn(9_000_000)  # > 32 MiB: would be a fresh mmap without the tuning
     assert torch.equal(torch.relu(x), x.clamp(min=0))
+
+
+def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path):
+    from linearsr_cli.fileio import write_atomic
+
+    target = tmp_path / "sub" / "f.bin"
+    write_atomic(target, b"old")
+    write_atomic(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]

@@ -9,7 +9,6 @@ Nothing here prints; progress goes through the `Reporter` protocol (see console.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device
 from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
 from linearsr_cli.errors import ConfigError, DeviceError, ImageReadError, ImageWriteError, TagError
+from linearsr_cli.fileio import write_atomic
 from linearsr_cli.imageio import (
     DEFAULT_MAX_PIXELS,
     EXTENSIONS,
@@ -249,20 +249,12 @@ def _pid_alive(pid: int) -> bool:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a hidden temp file in the same folder, fsync, then rename."""
-    tmp = _temp_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(path)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if path.parent.is_dir():
+            _remove_stale_temps(path)
+        write_atomic(path, data, tmp=_temp_path(path))
     except OSError as exc:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from linearsr_cli.errors import ConfigError, ImageWriteError
+from linearsr_cli.fileio import write_atomic
 
 BACKGROUND = 255
 TEXT_COLOUR = (0, 0, 0)
@@ -97,13 +98,8 @@ def write_png(path: str | os.PathLike[str], rgb8: np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb8[..., ::-1]))
     if not ok:
         raise ImageWriteError(f"{path}: PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
+        write_atomic(path, buf.tobytes())
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

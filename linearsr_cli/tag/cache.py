@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor
 
 from linearsr_cli.errors import TagError
+from linearsr_cli.fileio import write_atomic
 from linearsr_cli.tag.guidance import TagConfig, TagGuidance
 from linearsr_cli.tag.tagger import TAGGER_ID
 
@@ -93,15 +93,10 @@ class TagCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            tmp.write_text(json.dumps({**self.header, "entries": self.entries}), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps({**self.header, "entries": self.entries}).encode("utf-8"))
         except OSError as exc:
             raise TagError(f"{self.path}: cannot write tag cache: {exc.strerror or exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         self.dirty = False
 
 

@@ -11,12 +11,12 @@ user wrote it on purpose and would otherwise get tags they did not ask for.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from linearsr_cli.errors import TagError
+from linearsr_cli.fileio import write_atomic
 
 SIDECAR_SUFFIX = ".tags"
 MAX_SIDECAR_BYTES = 64 * 1024
@@ -79,14 +79,10 @@ def write_sidecar(image: Path, tags: Iterable[str], *, overwrite: bool = False) 
     if side.exists() and not overwrite:
         return None
     body = "".join(f"{tag}\n" for tag in normalize_tags(tags))
-    tmp = side.with_name(f".{side.name}.tmp")
     try:
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, side)
+        write_atomic(side, body.encode("utf-8"))
     except OSError as exc:
         raise TagError(f"{side}: cannot write sidecar: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return side
 
 

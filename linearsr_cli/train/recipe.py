@@ -28,6 +28,7 @@ from linearsr_cli.checkpoints import load_weights, save_weights
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.errors import ConfigError, DeviceError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
+from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
@@ -251,10 +252,10 @@ def _load_state(out: Path) -> dict[str, Any] | None:
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    path = out / "recipe.json"
-    tmp = path.with_name(".recipe.json.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
+    try:
+        write_atomic(out / "recipe.json", json.dumps(state, indent=1).encode("utf-8"))
+    except OSError as exc:
+        raise TrainingError(f"{out / 'recipe.json'}: cannot write recipe state: {exc.strerror or exc}") from None
 
 
 def run_recipe(
