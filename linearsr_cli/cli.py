@@ -117,6 +117,8 @@ def train_stage1(
     ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
     dim: int = typer.Option(96), depth: int = typer.Option(4), heads: int = typer.Option(4),
     patch: int = typer.Option(8), scale: int = typer.Option(4),
+    stem_channels: int = typer.Option(32, help="Channels of the LR conv stem."),
+    stem_blocks: int = typer.Option(0, help="Residual conv blocks in the LR stem."),
     degradation: str = typer.Option("mixed", help="bicubic | realistic | mixed."),
     tags: bool = typer.Option(True, "--tags/--no-tags", help="TAG tags with dropout (null tag if the tag package is missing)."),
     precision: str = typer.Option("auto", help="auto (bf16 on CPU) | fp32 | bf16 | fp16."),
@@ -125,8 +127,10 @@ def train_stage1(
     val_size: int = typer.Option(256, help="Validation crop side (HR)."),
     val_count: int = typer.Option(4, help="Validation photos used per checkpoint (0 = all)."),
     seed: int = typer.Option(0),
+    p_one: float = typer.Option(0.1, help="Share of samples at exactly t = 1 (trains the 1-NFE pass)."),
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
+    import dataclasses
     import time
     from pathlib import Path
 
@@ -136,7 +140,9 @@ def train_stage1(
 
     try:
         data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
-        model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads, num_experts=1)
+        cfg = dataclasses.replace(cfg, p_one=p_one)
+        model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
+                                stem_channels=stem_channels, stem_blocks=stem_blocks, num_experts=1)
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
         result = run_stage1(model_cfg, data_cfg, cfg, Path(out), val_pairs=val, tags=tags,
@@ -156,11 +162,15 @@ def train_stage2(
     data: str = typer.Option("data/photos"), steps: int = typer.Option(500), batch: int = typer.Option(8),
     crop: int = typer.Option(128), lr: float = typer.Option(5e-5), warmup: int = typer.Option(20),
     ckpt_every: int = typer.Option(50), degradation: str = typer.Option("mixed"),
-    tags: bool = typer.Option(True, "--tags/--no-tags"), precision: str = typer.Option("auto"),
+    tags: bool = typer.Option(True, "--tags/--no-tags"),
+    tag_kind: str = typer.Option("tags", help="tags | visual (the tagger's pooled feature as one token: TAG ablation)."),
+    p_one: float = typer.Option(0.1, help="Share of the structure expert's samples at exactly t = 1."),
+    precision: str = typer.Option("auto"),
     device: str = typer.Option("auto"), max_minutes: float = typer.Option(0.0),
     val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
+    import dataclasses
     import time
     from pathlib import Path
 
@@ -172,13 +182,14 @@ def train_stage2(
     try:
         scale = read_info(init).config.scale
         data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
+        cfg = dataclasses.replace(cfg, p_one=p_one)
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
         photos = PairDataset(data_cfg, "train")
         for e in [expert] if expert >= 0 else range(experts):
             r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts,
-                           val_pairs=val, tags=tags, device=training_device(device), deadline=deadline,
-                           provenance={"command": "linearsr train stage2"}, dataset=photos)
+                           val_pairs=val, tags=tags, tag_kind=tag_kind, device=training_device(device),
+                           deadline=deadline, provenance={"command": "linearsr train stage2"}, dataset=photos)
             typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}")
             if r.status == "paused":
                 break
@@ -215,6 +226,7 @@ def train_recipe(
     ckpt_every: int = typer.Option(100), ckpt_every2: int = typer.Option(50),
     dim: int = typer.Option(96), depth: int = typer.Option(4), heads: int = typer.Option(4),
     patch: int = typer.Option(8), scale: int = typer.Option(4), degradation: str = typer.Option("mixed"),
+    stem_channels: int = typer.Option(32), stem_blocks: int = typer.Option(0),
     init: str = typer.Option("knee", help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint."),
     tags: bool = typer.Option(True, "--tags/--no-tags"), precision: str = typer.Option("auto"),
     export_dtype: str = typer.Option("fp16", help="fp32 | fp16 | bf16 storage of the exported file."),
@@ -235,7 +247,8 @@ def train_recipe(
         data_cfg, s1 = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, 100)
         s1 = dataclasses.replace(s1, p_one=p_one)
         s2 = dataclasses.replace(s1, steps=steps2, lr=lr2, warmup=20, ckpt_every=ckpt_every2)
-        cfg = RecipeConfig(model=ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads),
+        cfg = RecipeConfig(model=ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
+                                             stem_channels=stem_channels, stem_blocks=stem_blocks),
                            data=data_cfg, stage1=s1, stage2=s2, init=init, tags=tags,
                            export_dtype=export_dtype, val_size=val_size, val_count=val_count)
         status = run_recipe(out, cfg, device=training_device(device), max_minutes=max_minutes or None,
@@ -429,7 +442,7 @@ def eval_cmd(
     steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
     solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
-    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image) or off.")] = "auto",
+    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual).")] = "auto",
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
     metric_data: Annotated[Path | None, typer.Option(help="Folder with the NIQE/BRISQUE data (default: linearsr_cli/evaluate/data).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,

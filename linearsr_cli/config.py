@@ -52,6 +52,7 @@ class ModelConfig:
     heads: int = 4
     ffn_mult: float = 2.5
     stem_channels: int = 32
+    stem_blocks: int = 0  # residual 3x3 conv blocks at LR resolution inside the stem
     tag_dim: int = 384
     attention: Attention = "linear"
     attn_eps: float = 1e-6
@@ -65,6 +66,8 @@ class ModelConfig:
             raise ConfigError(f"scale must be >= 1, got {self.scale}")
         if self.patch % self.scale != 0:
             raise ConfigError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
+        if self.stem_blocks < 0:
+            raise ConfigError(f"stem_blocks must be >= 0, got {self.stem_blocks}")
         if self.dim % self.heads != 0:
             raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         if self.attention not in ("linear", "softmax"):

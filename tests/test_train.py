@@ -260,3 +260,23 @@ def test_training_tags_come_from_each_photo_once_and_respect_dropout():
     assert int(mask2[0].sum()) == n
     torch.testing.assert_close(states2[0, :n], states[0, :n])
     assert source(lr, ["cat", "cup", "cat"], torch.zeros(3, dtype=torch.bool)) == (None, None)
+
+
+def test_visual_training_guidance_is_one_token_per_photo():
+    """The TAG ablation's visual arm: one 384-d token per photo (from the photo, not the crop),
+    dropped samples see only the null token."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from skimage import data as skdata
+
+    from linearsr_cli.errors import TrainingError
+    from linearsr_cli.train.loop import make_tag_source
+
+    photos = {"cat": skdata.chelsea(), "cup": skdata.coffee()}
+    source = make_tag_source(True, photos, scale=4, kind="visual")
+    states, mask = source(torch.rand(3, 3, 16, 16), ["cat", "cup", "cat"], torch.tensor([True, True, False]))
+    assert states.shape == (3, 1, 384) and mask.tolist() == [[True], [True], [False]]
+    assert not torch.allclose(states[0], states[1])
+    again, _ = source(torch.rand(1, 3, 16, 16), ["cat"], torch.tensor([True]))
+    torch.testing.assert_close(again[0], states[0])
+    with pytest.raises(TrainingError, match="tag kind"):
+        make_tag_source(True, photos, kind="pixels")

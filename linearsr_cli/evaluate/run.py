@@ -44,7 +44,7 @@ from linearsr_cli.train.degrade import bicubic_downscale, realistic_degrade
 METHODS = ("bicubic", "span", "realesrgan", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
 DEGRADATIONS = ("bicubic", "realistic")
-TAG_MODES = ("auto", "off")
+TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
 METRICS = ("psnr", "ssim", *NOREF_METRICS)
 
 Progress = Callable[[str], None] | None
@@ -288,18 +288,25 @@ class MethodRunner:
         return self._upscaler
 
     def _tags(self, lr: torch.Tensor) -> tuple[Any, Any]:
-        """Tag token states for one LR image (tagger on the LR itself), cached per image."""
+        """Guidance tokens for one LR image, cached per image: the tagger's tags on the LR itself
+        (auto), or, for weights trained with it, the tagger's pooled feature as one token (visual)."""
         if self.cfg.tags == "off":
             return None, None
         key = hashlib.sha1(lr.numpy().tobytes()).digest() + str(tuple(lr.shape)).encode()
         if key not in self._tag_cache:
             from linearsr_cli.tag.guidance import TagConfig, TagGuidance
+            from linearsr_cli.tag.tagger import visual_token
 
             if self._guidance is None:
                 self._guidance = TagGuidance(TagConfig(), self._upscaler.plan.device)
-            resolved = self._guidance.auto_tags(lr)
-            self._tag_cache = {key: (*self._guidance.encode(resolved.tags), resolved.tags)}
-            self.last_tags = list(resolved.tags)
+            if self.cfg.tags == "visual":
+                tok, mask = visual_token(self._guidance.tagger.features(lr[None]))  # (1, 1, 384)
+                device = self._upscaler.plan.device
+                self._tag_cache = {key: (tok.to(device), mask.to(device), ("<visual>",))}
+            else:
+                resolved = self._guidance.auto_tags(lr)
+                self._tag_cache = {key: (*self._guidance.encode(resolved.tags), resolved.tags)}
+        self.last_tags = list(self._tag_cache[key][2])
         return self._tag_cache[key][:2]
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:

@@ -31,6 +31,19 @@ def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tenso
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+class ResidualConv(nn.Module):
+    """x + conv(SiLU(conv(x))) at LR resolution: per-pixel local detail the token grid is too
+    coarse for (a token covers (patch / scale)^2 LR pixels)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.silu(self.conv1(x)))
+
+
 class Denoiser(nn.Module):
     """One expert: LR stem + patch embedding -> linear DiT blocks -> adaLN head -> unpatchify."""
 
@@ -39,7 +52,10 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         d, p, k, c = cfg.dim, cfg.patch, cfg.lr_per_token, cfg.stem_channels
         self.stem = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1)
+            nn.Conv2d(3, c, 3, padding=1),
+            nn.SiLU(),
+            *(ResidualConv(c) for _ in range(cfg.stem_blocks)),
+            nn.Conv2d(c, c, 3, padding=1),
         )
         self.embed = nn.Linear(3 * p * p + c * k * k, d)
         self.t_freq_dim = 256

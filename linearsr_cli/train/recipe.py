@@ -33,6 +33,7 @@ from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
     DatasetBatches,
+    TagKind,
     TrainConfig,
     TrainResult,
     _distributed,
@@ -123,6 +124,7 @@ def run_stage2(
     num_experts: int = 4,
     val_pairs: Sequence[Pair] = (),
     tags: bool = False,
+    tag_kind: TagKind = "tags",
     device: torch.device | None = None,
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
@@ -130,7 +132,7 @@ def run_stage2(
 ) -> TrainResult:
     """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
     interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse decoded
-    photos across experts."""
+    photos across experts. tag_kind "visual" trains the TAG ablation's visual-token arm."""
     model, info = load_weights(init)
     if info.config.num_experts != 1:
         raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint, this has {info.config.num_experts}")
@@ -140,10 +142,10 @@ def run_stage2(
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg2.batch_size, rank=rank, world=world)
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
-            "init_step": int(info.training.get("step", -1))}
+            "init_step": int(info.training.get("step", -1)), "guidance": tag_kind if tags else "none"}
     return train(
         model.train(), batches, cfg2, run_dir, val_pairs=val_pairs,
-        tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale),
+        tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale, kind=tag_kind),
         device=device, deadline=deadline, provenance=provenance, training_meta=meta,
     )
 
