@@ -365,6 +365,7 @@ def upscale(
     suffix: Annotated[str, typer.Option(help="Added to each output file name before the extension.")] = "",
     fmt: Annotated[str, typer.Option("--format", help="keep, png, jpg, webp or tiff (bmp also works).")] = "keep",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    png_level: Annotated[int, typer.Option(help="PNG/16-bit PNG zlib level, 0-9: 9 smallest, 1 fastest.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them, so reruns resume).")] = False,
     max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression-bomb guard).")] = 64_000_000,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
@@ -388,7 +389,7 @@ def upscale(
             source=source, out=out, weights=weights, scale=scale,
             sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed),
             tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
-            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, overwrite=overwrite, max_pixels=max_pixels),
+            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
             tags=TagConfig(enabled=False) if no_tags else TagConfig(tags=tuple(t for t in tags.split(",") if t.strip())),
             device=device, dtype=dtype,
         )

@@ -205,3 +205,27 @@ def test_bad_files(tmp_path) -> None:
         read_image(bomb, max_pixels=64 * 64 - 1)
     with pytest.raises(ImageReadError, match="cannot read"):
         read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_level_is_lossless_at_every_level_and_validated(depth: int) -> None:
+    """--png-level only trades time for size: the pixels survive at 1, 3 and 9, and 9 is no
+    larger than 1 on a photo-like image."""
+    from linearsr_cli.engine.batch import OutputConfig
+    from linearsr_cli.errors import ConfigError
+    from linearsr_cli.imageio import png16_bytes
+
+    photo = synthetic_photo(64, 80, seed=1)  # (h, w, 3) float in [0, 1]
+    if depth == 8:
+        img = decode_image(pil_bytes(Image.fromarray((photo * 255).round().astype(np.uint8)), "PNG"))
+    else:
+        img = decode_image(png16_bytes((photo * 65535).round().astype(np.uint16)))
+    sizes = {}
+    for level in (1, 3, 9):
+        data = encode_image(img, "png", png_level=level)
+        back = decode_image(data)
+        assert back.bit_depth == depth and torch.equal(back.rgb, img.rgb)
+        sizes[level] = len(data)
+    assert sizes[9] <= sizes[1]
+    with pytest.raises(ConfigError, match="png-level"):
+        OutputConfig(png_level=10)

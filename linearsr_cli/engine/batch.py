@@ -28,6 +28,7 @@ from linearsr_cli.imageio import (
     DEFAULT_MAX_PIXELS,
     EXTENSIONS,
     FORMATS,
+    PNG_LEVEL,
     READABLE_SUFFIXES,
     encode_image,
     read_image,
@@ -55,6 +56,7 @@ class OutputConfig:
     suffix: str = ""
     format: str = "keep"
     quality: int = 95
+    png_level: int = PNG_LEVEL
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -63,6 +65,8 @@ class OutputConfig:
             raise ConfigError(f"--format must be keep or one of {', '.join(FORMATS)}, got {self.format!r}")
         if not 1 <= self.quality <= 100:
             raise ConfigError(f"--quality must be in 1..100, got {self.quality}")
+        if not 0 <= self.png_level <= 9:
+            raise ConfigError(f"--png-level must be in 0..9, got {self.png_level}")
         if self.max_pixels < 1:
             raise ConfigError(f"--max-pixels must be >= 1, got {self.max_pixels}")
         if "/" in self.suffix or os.sep in self.suffix:
@@ -315,7 +319,8 @@ class Batch:
             progress = reporter.image_progress if reporter is not None else None
             rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress)
             alpha = None if img.alpha is None else upscale_alpha(img.alpha, self.upscaler.scale)
-            data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality)
+            data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality,
+                                png_level=self.output.png_level)
             atomic_write(job.output, data)
         except (ImageReadError, ImageWriteError, TagError, DeviceError) as exc:
             record.error = str(exc)
