@@ -9,4 +9,5 @@ ev moe4 moe4 auto
 ev tag-none none off
 ev tag-visual visual visual
 ev moe1-tags-off moe1 off
+# the sampler-noise check ran the same six evaluations with --seed 1, writing NAME-seed1.json
 echo EVAL DONE
