@@ -94,14 +94,14 @@ def _train_error(exc: Exception) -> typer.Exit:
 
 
 def _train_setup(data: str, crop: int, scale: int, degradation: str, steps: int, batch: int, lr: float,
-                 ckpt_every: int, precision: str, seed: int, warmup: int):
+                 ckpt_every: int, precision: str, seed: int, warmup: int, p_one: float):
     """DataConfig + TrainConfig from the shared options (raises ConfigError)."""
     from linearsr_cli.train.data import DataConfig
     from linearsr_cli.train.loop import TrainConfig
 
     data_cfg = DataConfig(root=data, scale=scale, crop=crop, degradation=degradation, seed=seed)
     train_cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
-                            precision=precision, seed=seed)
+                            precision=precision, seed=seed, p_one=p_one)
     return data_cfg, train_cfg
 
 
@@ -130,7 +130,6 @@ def train_stage1(
     p_one: float = typer.Option(0.1, help="Share of samples at exactly t = 1 (trains the 1-NFE pass)."),
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
-    import dataclasses
     import time
     from pathlib import Path
 
@@ -139,8 +138,8 @@ def train_stage1(
     from linearsr_cli.train.recipe import make_val_pairs, run_stage1, training_device
 
     try:
-        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
-        cfg = dataclasses.replace(cfg, p_one=p_one)
+        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed,
+                                     warmup, p_one)
         model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
                                 stem_channels=stem_channels, stem_blocks=stem_blocks, num_experts=1)
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
@@ -170,7 +169,6 @@ def train_stage2(
     val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
-    import dataclasses
     import time
     from pathlib import Path
 
@@ -181,8 +179,8 @@ def train_stage2(
 
     try:
         scale = read_info(init).config.scale
-        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, warmup)
-        cfg = dataclasses.replace(cfg, p_one=p_one)
+        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed,
+                                     warmup, p_one)
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
         photos = PairDataset(data_cfg, "train")
@@ -244,8 +242,8 @@ def train_recipe(
     from linearsr_cli.train.recipe import RecipeConfig, run_recipe, training_device
 
     try:
-        data_cfg, s1 = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed, 100)
-        s1 = dataclasses.replace(s1, p_one=p_one)
+        data_cfg, s1 = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed,
+                                    100, p_one)
         s2 = dataclasses.replace(s1, steps=steps2, lr=lr2, warmup=20, ckpt_every=ckpt_every2)
         cfg = RecipeConfig(model=ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
                                              stem_channels=stem_channels, stem_blocks=stem_blocks),
