@@ -8,6 +8,8 @@ Metadata keys (all strings, as safetensors requires):
     tagger       tagger id, encoder  text-encoder id
     provenance   JSON: how the weights were made (command, data, hardware, steps)
     training     JSON: per-checkpoint training state (step, loss, val metrics, attention stats)
+    priors       JSON, only with a prior: per prior input ("clean", "real") its provenance
+                 record (origin, licence, attribution, source SHA-256, fine-tuning), required
 Nothing is ever unpickled: safetensors holds raw tensors only.
 """
 
@@ -32,6 +34,7 @@ FORMAT = "linearsr"
 VERSION = "1"
 DEFAULT_TAGGER = "efficientnet-lite0-imagenet"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+FP32_PARTS = ("priors.", "detector.")  # stored in fp32 whatever the export dtype
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class WeightsInfo:
     encoder: str = DEFAULT_ENCODER
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    priors: dict[str, Any] = field(default_factory=dict)
 
 
 def save_weights(
@@ -56,7 +60,8 @@ def save_weights(
     training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write `model` and its config atomically (temp file + rename); `dtype` casts float tensors."""
+    """Write `model` and its config atomically (temp file + rename); `dtype` casts float tensors
+    (but the priors' tensors, which stay fp32)."""
     cfg = model.cfg
     meta = {
         "format": FORMAT,
@@ -74,11 +79,16 @@ def save_weights(
         "provenance": json.dumps(provenance or {}),
         "training": json.dumps(training or {}, allow_nan=True),
     }
+    if cfg.has_prior:
+        missing = [n for n in cfg.prior_inputs if n not in model.prior_records]
+        if missing:
+            raise WeightsError(f"cannot save priors without their provenance (origin, licence): {missing}")
+        meta["priors"] = json.dumps({n: model.prior_records[n] for n in cfg.prior_inputs})
     tensors = {}
     for name, value in model.state_dict().items():
         value = value.detach().cpu()
-        if dtype is not None and value.is_floating_point():
-            value = value.to(dtype)
+        if dtype is not None and value.is_floating_point() and not name.startswith(FP32_PARTS):
+            value = value.to(dtype)  # priors stay fp32: SPAN works on inputs scaled by 255
         tensors[name] = value.contiguous()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +143,7 @@ def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
         experts = json.loads(meta.get("experts", "{}"))
         provenance = json.loads(meta.get("provenance", "{}"))
         training = json.loads(meta.get("training", "{}"))
+        priors = json.loads(meta.get("priors", "{}"))
     except KeyError as exc:
         raise WeightsError(f"{path}: metadata lacks {exc}") from None
     except (json.JSONDecodeError, TypeError, ConfigError) as exc:
@@ -142,6 +153,9 @@ def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
         or [float(b) for b in experts.get("boundaries", [])] != list(cfg.expert_boundaries)
     ):
         raise WeightsError(f"{path}: expert metadata {experts} disagrees with the model config")
+    unrecorded = [n for n in cfg.prior_inputs if not isinstance(priors.get(n), dict) or "licence" not in priors[n]]
+    if unrecorded:
+        raise WeightsError(f"{path}: prior(s) {', '.join(unrecorded)} without a provenance record (origin, licence)")
     return WeightsInfo(
         path=path,
         config=cfg,
@@ -149,6 +163,7 @@ def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
         encoder=meta.get("encoder", DEFAULT_ENCODER),
         provenance=provenance,
         training=training,
+        priors=priors,
     )
 
 
@@ -187,5 +202,6 @@ def load_weights(
     if problems:
         raise WeightsError(f"{info.path}: does not match its config: " + " | ".join(problems))
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    model.prior_records = {n: info.priors[n] for n in cfg.prior_inputs}
     model.eval()
     return model, info

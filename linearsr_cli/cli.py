@@ -105,6 +105,37 @@ def _train_setup(data: str, crop: int, scale: int, degradation: str, steps: int,
     return data_cfg, train_cfg
 
 
+@train_app.command("stage0")
+def train_stage0(
+    out: str = typer.Option(..., help="Run directory (prior checkpoints + resume state); resumes if present."),
+    prior: str = typer.Option("span", help="Start from: span (the released SPAN of --scale), spanx4_ch52, or a prior file."),
+    data: str = typer.Option("data/photos", help="Photo root with train/ and val/."),
+    steps: int = typer.Option(2000), batch: int = typer.Option(16),
+    crop: int = typer.Option(128, help="HR crop side (the prior sees crop/scale LR pixels)."),
+    lr: float = typer.Option(1e-4), warmup: int = typer.Option(50), ckpt_every: int = typer.Option(250),
+    scale: int = typer.Option(4), degradation: str = typer.Option("mixed", help="bicubic | realistic | mixed."),
+    precision: str = typer.Option("auto"), device: str = typer.Option("auto"),
+    max_minutes: float = typer.Option(0.0, help="Stop cleanly (resumable) after this many minutes; 0 = no limit."),
+    val_size: int = typer.Option(256), val_count: int = typer.Option(5), seed: int = typer.Option(0),
+) -> None:
+    """Stage 0: fine-tune the pretrained prior (SPAN) on real-world degradations (L1, EMA)."""
+    import time
+    from pathlib import Path
+
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import run_stage0, training_device
+
+    try:
+        data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed,
+                                     warmup, 0.0)
+        deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
+        result = run_stage0(prior, data_cfg, cfg, Path(out), val_size=val_size, val_count=val_count,
+                            device=training_device(device), deadline=deadline)
+    except LinearSRError as exc:
+        raise _train_error(exc) from None
+    typer.echo(f"stage 0 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}")
+
+
 @train_app.command("stage1")
 def train_stage1(
     out: str = typer.Option(..., help="Run directory (checkpoints + resume state); resumes if present."),
@@ -167,8 +198,13 @@ def train_stage2(
     precision: str = typer.Option("auto"),
     device: str = typer.Option("auto"), max_minutes: float = typer.Option(0.0),
     val_size: int = typer.Option(256), val_count: int = typer.Option(4), seed: int = typer.Option(0),
+    prior_clean: str = typer.Option("", help="Structure expert's prior for clean inputs: span, spanx4_ch52 or a prior file."),
+    prior_real: str = typer.Option("", help="Structure expert's prior for real-world inputs (a stage-0 checkpoint)."),
+    lpips_weight: float = typer.Option(0.0, help="Weight of the ST-LPIPS loss on the x0 estimate (experts > 0 only)."),
+    lpips_samples: int = typer.Option(8, help="Samples per batch that get the ST-LPIPS loss (0 = all)."),
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
+    import dataclasses
     import time
     from pathlib import Path
 
@@ -181,13 +217,16 @@ def train_stage2(
         scale = read_info(init).config.scale
         data_cfg, cfg = _train_setup(data, crop, scale, degradation, steps, batch, lr, ckpt_every, precision, seed,
                                      warmup, p_one)
+        cfg = dataclasses.replace(cfg, lpips_weight=lpips_weight, lpips_samples=lpips_samples)
+        priors = {k: v for k, v in (("clean", prior_clean), ("real", prior_real)) if v}
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
         deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
         photos = PairDataset(data_cfg, "train")
         for e in [expert] if expert >= 0 else range(experts):
             r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts,
                            val_pairs=val, tags=tags, tag_kind=tag_kind, device=training_device(device),
-                           deadline=deadline, provenance={"command": "linearsr train stage2"}, dataset=photos)
+                           deadline=deadline, provenance={"command": "linearsr train stage2"}, dataset=photos,
+                           priors=priors or None)
             typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}")
             if r.status == "paused":
                 break
@@ -355,6 +394,7 @@ def upscale(
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
     tags: Annotated[str, typer.Option(help='Tags for every image, e.g. "cat, grass" (default: sidecar, metadata, tagger).')] = "",
     no_tags: Annotated[bool, typer.Option("--no-tags", help="No tag guidance (the model's null token).")] = False,
+    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG; auto = the weights' input detector, else clean.")] = "auto",
     tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
@@ -389,7 +429,7 @@ def upscale(
             tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
             tags=TagConfig(enabled=False) if no_tags else TagConfig(tags=tuple(t for t in tags.split(",") if t.strip())),
-            device=device, dtype=dtype,
+            device=device, dtype=dtype, input_kind=input_kind,
         )
         stdin = typer.get_text_stream("stdin") if source == "-" else None
         summary = upscale_batch(req, reporter, stdin)
@@ -434,7 +474,7 @@ def info(
 def eval_cmd(
     hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
     lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, linearsr-1, linearsr-ms.")] = "bicubic,span,realesrgan,linearsr-1,linearsr-ms",
+    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1, linearsr-ms.")] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
     degradation: Annotated[str, typer.Option(help="LR made from HR: bicubic (MATLAB x4) or realistic (Real-ESRGAN, seeded).")] = "bicubic",
     scale: Annotated[int, typer.Option(help="Upscaling factor.")] = 4,
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
@@ -442,7 +482,9 @@ def eval_cmd(
     solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
     tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual).")] = "auto",
+    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
+    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Full-reference ST-LPIPS (needs the stlpips-pytorch wheel's weights).")] = True,
     metric_data: Annotated[Path | None, typer.Option(help="Folder with the NIQE/BRISQUE data (default: linearsr_cli/evaluate/data).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
@@ -466,7 +508,7 @@ def eval_cmd(
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed),
-            noref=split(noref), metric_data=metric_data, device=device, dtype=dtype, tags=tags, limit=limit,
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))

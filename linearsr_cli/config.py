@@ -22,6 +22,14 @@ T_LO = 0.02
 DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.0 - T_LO) / T_LO))
 
 
+# The prior variants a weights file may hold, named by the input each serves: "clean" (SPAN as
+# released, bicubic-like LR) and "real" (fine-tuned in stage 0 on noisy/blurred/JPEG LR). The
+# training data's degradation kinds map onto them.
+PRIOR_INPUTS = ("clean", "real")
+INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
+INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name, or the input detector's choice
+
+
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
     """Expert boundaries by hierarchical bisection of [lo, hi] (LinearSR, SNR-based MoE).
 
@@ -43,6 +51,10 @@ class ModelConfig:
 
     A token covers `patch` x `patch` HR pixels = (patch / scale)^2 LR pixels. The network predicts
     x0 of the residual over a bicubic upsample, divided by `residual_scale`.
+
+    With a prior (`prior_inputs` not empty) the file also holds one deploy-form SPAN per named
+    input (PRIOR_INPUTS), and the experts listed in `prior_experts` (the structure expert, 0)
+    add the prior's residual (SPAN(LR) - bicubic(LR)) / residual_scale to their x0 estimate.
     """
 
     scale: int = 4
@@ -60,6 +72,11 @@ class ModelConfig:
     num_experts: int = 4
     log_snr_range: tuple[float, float] = DEFAULT_LOG_SNR_RANGE
     expert_boundaries: tuple[float, ...] = field(default=())
+    prior_inputs: tuple[str, ...] = ()  # SPAN priors in the file, by input: ("clean", "real")
+    prior_experts: tuple[int, ...] = ()  # experts whose x0 adds the prior's residual
+    prior_channels: int = 52
+    prior_blocks: int = 6
+    input_detector: bool = False  # a small CNN that picks the prior per image (--input auto)
 
     def __post_init__(self) -> None:
         if self.scale < 1:
@@ -88,6 +105,20 @@ class ModelConfig:
             )
         if list(bounds) != sorted(bounds):
             raise ConfigError(f"expert boundaries must increase, got {bounds}")
+        inputs = tuple(str(v) for v in self.prior_inputs)
+        experts = tuple(int(v) for v in self.prior_experts)
+        object.__setattr__(self, "prior_inputs", inputs)
+        object.__setattr__(self, "prior_experts", experts)
+        if bool(inputs) != bool(experts):
+            raise ConfigError(f"prior_inputs {inputs} and prior_experts {experts} must be given together")
+        if len(set(inputs)) != len(inputs) or any(v not in PRIOR_INPUTS for v in inputs):
+            raise ConfigError(f"prior_inputs must be distinct names from {PRIOR_INPUTS}, got {inputs}")
+        if list(experts) != sorted(set(experts)) or any(not 0 <= e < self.num_experts for e in experts):
+            raise ConfigError(f"prior_experts must be increasing indices below {self.num_experts}, got {experts}")
+        if inputs and (self.prior_channels < 1 or self.prior_blocks < 1):
+            raise ConfigError("prior_channels and prior_blocks must be >= 1")
+        if self.input_detector and len(inputs) < 2:
+            raise ConfigError("an input detector needs two priors to choose between")
 
     @property
     def lr_per_token(self) -> int:
@@ -104,14 +135,31 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         values = dict(data)
-        for key in ("log_snr_range", "expert_boundaries"):
+        for key in ("log_snr_range", "expert_boundaries", "prior_inputs", "prior_experts"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
 
+    @property
+    def has_prior(self) -> bool:
+        return bool(self.prior_inputs)
+
     def with_experts(self, num_experts: int) -> ModelConfig:
-        """The same network with `num_experts` experts and bisection boundaries."""
-        return dataclasses.replace(self, num_experts=num_experts, expert_boundaries=())
+        """The same network with `num_experts` experts and bisection boundaries (the prior stays
+        on the experts that still exist)."""
+        experts = tuple(e for e in self.prior_experts if e < num_experts)
+        return dataclasses.replace(
+            self, num_experts=num_experts, expert_boundaries=(),
+            prior_experts=experts, prior_inputs=self.prior_inputs if experts else (),
+            input_detector=self.input_detector and bool(experts),
+        )
+
+    def with_prior(self, inputs: tuple[str, ...], experts: tuple[int, ...]) -> ModelConfig:
+        """The same network with SPAN priors for `inputs` added to the x0 of `experts`."""
+        return dataclasses.replace(self, prior_inputs=tuple(inputs), prior_experts=tuple(experts))
+
+    def without_prior(self) -> ModelConfig:
+        return dataclasses.replace(self, prior_inputs=(), prior_experts=(), input_detector=False)
 
 
 def tiny_model_config(**overrides: Any) -> ModelConfig:

@@ -68,11 +68,11 @@ class OomAbove(torch.nn.Module):
         self.max_lr_pixels = max_lr_pixels
         self.sizes: list[tuple[int, int]] = []
 
-    def forward(self, x_t, t, lr, tags=None, tag_mask=None):  # type: ignore[no-untyped-def]
+    def forward(self, x_t, t, lr, tags=None, tag_mask=None, input_kind=None):  # type: ignore[no-untyped-def]
         self.sizes.append(tuple(lr.shape[-2:]))
         if lr.shape[-2] * lr.shape[-1] > self.max_lr_pixels:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
-        return self.inner(x_t, t, lr, tags, tag_mask)
+        return self.inner(x_t, t, lr, tags, tag_mask, input_kind)
 
 
 def test_out_of_memory_retries_with_smaller_tiles(model: LinearSR) -> None:

@@ -76,8 +76,11 @@ def test_eval_json_schema_and_values(weights, hr_dir, tmp_path):
     for img in rep["images"]:
         for method in ("bicubic", "linearsr-1", "linearsr-ms"):
             vals = img["results"][method]
-            assert set(vals) == {"psnr", "ssim", "niqe", "brisque", "seconds"}
+            lpips = {"lpips"} if rep["metrics"]["lpips"]["available"] else set()
+            assert set(vals) == {"psnr", "ssim", "niqe", "brisque", "seconds", *lpips}
             assert 10 < vals["psnr"] < 60 and 0 < vals["ssim"] <= 1 and vals["seconds"] >= 0
+            if lpips:
+                assert 0 <= vals["lpips"] < 1
     # a random model adds noise to bicubic: a different image, and worse PSNR
     assert a["results"]["linearsr-1"]["psnr"] != a["results"]["bicubic"]["psnr"]
     assert rep["mean"]["bicubic"]["psnr"] == pytest.approx(
@@ -93,7 +96,7 @@ def test_eval_json_schema_and_values(weights, hr_dir, tmp_path):
 
 
 def test_eval_is_deterministic_and_json_to_stdout(weights, hr_dir):
-    args = [hr_dir, "--weights", weights, "--methods", "linearsr-1", "--noref", "", "--json", "-", *FAST]
+    args = [hr_dir, "--weights", weights, "--methods", "linearsr-1", "--noref", "", "--no-lpips", "--json", "-", *FAST]
     first, second = run(*args), run(*args)
     assert first.exit_code == 0
     r1, r2 = json.loads(first.stdout), json.loads(second.stdout)
@@ -114,7 +117,7 @@ def test_tags_auto_records_the_tagger_tags(weights, hr_dir):
     assert res.exit_code == 0, res.output
     (img,) = json.loads(res.stdout)["images"]
     assert isinstance(img["tags"], list) and all(isinstance(t, str) for t in img["tags"])
-    assert json.loads(res.stdout)["methods"]["linearsr-1"]["description"].endswith("tags auto")
+    assert json.loads(res.stdout)["methods"]["linearsr-1"]["description"].endswith("tags auto, input auto")
 
 
 @pytest.mark.skipif(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import data
 
-from linearsr_cli.errors import ConfigError
+from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.evaluate.peers import (
     PEER_SPECS,
@@ -15,9 +15,9 @@ from linearsr_cli.evaluate.peers import (
     NcnnPeer,
     PeerError,
     make_peer,
-    param_blobs,
     tile_starts,
 )
+from linearsr_cli.ncnn_files import io_blobs, parse_param
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.train.degrade import bicubic_downscale
 
@@ -41,10 +41,10 @@ def hr_lr(size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     return hr, np.round(lr * 255) / 255
 
 
-def test_param_blobs_finds_input_and_unconsumed_output():
-    assert param_blobs(PARAM) == ("data", "output")
-    with pytest.raises(PeerError):
-        param_blobs("not a param file\n1 1\nInput a 0 1 x\n")
+def test_io_blobs_finds_input_and_unconsumed_output():
+    assert io_blobs(parse_param(PARAM)) == ("data", "output")
+    with pytest.raises(WeightsError):
+        parse_param("not a param file\n1 1\nInput a 0 1 x\n")
 
 
 @pytest.mark.parametrize("size,tile", [(10, 32), (64, 32), (70, 32), (33, 32)])
@@ -93,4 +93,15 @@ def test_realesrgan_output_is_a_plausible_upscale():
     sr = make_peer("realesrgan").upscale(torch.from_numpy(lr))
     assert sr.shape == hr.shape
     assert psnr_y(sr, hr) > 22.0  # colours and layout right (GAN texture costs PSNR)
+    assert np.abs(sr.mean(axis=(1, 2)) - hr.mean(axis=(1, 2))).max() < 0.03  # RGB order kept
+
+
+@pytest.mark.parametrize("name", ["clearreality", "spankendata"])
+def test_real_world_span_peers_are_plausible_upscales(name):
+    if _reason(name):
+        pytest.skip(_reason(name))
+    hr, lr = hr_lr(96)
+    sr = make_peer(name).upscale(lr)
+    assert sr.shape == hr.shape
+    assert psnr_y(sr, hr) > 22.0
     assert np.abs(sr.mean(axis=(1, 2)) - hr.mean(axis=(1, 2))).max() < 0.03  # RGB order kept

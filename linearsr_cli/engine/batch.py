@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from linearsr_cli.config import SamplerConfig, TileConfig
+from linearsr_cli.config import INPUT_CHOICES, SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device
 from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
 from linearsr_cli.errors import ConfigError, DeviceError, ImageReadError, ImageWriteError, TagError
@@ -94,6 +94,7 @@ class FileRecord:
     seconds: float = 0.0
     tags: list[str] = field(default_factory=list)
     tag_source: str | None = None
+    input_kind: str | None = None  # the prior that served it ("clean"/"real"); None without one
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,11 +276,14 @@ class Batch:
         sampler: SamplerConfig,
         output: OutputConfig,
         tags: Any | None = None,
+        input_kind: str = "auto",
     ) -> None:
-        """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all."""
+        """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
+        `input_kind` auto|clean|real picks the prior per image (Upscaler.choose_input)."""
         self.upscaler = upscaler
         self.sampler = sampler
         self.output = output
+        self.input_kind = input_kind
         self.guidance = None
         if tags is not None and tags.enabled:
             from linearsr_cli.tag.guidance import TagGuidance
@@ -317,7 +321,9 @@ class Batch:
             else:
                 record.tag_source = "off"
             progress = reporter.image_progress if reporter is not None else None
-            rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress)
+            record.input_kind = self.upscaler.choose_input(img.rgb, self.input_kind)
+            rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress,
+                                input_kind=record.input_kind)
             alpha = None if img.alpha is None else upscale_alpha(img.alpha, self.upscaler.scale)
             data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality,
                                 png_level=self.output.png_level)
@@ -346,6 +352,11 @@ class UpscaleRequest:
     tags: Any | None
     device: str = "auto"
     dtype: str = "auto"
+    input_kind: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_CHOICES:
+            raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {self.input_kind!r}")
 
 
 def upscale_batch(
@@ -360,4 +371,6 @@ def upscale_batch(
     weights = resolve_weights(req.weights)
     plan = plan_device(req.device, req.dtype)
     upscaler = Upscaler.from_weights(weights, plan, req.tiles, expect_scale=req.scale)
-    return Batch(upscaler, req.sampler, req.output, req.tags).run(jobs, reporter)
+    if req.input_kind != "auto":
+        upscaler.input_index(req.input_kind)  # weights without that prior: a setup error, before any file
+    return Batch(upscaler, req.sampler, req.output, req.tags, req.input_kind).run(jobs, reporter)

@@ -11,7 +11,9 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              otherwise tiles of `tile` LR pixels with `overlap`; an out-of-memory error halves
              the tile and retries that evaluation (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
-             output stay float32.
+             output stay float32 (a prior always runs in fp32).
+    input:   `input_kind` names the prior that serves this image ("clean" or "real", see
+             config.PRIOR_INPUTS) for weights that carry priors; None = the file's first prior.
 """
 
 from __future__ import annotations
@@ -141,8 +143,41 @@ class Upscaler:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.plan.device.type, dtype=self.plan.autocast)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The prior inputs this model can serve (empty without a prior)."""
+        return self.cfg.prior_inputs
+
+    def choose_input(self, lr: Tensor, requested: str = "auto") -> str | None:
+        """The prior input that serves LR image `lr` (3, h, w): `requested` ("clean"/"real") when
+        the weights have it, else ConfigError; for "auto" the weights' input detector on (a
+        centre crop of at most 512 x 512 of) the image, or the first prior without a detector.
+        None for weights without a prior."""
+        if not self.cfg.has_prior:
+            return None
+        if requested != "auto":
+            self.input_index(requested)  # validates the name
+            return requested
+        h, w = lr.shape[-2:]
+        y0, x0 = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
+        crop = lr[..., y0 : y0 + 512, x0 : x0 + 512].detach().float()[None]  # (1, 3, <=512, <=512)
+        return self.model.detect_input(crop.to(self.plan.device))[0]
+
+    def input_index(self, input_kind: str | None) -> Tensor | None:
+        """The (1,) prior index for `input_kind`; ConfigError for a name the weights lack."""
+        if not self.cfg.has_prior:
+            if input_kind is not None:
+                raise ConfigError(f"these weights have no prior, so --input {input_kind} does not apply")
+            return None
+        if input_kind is not None and input_kind not in self.cfg.prior_inputs:
+            raise ConfigError(
+                f"these weights have priors for {', '.join(self.cfg.prior_inputs)} inputs, not {input_kind!r}"
+            )
+        return self.model.input_index([input_kind or self.cfg.prior_inputs[0]])
+
     def _forward_tile(
-        self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, tags: Tensor | None, mask: Tensor | None
+        self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, tags: Tensor | None, mask: Tensor | None,
+        kind: Tensor | None = None,
     ) -> Tensor:
         y0, x0, y1, x1 = tile.lr_box
         hy0, hx0, hy1, hx1 = tile.hr_box
@@ -150,7 +185,7 @@ class Upscaler:
         lr_t = lr[..., y0:y1, x0:x1].to(dev)  # (1, 3, th, tw)
         xt_t = x_t[..., hy0:hy1, hx0:hx1].to(dev)  # (1, 3, s th, s tw)
         with self._autocast():
-            out = self.model(xt_t, t, lr_t, tags, mask)
+            out = self.model(xt_t, t, lr_t, tags, mask, kind)
         return out.float().cpu()
 
     def denoise_fn(
@@ -160,6 +195,7 @@ class Upscaler:
         tag_mask: Tensor | None,
         tile: int,
         on_tile: Callable[[int], None] | None = None,
+        kind: Tensor | None = None,
     ) -> Callable[[Tensor, float], Tensor]:
         """The `denoise(x_t, t) -> x0_hat` the samplers call on the whole (1, 3, sH, sW) canvas;
         tiles and blends inside. `tile` is the starting LR tile side (0 = whole image)."""
@@ -175,7 +211,7 @@ class Upscaler:
             while True:
                 plan = plan_tiles(h, w, state["tile"], overlap, s, align=k)
                 try:
-                    return self._run_tiles(x_t, t, lr, plan, tags, tag_mask, on_tile)
+                    return self._run_tiles(x_t, t, lr, plan, tags, tag_mask, on_tile, kind)
                 except (RuntimeError, MemoryError) as exc:
                     if not is_out_of_memory(exc):
                         raise
@@ -201,17 +237,18 @@ class Upscaler:
         tags: Tensor | None,
         tag_mask: Tensor | None,
         on_tile: Callable[[int], None] | None,
+        kind: Tensor | None = None,
     ) -> Tensor:
         s = self.scale
         if len(plan) == 1:
-            out = self._forward_tile(x_t, t, lr, plan[0], tags, tag_mask)
+            out = self._forward_tile(x_t, t, lr, plan[0], tags, tag_mask, kind)
             if on_tile is not None:
                 on_tile(1)
             return out
         overlap_hr = self.tiles.overlap * s
         blender = Blender(tuple(x_t.shape), overlap_hr, margin_hr=overlap_hr // 4)
         for tile in plan:
-            blender.add(tile, self._forward_tile(x_t, t, lr, tile, tags, tag_mask))
+            blender.add(tile, self._forward_tile(x_t, t, lr, tile, tags, tag_mask, kind))
             if on_tile is not None:
                 on_tile(1)
         return blender.result()
@@ -230,6 +267,7 @@ class Upscaler:
         tags: Tensor | None = None,
         tag_mask: Tensor | None = None,
         progress: Progress = None,
+        input_kind: str | None = None,
     ) -> Tensor:
         if lr.dim() != 3 or lr.shape[0] != 3:
             raise ValueError(f"lr must be (3, h, w), got {tuple(lr.shape)}")
@@ -245,8 +283,9 @@ class Upscaler:
             if progress is not None:
                 progress(min(done[0], total), total)
 
+        kind = self.input_index(input_kind)
         noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
-        denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile)
+        denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile, kind)
         x0 = sample(denoise, noise, sampler)
         del noise
         out = compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]

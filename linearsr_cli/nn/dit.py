@@ -5,6 +5,8 @@ Call contract of `Denoiser.forward` and `LinearSR.forward`:
     t     float or (B,) tensor in [0, 1] (1 = pure noise);
     lr    (B, 3, h, w) float in [0, 1], the low-res image;
     tags  (B, M, tag_dim) float token states or None; tag_mask (B, M) bool, True = real tag.
+    input_kind  (B,) long index into cfg.prior_inputs (which prior serves each sample), or None
+          for the first; only experts with a prior read it.
     Returns the x0 estimate of the residual, (B, 3, H, W), same dtype as x_t.
 Any h, w >= 1 works: inputs are padded (replicate) to whole tokens inside and cropped back.
 """
@@ -20,6 +22,8 @@ from torch import Tensor, nn
 
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.nn.blocks import LinearDiTBlock, norm_modulate
+from linearsr_cli.nn.input_detector import InputDetector
+from linearsr_cli.nn.span import Span, SpanConfig
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr, log_snr_tensor
 
 
@@ -123,12 +127,68 @@ class Denoiser(nn.Module):
 
 
 class LinearSR(nn.Module):
-    """The SNR mixture of experts: `num_experts` denoisers, exactly one active per sample and step."""
+    """The SNR mixture of experts: `num_experts` denoisers, exactly one active per sample and step.
+
+    With a prior, the experts in cfg.prior_experts estimate x0 as prior_residual(LR) + their
+    network's output (the network learns a correction to the prior). The priors always run in
+    fp32 (autocast off): SPAN scales its input by 255. `prior_records` holds each prior's
+    provenance (origin, licence, attribution) for the weights file's metadata.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.experts = nn.ModuleList(Denoiser(cfg) for _ in range(cfg.num_experts))
+        span = SpanConfig(channels=cfg.prior_channels, blocks=cfg.prior_blocks, scale=cfg.scale)
+        self.priors = nn.ModuleDict({name: Span(span) for name in cfg.prior_inputs})
+        self.detector = InputDetector() if cfg.input_detector else None
+        self.prior_records: dict[str, dict] = {}
+
+    @torch.no_grad()
+    def detect_input(self, lr: Tensor) -> list[str]:
+        """The prior input name per LR image (B, 3, h, w): the detector's choice between "clean"
+        and "real" (p(real) > 0.5), or the first prior without a detector."""
+        names = self.cfg.prior_inputs
+        if not names:
+            return []
+        if self.detector is None or "real" not in names or "clean" not in names:
+            return [names[0]] * lr.shape[0]
+        with torch.autocast(lr.device.type, enabled=False):
+            real = self.detector(lr.float()) > 0.0  # (B,)
+        return ["real" if bool(r) else "clean" for r in real]
+
+    def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
+        """(B,) indices into cfg.prior_inputs for input names ("clean"/"real"); a name the file
+        has no prior for falls back to the first prior. None without priors."""
+        names = self.cfg.prior_inputs
+        if not names:
+            return None
+        return torch.tensor([names.index(n) if n in names else 0 for n in inputs], dtype=torch.long)
+
+    def prior_residual(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
+        """(prior(LR) - bicubic(LR)) / residual_scale, each sample through the prior of its input
+        kind; (B, 3, H, W) float32."""
+        cfg = self.cfg
+        lr32 = lr.float()
+        with torch.autocast(lr.device.type, enabled=False):
+            kinds = [0] if input_kind is None else input_kind.unique().tolist()
+            if len(kinds) == 1:
+                up = self.priors[cfg.prior_inputs[int(kinds[0])]](lr32)  # (B, 3, H, W)
+            else:
+                up = lr32.new_empty(lr.shape[0], 3, lr.shape[2] * cfg.scale, lr.shape[3] * cfg.scale)
+                for k in kinds:
+                    idx = (input_kind == k).nonzero().squeeze(1).to(lr.device)
+                    up[idx] = self.priors[cfg.prior_inputs[int(k)]](lr32[idx])
+            return (up - bicubic_upsample(lr32, cfg.scale)) / cfg.residual_scale
+
+    def _expert(
+        self, e: int, x_t: Tensor, t: Tensor, lr: Tensor, tags: Tensor | None, tag_mask: Tensor | None,
+        input_kind: Tensor | None,
+    ) -> Tensor:
+        out = self.experts[e](x_t, t, lr, tags, tag_mask)
+        if e in self.cfg.prior_experts:
+            out = (out.float() + self.prior_residual(lr, input_kind)).to(x_t.dtype)
+        return out
 
     def expert_index(self, t: float) -> int:
         """The expert for time t: the one whose log-SNR interval holds lambda(t)."""
@@ -141,6 +201,7 @@ class LinearSR(nn.Module):
         lr: Tensor,
         tags: Tensor | None = None,
         tag_mask: Tensor | None = None,
+        input_kind: Tensor | None = None,
     ) -> Tensor:
         b = x_t.shape[0]
         t64 = torch.as_tensor(t, dtype=torch.float64).detach().cpu().reshape(-1).expand(b)
@@ -148,13 +209,14 @@ class LinearSR(nn.Module):
         route = torch.bucketize(log_snr_tensor(t64), bounds, right=True)  # (B,) expert per sample
         tt = t64.to(device=x_t.device, dtype=torch.float32)
         if bool((route == route[0]).all()):
-            return self.experts[int(route[0])](x_t, tt, lr, tags, tag_mask)
+            return self._expert(int(route[0]), x_t, tt, lr, tags, tag_mask, input_kind)
         out = torch.empty_like(x_t)
         for e in route.unique().tolist():
             idx = (route == e).nonzero().squeeze(1).to(x_t.device)
             sub_tags = None if tags is None else tags[idx]
             sub_mask = None if tag_mask is None else tag_mask[idx]
-            out[idx] = self.experts[e](x_t[idx], tt[idx], lr[idx], sub_tags, sub_mask)
+            sub_kind = None if input_kind is None else input_kind[idx.cpu()]
+            out[idx] = self._expert(e, x_t[idx], tt[idx], lr[idx], sub_tags, sub_mask, sub_kind)
         return out
 
 
@@ -166,6 +228,11 @@ def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
 def residual_target(hr: Tensor, lr: Tensor, cfg: ModelConfig) -> Tensor:
     """x0 of the flow: (HR - bicubic(LR)) / residual_scale, roughly unit variance."""
     return (hr - bicubic_upsample(lr, cfg.scale)) / cfg.residual_scale
+
+
+def compose_unclamped(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
+    """bicubic(LR) + residual_scale * x0 without clamping (differentiable everywhere), float32."""
+    return bicubic_upsample(lr, cfg.scale).float() + cfg.residual_scale * x0.float()
 
 
 def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:

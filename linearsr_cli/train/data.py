@@ -124,7 +124,7 @@ def make_pair(
 class PairDataset(Dataset):
     """Map-style dataset of random (LR, HR) training pairs; item i is a pure function of
     (cfg.seed, split, i). Items: {"lr": (3, crop/scale, crop/scale), "hr": (3, crop, crop),
-    "name": photo stem}, float32 in [0, 1]."""
+    "name": photo stem, "kind": the degradation drawn (bicubic or realistic)}, float32 in [0, 1]."""
 
     def __init__(self, cfg: DataConfig, split: str = "train") -> None:
         self.cfg = cfg
@@ -188,7 +188,7 @@ class PairDataset(Dataset):
         if kind == "mixed":
             kind = "realistic" if rng.random() < 0.5 else "bicubic"
         lr, hr = make_pair(patch, self.cfg, kind, rng)
-        return {"lr": lr, "hr": hr, "name": self.names[k]}
+        return {"lr": lr, "hr": hr, "name": self.names[k], "kind": kind}
 
 
 def collate_pairs(items: list[dict[str, Tensor | str]]) -> dict[str, Tensor | list[str]]:
@@ -200,6 +200,7 @@ def collate_pairs(items: list[dict[str, Tensor | str]]) -> dict[str, Tensor | li
             np.stack([item[key].numpy() for item in items])
         )  # (B, 3, h, w)
     batch["name"] = [str(item["name"]) for item in items]
+    batch["kind"] = [str(item["kind"]) for item in items]
     return batch
 
 

@@ -29,10 +29,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.config import ModelConfig
+from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
+from linearsr_cli.engine.device import cpu_supports_bf16
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, measure_model
-from linearsr_cli.nn.dit import LinearSR, residual_target
+from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
 from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
 from linearsr_cli.train.ema import EMA
 
@@ -64,6 +65,8 @@ class TrainConfig:
     val_t_points: int = 4
     keep_states: int = 2
     seed: int = 0
+    lpips_weight: float = 0.0  # + w * ST-LPIPS(composed x0 estimate, HR): a perceptual loss
+    lpips_samples: int = 8  # ... on the first N samples of each batch (0 = all)
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.t_range)
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ConfigError("steps, batch_size and ckpt_every must be >= 1")
         if not 0.0 <= self.p_one <= 1.0 or not 0.0 <= self.tag_dropout <= 1.0:
             raise ConfigError("p_one and tag_dropout must lie in [0, 1]")
+        if self.lpips_weight < 0 or self.lpips_samples < 0:
+            raise ConfigError("lpips_weight and lpips_samples must be >= 0")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
@@ -149,8 +154,9 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    """Mixed-precision dtype for `device`: bf16 on the CPU (its bf16 matmuls are the fast ones),
-    bf16 on CUDA when supported, else fp16; None = fp32."""
+    """Mixed-precision dtype for `device`: on the CPU bf16 only where its bf16 matmuls are native
+    (engine.device.cpu_supports_bf16; emulated bf16 is ~50x slower than fp32), bf16 on CUDA when
+    supported, else fp16; None = fp32."""
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -159,7 +165,7 @@ def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | 
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu":
+    if device.type == "cpu" and cpu_supports_bf16():
         return torch.bfloat16
     return None
 
@@ -167,9 +173,12 @@ def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | 
 # ----------------------------------------------------------------------------- data and tags
 
 
+Batch = tuple[Tensor, Tensor, list[str], list[str]]  # lr (B,3,h,w), hr (B,3,H,W), names, kinds
+
+
 class Batches(Protocol):
-    def __call__(self, step: int) -> tuple[Tensor, Tensor, list[str]]:
-        """The (lr (B,3,h,w), hr (B,3,H,W), names) batch of training step `step`."""
+    def __call__(self, step: int) -> Batch:
+        """The (lr, hr, photo names, degradation kinds) batch of training step `step`."""
         ...
 
 
@@ -182,13 +191,14 @@ class DatasetBatches:
             raise TrainingError("the training dataset must be map-style (indexable)")
         self.dataset, self.batch_size, self.rank, self.world = dataset, batch_size, rank, world
 
-    def __call__(self, step: int) -> tuple[Tensor, Tensor, list[str]]:
+    def __call__(self, step: int) -> Batch:
         base = (step * self.world + self.rank) * self.batch_size
         n = len(self.dataset) if hasattr(self.dataset, "__len__") else 0
         items = [self.dataset[(base + j) % n if n else base + j] for j in range(self.batch_size)]
         lr = torch.stack([it["lr"] for it in items])  # (B, 3, h, w)
         hr = torch.stack([it["hr"] for it in items])  # (B, 3, H, W)
-        return lr, hr, [str(it.get("name", "")) for it in items]
+        names = [str(it.get("name", "")) for it in items]
+        return lr, hr, names, [str(it.get("kind", "bicubic")) for it in items]
 
 
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
@@ -326,7 +336,7 @@ def _distributed() -> tuple[int, int]:
 # ----------------------------------------------------------------------------- the loop
 
 
-class _Run:
+class RunState:
     """Mutable state of one training run: model, optimizer, EMA, RNG, step, recent losses."""
 
     def __init__(self, model: LinearSR, cfg: TrainConfig, device: torch.device) -> None:
@@ -434,7 +444,7 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank, world = _distributed()
-    run = _Run(model, cfg, device)
+    run = RunState(model, cfg, device)
     log = run_dir / "train_log.jsonl"
     resume = latest_state(run_dir)
     if resume is not None:
@@ -455,6 +465,11 @@ def train(
     amp = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
     grid = val_t_grid(cfg)
+    perceptual = None
+    if cfg.lpips_weight > 0:
+        from linearsr_cli.perceptual import load_stlpips
+
+        perceptual = load_stlpips().to(device)
     meta_base = dict(training_meta or {})
     last_ckpt = resume[1] if resume else None
     pending: list[dict[str, float]] = []
@@ -489,7 +504,7 @@ def train(
         return ckpt
 
     while run.step < cfg.steps:
-        lr_img, hr, names = batches(run.step)
+        lr_img, hr, names, kinds = batches(run.step)
         for group in run.opt.param_groups:
             group["lr"] = learning_rate(run.step, cfg)
         b = hr.shape[0]
@@ -497,14 +512,20 @@ def train(
         eps = torch.randn(hr.shape, generator=run.gen)
         keep = torch.rand(b, generator=run.gen) >= cfg.tag_dropout
         tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
+        input_kind = run.model.input_index([INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
         if tags is not None:
             tags, tag_mask = tags.to(device), tag_mask.to(device)
         x0 = residual_target(hr, lr_img, run.model.cfg)
         x_t = noisy_sample(x0, eps, t)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            pred = net(x_t, t, lr_img, tags, tag_mask)
+            pred = net(x_t, t, lr_img, tags, tag_mask, input_kind)
         loss = F.mse_loss(pred.float(), x0)
+        mse = float(loss.detach())
+        if perceptual is not None:
+            k = cfg.lpips_samples or b
+            sr = compose_unclamped(lr_img[:k], pred[:k].float(), run.model.cfg)
+            loss = loss + cfg.lpips_weight * perceptual(sr, hr[:k]).mean()
         value = float(loss.detach())
         reason = _check_loss(value, run.recent, cfg)
         grad_norm = math.nan
@@ -527,7 +548,7 @@ def train(
         run.ema.update(run.model, run.step)
         run.step += 1
         run.recent = (run.recent + [value])[-cfg.spike_window :]
-        pending.append({"step": run.step, "loss": value, "grad_norm": grad_norm})
+        pending.append({"step": run.step, "loss": value, "mse": mse, "grad_norm": grad_norm})
         result.losses.append(value)
         out_of_time = deadline is not None and time.monotonic() >= deadline
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:

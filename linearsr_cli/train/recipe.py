@@ -1,9 +1,11 @@
-"""The LinearSR training recipe: stage 1 -> ESGF knee -> stage 2 (one fine-tune per SNR expert)
--> export of a 4-expert weights file. Every phase is resumable, and `run_recipe` keeps its
+"""The LinearSR training recipe: [stage 0: fine-tune the prior] -> stage 1 -> ESGF knee -> stage 2
+(one fine-tune per SNR expert; the structure expert over the priors) -> export of a 4-expert
+weights file. Every phase is resumable, and `run_recipe` keeps its
 progress in `recipe.json` in the run directory, so it can run in bounded pieces (`max_minutes`).
 
 Run directory layout:
     recipe.json              config + finished phases
+    stage0/                  prior checkpoints (SPAN fine-tuned on real-world degradations)
     stage1/                  ckpt-NNNNNNN.safetensors (+ .state.safetensors/.state.json), train_log.jsonl
     knee.json, knee.safetensors   the select-knee result and a link to the chosen checkpoint
     stage2/expert{i}/        one run per expert, initialised from the chosen stage-1 checkpoint
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from linearsr_cli.checkpoints import load_weights, save_weights
-from linearsr_cli.config import ModelConfig
+from linearsr_cli.config import PRIOR_INPUTS, ModelConfig
 from linearsr_cli.errors import ConfigError, DeviceError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
@@ -73,6 +75,41 @@ def make_val_pairs(data: DataConfig, *, size: int = 256, count: int = 4) -> list
 # ----------------------------------------------------------------------------- the stages
 
 
+def run_stage0(
+    prior: str,
+    data: DataConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    val_size: int = 256,
+    val_count: int = 4,
+    device: torch.device | None = None,
+    deadline: float | None = None,
+    dataset: PairDataset | None = None,
+) -> TrainResult:
+    """Stage 0: fine-tune the prior `prior` (a released SPAN name, 'span', or a prior file) on
+    `data`'s degradation with L1, resumable in `run_dir`; every checkpoint is a prior file scored
+    on bicubic and on realistic validation crops."""
+    from linearsr_cli.priors import resolve_prior
+    from linearsr_cli.train.prior import train_prior
+
+    torch.manual_seed(cfg.seed)
+    span, record = resolve_prior(prior, data.scale)
+    rank, world = _distributed()
+    if world > 1:
+        raise TrainingError("stage 0 runs in one process (the prior is small); start it without torchrun")
+    dataset = dataset or PairDataset(data, "train")
+    val = {
+        kind: (pairs[:val_count] if val_count else pairs)
+        for kind in ("bicubic", "realistic")
+        for pairs in [validation_pairs(data, size=val_size, degradation=kind)]
+    }
+    return train_prior(
+        span.train(), record, DatasetBatches(dataset, cfg.batch_size), cfg, run_dir, val=val, device=device,
+        deadline=deadline, data={"degradation": data.degradation, "crop": data.crop, "root": data.root},
+    )
+
+
 def photo_map(dataset: PairDataset) -> dict[str, Any]:
     """Photo name -> decoded HR photo, for tagging each training photo once."""
     return dict(zip(dataset.names, dataset.photos, strict=True))
@@ -106,11 +143,14 @@ def run_stage1(
 
 
 def stage2_config(cfg: TrainConfig, model_cfg: ModelConfig, expert: int) -> TrainConfig:
-    """The stage-2 config of one expert: t limited to its SNR interval; t = 1 samples only for
-    the structure expert (index 0); a distinct seed per expert."""
+    """The stage-2 config of one expert: t limited to its SNR interval; t = 1 samples and no
+    perceptual (LPIPS) loss for the structure expert (index 0, the fidelity 1-NFE pass); a distinct
+    seed per expert."""
     t_range = expert_t_range(model_cfg, expert)
+    structure = t_range[1] >= 1.0
     return dataclasses.replace(
-        cfg, t_range=t_range, p_one=cfg.p_one if t_range[1] >= 1.0 else 0.0, seed=cfg.seed + 101 * expert
+        cfg, t_range=t_range, p_one=cfg.p_one if structure else 0.0, seed=cfg.seed + 101 * expert,
+        lpips_weight=0.0 if structure else cfg.lpips_weight,
     )
 
 
@@ -129,15 +169,25 @@ def run_stage2(
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
     dataset: PairDataset | None = None,
+    priors: dict[str, str] | None = None,
+    prior_experts: Sequence[int] = (0,),
 ) -> TrainResult:
     """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
     interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse decoded
-    photos across experts. tag_kind "visual" trains the TAG ablation's visual-token arm."""
+    photos across experts. tag_kind "visual" trains the TAG ablation's visual-token arm.
+
+    `priors` maps prior inputs ("clean", "real") to prior specs (priors.resolve_prior); an
+    expert listed in `prior_experts` then carries them (frozen) and starts as the prior exactly:
+    its trunk comes from `init`, its output head is zeroed, so it learns a correction."""
     model, info = load_weights(init)
     if info.config.num_experts != 1:
         raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint, this has {info.config.num_experts}")
+    if info.config.has_prior:
+        raise TrainingError(f"{init}: stage 2 starts from a stage-1 checkpoint without a prior")
     full = info.config.with_experts(num_experts)
     cfg2 = stage2_config(cfg, full, expert)
+    if priors and expert in prior_experts:
+        model = attach_priors(model, priors)
     rank, world = _distributed()
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg2.batch_size, rank=rank, world=world)
@@ -148,6 +198,32 @@ def run_stage2(
         tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale, kind=tag_kind),
         device=device, deadline=deadline, provenance=provenance, training_meta=meta,
     )
+
+
+def attach_priors(model: LinearSR, priors: dict[str, str]) -> LinearSR:
+    """A copy of the 1-expert `model` whose expert adds the given priors (frozen, in
+    config.PRIOR_INPUTS order), with its output head zeroed so that it starts as the prior."""
+    from linearsr_cli.priors import resolve_prior
+
+    inputs = tuple(n for n in PRIOR_INPUTS if n in priors)
+    unknown = sorted(set(priors) - set(inputs))
+    if unknown:
+        raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
+    spans = {n: resolve_prior(priors[n], model.cfg.scale) for n in inputs}
+    first = next(iter(spans.values()))[0].cfg
+    if any(sp.cfg != first for sp, _ in spans.values()):
+        raise ConfigError("all priors of a model must have the same SPAN shape")
+    cfg = dataclasses.replace(model.cfg.with_prior(inputs, (0,)), prior_channels=first.channels, prior_blocks=first.blocks)
+    out = LinearSR(cfg)
+    out.experts.load_state_dict(model.experts.state_dict())
+    for name, (span, record) in spans.items():
+        out.priors[name].load_state_dict(span.state_dict())
+        out.prior_records[name] = record
+    out.priors.requires_grad_(False)
+    head = out.experts[0].head
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return out
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -165,21 +241,41 @@ def export_model(
     provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Assemble single-expert checkpoints (expert 0, 1, ...) into one LinearSR weights file,
-    optionally stored in fp16/bf16 (loading casts back to fp32)."""
+    optionally stored in fp16/bf16 (loading casts back to fp32). Experts whose checkpoint carries
+    a prior keep it; those priors must be identical (one copy is stored)."""
     if dtype not in EXPORT_DTYPES:
         raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
     if len(expert_ckpts) not in (1, 2, 4):
         raise ConfigError(f"need 1, 2 or 4 expert checkpoints, got {len(expert_ckpts)}")
     parts = [load_weights(p) for p in expert_ckpts]
-    base = parts[0][1].config
+    base = parts[0][1].config.without_prior()
+    carriers = [i for i, (_, info) in enumerate(parts) if info.config.has_prior]
     for (_, info), p in zip(parts, expert_ckpts, strict=True):
         if info.config.num_experts != 1:
             raise TrainingError(f"{p}: expected a single-expert checkpoint")
-        if dataclasses.replace(info.config, num_experts=1) != base:
+        if info.config.without_prior() != base:
             raise TrainingError(f"{p}: architecture differs from {expert_ckpts[0]}")
-    model = LinearSR(base.with_experts(len(parts)))
+    cfg = base.with_experts(len(parts))
+    if carriers:
+        src = parts[carriers[0]][0]
+        for i in carriers[1:]:
+            other = parts[i][0]
+            same = other.cfg.prior_inputs == src.cfg.prior_inputs and all(
+                torch.equal(a, b) for a, b in zip(other.priors.state_dict().values(), src.priors.state_dict().values(), strict=True)
+            )
+            if not same:
+                raise TrainingError(f"{expert_ckpts[i]}: its prior differs from {expert_ckpts[carriers[0]]}'s")
+        cfg = dataclasses.replace(
+            cfg.with_prior(src.cfg.prior_inputs, tuple(carriers)),
+            prior_channels=src.cfg.prior_channels, prior_blocks=src.cfg.prior_blocks,
+        )
+    model = LinearSR(cfg)
     for i, (m, _) in enumerate(parts):
         model.experts[i].load_state_dict(m.experts[0].state_dict())
+    if carriers:
+        src = parts[carriers[0]][0]
+        model.priors.load_state_dict(src.priors.state_dict())
+        model.prior_records = dict(src.prior_records)
     prov = dict(provenance or {})
     prov["experts"] = [
         {"checkpoint": str(p), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
@@ -204,6 +300,12 @@ class RecipeConfig:
     export_dtype: str = "fp16"
     val_size: int = 256
     val_count: int = 4
+    # the structure expert's prior: "" = none; else the released SPAN ("span") as the "clean"
+    # prior, and its stage-0 fine-tune on `prior_degradation` crops of `prior_crop` as "real"
+    prior: str = ""
+    stage0: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=1e-4, warmup=50, ckpt_every=250))
+    prior_crop: int = 128
+    prior_degradation: str = "mixed"
 
     def __post_init__(self) -> None:
         if self.init not in ("knee", "last"):
@@ -222,6 +324,10 @@ class RecipeConfig:
             "export_dtype": self.export_dtype,
             "val_size": self.val_size,
             "val_count": self.val_count,
+            "prior": self.prior,
+            "stage0": self.stage0.to_dict(),
+            "prior_crop": self.prior_crop,
+            "prior_degradation": self.prior_degradation,
         }
 
     @classmethod
@@ -232,7 +338,14 @@ class RecipeConfig:
             stage1=TrainConfig.from_dict(d["stage1"]),
             stage2=TrainConfig.from_dict(d["stage2"]),
             **{k: d[k] for k in ("init", "tags", "export_dtype", "val_size", "val_count")},
+            **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation") if k in d},
+            **({"stage0": TrainConfig.from_dict(d["stage0"])} if "stage0" in d else {}),
         )
+
+    @property
+    def prior_data(self) -> DataConfig:
+        """The data of stage 0: larger crops (SPAN's receptive field) on the prior's degradation."""
+        return dataclasses.replace(self.data, crop=self.prior_crop, degradation=self.prior_degradation)
 
 
 @dataclass
@@ -313,6 +426,16 @@ def run_recipe(
             return RecipeStatus(False, phases, message=msg)
         return None
 
+    if cfg.prior and phases.get("stage0") != "done":
+        note(f"stage 0: fine-tune the {cfg.prior} prior, {cfg.stage0.steps} steps on {cfg.prior_degradation} crops")
+        r = run_stage0(cfg.prior, cfg.prior_data, cfg.stage0, out / "stage0", val_size=cfg.val_size,
+                       val_count=cfg.val_count, device=device, deadline=deadline)
+        if (p := paused(r, "stage 0")) is not None:
+            return p
+        phases["stage0"] = "done"
+        _save_state(out, state)
+    priors = {"clean": cfg.prior, "real": str(final_checkpoint(out / "stage0"))} if cfg.prior else None
+
     if phases.get("stage1") != "done":
         note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
         r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
@@ -342,7 +465,7 @@ def run_recipe(
         note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
         r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
                        val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance,
-                       dataset=dataset())
+                       dataset=dataset(), priors=priors)
         if (p := paused(r, f"stage 2 expert {e}")) is not None:
             return p
         phases[key] = "done"
