@@ -159,7 +159,12 @@ class ModelConfig:
         return dataclasses.replace(self, prior_inputs=tuple(inputs), prior_experts=tuple(experts))
 
     def without_prior(self) -> ModelConfig:
-        return dataclasses.replace(self, prior_inputs=(), prior_experts=(), input_detector=False)
+        """The same network with no prior (prior fields back to their defaults)."""
+        plain = ModelConfig()
+        return dataclasses.replace(
+            self, prior_inputs=(), prior_experts=(), input_detector=False,
+            prior_channels=plain.prior_channels, prior_blocks=plain.prior_blocks,
+        )
 
 
 def tiny_model_config(**overrides: Any) -> ModelConfig:

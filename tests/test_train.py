@@ -280,3 +280,78 @@ def test_visual_training_guidance_is_one_token_per_photo():
     torch.testing.assert_close(again[0], states[0])
     with pytest.raises(TrainingError, match="tag kind"):
         make_tag_source(True, photos, kind="pixels")
+
+
+def _tiny_prior(path: Path, seed: int = 0) -> Path:
+    from linearsr_cli.nn.span import Span, SpanConfig
+    from linearsr_cli.priors import save_prior
+
+    gen = torch.Generator().manual_seed(seed)
+    span = Span(SpanConfig(channels=6, blocks=1, scale=SCALE))
+    with torch.no_grad():
+        for p in span.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return save_prior(path, span, {"origin": "test", "licence": "Apache-2.0", "attribution": "test"})
+
+
+def test_attach_priors_starts_as_the_prior_and_keeps_it_frozen(photos: Path, tmp_path: Path) -> None:
+    from linearsr_cli.nn.dit import compose_output
+    from linearsr_cli.train.recipe import attach_priors
+
+    clean, real = _tiny_prior(tmp_path / "c.safetensors", 0), _tiny_prior(tmp_path / "r.safetensors", 1)
+    base = random_model_1(seed=2)
+    model = attach_priors(base, {"real": str(real), "clean": str(clean)})
+    assert model.cfg.prior_inputs == ("clean", "real") and model.cfg.prior_experts == (0,)
+    assert not any(p.requires_grad for p in model.priors.parameters())
+    lr = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        sr = compose_output(lr, model(torch.randn(2, 3, 32, 32), 1.0, lr, input_kind=torch.tensor([0, 1])), model.cfg)
+        torch.testing.assert_close(sr[:1], model.priors["clean"](lr[:1]).clamp(0, 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(sr[1:], model.priors["real"](lr[1:]).clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def random_model_1(seed: int = 0) -> LinearSR:
+    from tests.util import random_model
+
+    return random_model(tiny_model_config(num_experts=1), seed=seed)
+
+
+def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_path: Path) -> None:
+    """Stage 0 fine-tunes the prior (L1), the structure expert carries both priors, the other
+    experts none, and the exported file keeps the priors (fp32) with their provenance."""
+    cfg = RecipeConfig(
+        model=tiny_model_config(num_experts=4),
+        data=data_cfg(photos),
+        stage1=quick_cfg(steps=6, ckpt_every=2, batch_size=2),
+        stage2=quick_cfg(steps=1, ckpt_every=1, batch_size=2, lr=5e-4),
+        stage0=quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3),
+        prior=str(_tiny_prior(tmp_path / "span.safetensors")), prior_crop=32,
+        val_size=32, val_count=1, export_dtype="fp16",
+    )
+    done = run_recipe(tmp_path / "run", cfg)
+    assert done.done and "stage0" in done.phases
+    from linearsr_cli.priors import load_prior
+
+    real, record = load_prior(tmp_path / "run" / "stage0" / "ckpt-0000002.safetensors")
+    assert record["fine_tuning"][-1]["step"] == 2 and set(record["fine_tuning"][-1]["val_psnr"]) == {"bicubic", "realistic"}
+    model, info = load_weights(done.weights)
+    assert info.config.prior_inputs == ("clean", "real") and info.config.prior_experts == (0,)
+    assert info.priors["real"]["fine_tuning"][-1]["stage"] == 0 and info.priors["clean"]["licence"] == "Apache-2.0"
+    for k, v in real.state_dict().items():
+        assert torch.equal(model.priors["real"].state_dict()[k], v)  # fp32 inside an fp16 export
+    assert model.experts[1].head.weight.dtype == torch.float32
+    e0 = read_info(tmp_path / "run" / "stage2" / "expert0" / "ckpt-0000001.safetensors")
+    e1 = read_info(tmp_path / "run" / "stage2" / "expert1" / "ckpt-0000001.safetensors")
+    assert e0.config.has_prior and not e1.config.has_prior
+
+
+def test_lpips_loss_trains_the_texture_experts_only(photos: Path, tmp_path: Path) -> None:
+    pytest.importorskip("stlpips_pytorch")
+    from linearsr_cli.train.recipe import stage2_config
+
+    cfg = quick_cfg(steps=2, ckpt_every=2, batch_size=2, lpips_weight=0.5, lpips_samples=1)
+    full = tiny_model_config(num_experts=4)
+    assert stage2_config(cfg, full, 0).lpips_weight == 0.0 and stage2_config(cfg, full, 2).lpips_weight == 0.5
+    result = train(stage1_model(), DatasetBatches(PairDataset(data_cfg(photos)), 2), cfg, tmp_path / "lp")
+    log = read_log(tmp_path / "lp")
+    assert result.status == "done" and all(r["loss"] > r["mse"] for r in log)  # the LPIPS term is on

@@ -303,3 +303,31 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
     assert report["auto_dtype"]["cpu"] in ("bfloat16", "fp32")
     text = CliRunner().invoke(app, ["info", "--weights", str(tiny_weights)])
     assert "devices: cpu" in text.stdout and "experts: 4" in text.stdout
+
+
+def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Path) -> None:
+    """--input clean|real chooses the structure expert's prior; weights without a prior refuse a
+    named input before touching any file; auto without a detector takes the first prior."""
+    from linearsr_cli.checkpoints import save_weights
+    from linearsr_cli.config import tiny_model_config
+    from tests.util import random_model
+
+    cfg = tiny_model_config(prior_channels=6, prior_blocks=1).with_prior(("clean", "real"), (0,))
+    model = random_model(cfg, seed=5)
+    model.prior_records = {n: {"origin": "test", "licence": "Apache-2.0"} for n in ("clean", "real")}
+    weights = save_weights(tmp_path / "prior.safetensors", model)
+    src = save(tmp_path / "in" / "a.png", Image.fromarray(rgb8(12, 10)))
+    outs = {}
+    for kind in ("clean", "real", "auto"):
+        res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / kind), "--weights", str(weights),
+                                       "--no-tags", "--json", "--input", kind])
+        assert res.exit_code == EXIT_OK, res.output
+        (rec,) = records(res)
+        assert rec["input_kind"] == ("clean" if kind == "auto" else kind)
+        outs[kind] = np.asarray(Image.open(tmp_path / kind / "a.png"))
+    assert not np.array_equal(outs["clean"], outs["real"]) and np.array_equal(outs["clean"], outs["auto"])
+    res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "x"), "--weights", str(tiny_weights),
+                                   "--no-tags", "--input", "real"])
+    assert res.exit_code == EXIT_USAGE and "no prior" in res.output and not (tmp_path / "x").exists()
+    res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "y"), "--weights", str(weights), "--input", "noisy"])
+    assert res.exit_code == EXIT_USAGE and "--input" in res.output
