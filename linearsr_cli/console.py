@@ -1,13 +1,18 @@
 """Console output: rich progress bars, JSON lines for scripts, quiet mode for cron.
 
-With cli.py the only module that prints. Progress and messages go to stderr; with --json,
-stdout carries exactly one JSON object per input file and nothing else.
+With the cli/ package the only module that prints. Progress and messages go to stderr; with
+--json, stdout carries exactly one JSON object per input file (upscale) or per checkpoint
+(train) and nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -108,3 +113,112 @@ class RichReporter:
     def finish(self, summary: BatchSummary) -> None:
         self.progress.stop()
         self.console.print(summary_line(summary))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class QuietTrainReporter:
+    """--quiet training: nothing while it runs (errors still reach stderr through the CLI)."""
+
+    def start(self, name: str, step: int, total: int) -> None:
+        pass
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        pass
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+class JsonTrainReporter(QuietTrainReporter):
+    """--json training: one JSON object per checkpoint on stdout (stage, step, loss, lr, val)."""
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        print(json.dumps(_finite(record)), flush=True)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf -> None, recursively: JSON lines that every parser reads."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RichTrainReporter:
+    """A rich progress bar on stderr per run: step/total, steps/s, smoothed loss, lr, ETA and
+    the latest checkpoint's validation PSNR; one line per checkpoint above the bar."""
+
+    SMOOTH = 0.98  # EMA factor of the displayed loss
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or err_console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]} it/s"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("val {task.fields[val]}"),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = None
+        self.smoothed: float | None = None
+        self.started = 0.0
+        self.first_step = 0
+
+    def start(self, name: str, step: int, total: int) -> None:
+        self.smoothed = None
+        self.started, self.first_step = time.monotonic(), step
+        self.progress.start()
+        self.task = self.progress.add_task(
+            escape(name), total=total, completed=step, speed="-", loss="-", lr="-", val="-"
+        )
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        if math.isfinite(loss):
+            self.smoothed = loss if self.smoothed is None else self.SMOOTH * self.smoothed + (1 - self.SMOOTH) * loss
+        rate = (step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+        self.progress.update(
+            self.task, completed=step, speed=f"{rate:.2f}",
+            loss="-" if self.smoothed is None else f"{self.smoothed:.4f}", lr=f"{lr:.1e}",
+        )
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        val = record.get("val") or {}
+        psnr = next((v for k, v in val.items() if k.startswith("psnr") and isinstance(v, float)), None)
+        shown = "-" if psnr is None or not math.isfinite(psnr) else f"{psnr:.2f} dB"
+        self.progress.update(self.task, val=shown)
+        self.progress.console.print(
+            f"checkpoint step {record.get('step')}: loss {record.get('loss', math.nan):.4f}, val {shown} "
+            f"-> {escape(Path(str(record.get('checkpoint', ''))).name)}"
+        )
+
+    def finish(self) -> None:
+        self.progress.stop()
+
+    def message(self, text: str) -> None:
+        self.console.print(escape(text))
+
+
+def train_reporter(*, quiet: bool = False, json_lines: bool = False) -> QuietTrainReporter | JsonTrainReporter | RichTrainReporter:
+    """The training reporter for --quiet / --json / the default progress bar."""
+    if json_lines:
+        return JsonTrainReporter()
+    if quiet:
+        return QuietTrainReporter()
+    return RichTrainReporter()

@@ -205,7 +205,7 @@ def test_recipe_runs_end_to_end_and_resumes_by_phase(photos: Path, tmp_path: Pat
         data=data_cfg(photos),
         stage1=quick_cfg(steps=12, ckpt_every=2, batch_size=2),
         stage2=quick_cfg(steps=1, ckpt_every=1, batch_size=2, lr=5e-4),
-        val_size=32, val_count=1, export_dtype="bf16",
+        val_size=32, val_count=1, export_dtype="bf16", prior="",
     )
     out = tmp_path / "recipe"
     paused = run_recipe(out, cfg, max_minutes=1e-9)  # a budget that ends after one step
@@ -355,3 +355,45 @@ def test_lpips_loss_trains_the_texture_experts_only(photos: Path, tmp_path: Path
     result = train(stage1_model(), DatasetBatches(PairDataset(data_cfg(photos)), 2), cfg, tmp_path / "lp")
     log = read_log(tmp_path / "lp")
     assert result.status == "done" and all(r["loss"] > r["mse"] for r in log)  # the LPIPS term is on
+
+
+def test_precision_auto_follows_the_one_capability_check(photos: Path, tmp_path: Path) -> None:
+    """`--precision auto` trains in the dtype engine.device decides for this CPU (bf16 only where
+    it is measured fast), and the checkpoint records it."""
+    from linearsr_cli.engine.device import cpu_bf16
+
+    res = CliRunner().invoke(app, ["train", "stage1", "--data", str(photos), "--out", str(tmp_path / "p"),
+                                   "--steps", "1", "--batch", "2", "--crop", "32", "--ckpt-every", "1",
+                                   "--dim", "32", "--depth", "1", "--heads", "2", "--precision", "auto",
+                                   "--val-count", "1", "--val-size", "32", "--no-tags"])
+    assert res.exit_code == 0, res.output
+    used = read_info(tmp_path / "p" / "ckpt-0000001.safetensors").training["precision"]
+    assert used == ("bfloat16" if cpu_bf16().use_bf16 else "fp32")
+
+
+def test_training_shows_its_work_json_and_progress(photos: Path, tmp_path: Path) -> None:
+    """--json: one record per checkpoint on stdout, as they happen; default: a progress bar and a
+    line per checkpoint on stderr; both keep train_log.jsonl and checkpoints.csv."""
+    base = ["train", "stage1", "--data", str(photos), "--steps", "4", "--batch", "2", "--crop", "32",
+            "--ckpt-every", "2", "--dim", "32", "--depth", "1", "--heads", "2", "--precision", "fp32",
+            "--val-count", "1", "--val-size", "32", "--no-tags"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "j"), "--json"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    assert [r["step"] for r in recs] == [2, 4]
+    assert all(set(r) >= {"stage", "step", "loss", "lr", "val", "checkpoint"} for r in recs)
+    assert recs[0]["val"]["psnr"] > 0 and Path(recs[1]["checkpoint"]).is_file()
+    rows = (tmp_path / "j" / "checkpoints.csv").read_text().splitlines()
+    assert rows[0].startswith("stage,step,loss,lr") and len(rows) == 3
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "checkpoint step 2" in res.output and "checkpoint step 4" in res.output and "stage 1" in res.output
+    quiet = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "q"), "--quiet"])
+    assert quiet.exit_code == 0 and "checkpoint step" not in quiet.output
+
+
+def test_version_flag() -> None:
+    from linearsr_cli import __version__
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == __version__

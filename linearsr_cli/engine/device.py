@@ -1,9 +1,13 @@
-"""Capability predicates and the device/dtype choice, in one place.
+"""Capability predicates and the device/dtype choice, in one place: upscale, eval, training
+and the benchmarks all ask `choose_dtype` (through `plan_device` or directly).
 
-`auto` picks: CUDA with fp16 autocast (the linear-attention accumulators stay fp32 inside the
-kernel), else MPS in fp32 (fp16 on MPS is unreliable for this model), else the CPU with bf16
-autocast when the CPU has native bf16 matmuls, fp32 otherwise. See BENCHMARKS.md for the CPU
-measurement behind that choice and the tolerance against fp32.
+`auto` picks: on CUDA fp16 autocast for inference and bf16 (if supported, else fp16) for
+training (the linear-attention accumulators stay fp32 inside the kernel either way); on MPS fp32
+(fp16 on MPS is unreliable for this model); on the CPU bf16 autocast only when `cpu_bf16()`
+says bf16 is really fast here, fp32 otherwise. A CPU without native bf16 (AVX2-only, many AMD
+and older Intel machines) emulates it about 50x slower than fp32, so the decision is a static
+predicate (oneDNN's native-bf16 check) confirmed by timing one matmul in each dtype, once per
+process. See BENCHMARKS.md for the measurements.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +40,8 @@ def cuda_supports_bf16() -> bool:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when oneDNN can run bf16 matmuls natively (AVX512-BF16 / AMX) or via AVX512 emulation
-    that is still faster than fp32; ARM and plain AVX2 machines get fp32."""
+    """oneDNN's static check: AVX512-BF16 / AMX (or AVX512 emulation it considers worth it).
+    ARM and plain AVX2 machines: False."""
     mkldnn = getattr(torch.backends, "mkldnn", None)
     if mkldnn is None or not mkldnn.is_available():
         return False
@@ -47,6 +52,53 @@ def cpu_supports_bf16() -> bool:
         return bool(checker())
     except RuntimeError:
         return False
+
+
+def cpu_capability() -> str:
+    """The SIMD level PyTorch dispatches to on this CPU (e.g. AVX2, AVX512)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 256, repeats: int = 3) -> float:
+    """GFLOP/s of an n x n matmul in `dtype` on the CPU (best of `repeats`, after a warm-up)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
+
+
+@dataclass(frozen=True)
+class Bf16Decision:
+    """Whether the CPU runs bf16 autocast, and why (for `linearsr info`)."""
+
+    use_bf16: bool
+    reason: str
+    capability: str
+    fp32_gflops: float | None = None
+    bf16_gflops: float | None = None
+
+
+@functools.cache
+def cpu_bf16() -> Bf16Decision:
+    """The one CPU bf16 decision, made once per process: bf16 only when oneDNN reports native
+    support AND a timed bf16 matmul is at least 1.2x the fp32 one (emulated bf16 is far slower)."""
+    cap = cpu_capability()
+    if not cpu_supports_bf16():
+        return Bf16Decision(False, f"no native bf16 matmuls on this CPU (capability {cap}): fp32", cap)
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    if bf16 >= 1.2 * fp32:
+        return Bf16Decision(True, f"native bf16, measured {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: bf16", cap, fp32, bf16)
+    return Bf16Decision(
+        False, f"bf16 reported but measured {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: fp32", cap, fp32, bf16
+    )
 
 
 @functools.cache
@@ -104,12 +156,13 @@ def choose_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def choose_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --dtype on `device`; None means fp32 without autocast."""
+def choose_dtype(name: str, device: torch.device, *, training: bool = False) -> torch.dtype | None:
+    """The autocast dtype for --dtype / --precision on `device`; None means fp32 without autocast.
+    `auto`: see the module docstring (training on CUDA prefers bf16's range)."""
     if name == "auto":
         if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and cpu_supports_bf16():
+            return torch.bfloat16 if training and cuda_supports_bf16() else torch.float16
+        if device.type == "cpu" and cpu_bf16().use_bf16:
             return torch.bfloat16
         return None
     if name not in DTYPES:

@@ -37,7 +37,7 @@ from linearsr_cli.engine.device import (
     DevicePlan,
     available_devices,
     choose_dtype,
-    cpu_supports_bf16,
+    cpu_bf16,
     is_out_of_memory,
     tune_cpu_allocator,
 )
@@ -305,7 +305,14 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "threads": torch.get_num_threads(),
         "devices": available_devices(),
-        "cpu_bf16": cpu_supports_bf16(),
+    }
+    decision = cpu_bf16()
+    report["cpu"] = {
+        "capability": decision.capability,
+        "bf16": decision.use_bf16,
+        "why": decision.reason,
+        "fp32_gflops": decision.fp32_gflops,
+        "bf16_gflops": decision.bf16_gflops,
     }
     auto = {}
     for name in ("cpu", "cuda", "mps"):
@@ -325,6 +332,14 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
             "depth": meta.config.depth,
             "tagger": meta.tagger,
             "encoder": meta.encoder,
+            "priors": {
+                name: {k: rec.get(k) for k in ("origin", "licence", "attribution")} | {
+                    "fine_tuned_steps": sum(int(f.get("step", 0)) for f in rec.get("fine_tuning", []))
+                }
+                for name, rec in meta.priors.items()
+            },
+            "prior_experts": list(meta.config.prior_experts),
+            "input_detector": meta.config.input_detector,
             "provenance": meta.provenance,
         }
     except LinearSRError as exc:

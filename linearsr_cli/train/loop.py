@@ -3,7 +3,8 @@
 x0-prediction of the residual under rectified flow: x0 = residual_target(hr, lr),
 x_t = (1 - t) x0 + t eps, loss = MSE(model(x_t, t, lr, tags), x0). t is logit-normal (truncated
 to the stage's interval), plus a fraction of samples at exactly t = 1 so the 1-NFE pass is
-trained. AdamW, warm-up, gradient clipping, EMA, bf16 autocast on the CPU (fp16/bf16 on CUDA),
+trained. AdamW, warm-up, gradient clipping, EMA, mixed precision as engine.device decides (bf16
+on CPUs with fast native bf16, else fp32; bf16/fp16 on CUDA),
 and a divergence guard. Every `ckpt_every` steps a checkpoint (EMA weights + training metadata)
 and, next to it, the resume state (raw weights, optimizer, EMA, RNG) as safetensors + JSON.
 Nothing is pickled. Resuming from the state gives exactly the losses of an uninterrupted run.
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
-from linearsr_cli.engine.device import cpu_supports_bf16
+from linearsr_cli.engine.device import choose_dtype
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, measure_model
 from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
@@ -154,20 +155,9 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
-    """Mixed-precision dtype for `device`: on the CPU bf16 only where its bf16 matmuls are native
-    (engine.device.cpu_supports_bf16; emulated bf16 is ~50x slower than fp32), bf16 on CUDA when
-    supported, else fp16; None = fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_supports_bf16():
-        return torch.bfloat16
-    return None
+    """Mixed-precision dtype for training on `device` (None = fp32): engine.device.choose_dtype,
+    the one capability check shared with inference (bf16 on a CPU only where it is measured fast)."""
+    return choose_dtype(precision, device, training=True)
 
 
 # ----------------------------------------------------------------------------- data and tags
@@ -199,6 +189,59 @@ class DatasetBatches:
         hr = torch.stack([it["hr"] for it in items])  # (B, 3, H, W)
         names = [str(it.get("name", "")) for it in items]
         return lr, hr, names, [str(it.get("kind", "bicubic")) for it in items]
+
+
+class TrainReporter(Protocol):
+    """Progress sink of a training run (console.py implements it); nothing in train/ prints."""
+
+    def start(self, name: str, step: int, total: int) -> None: ...
+
+    def step(self, step: int, loss: float, lr: float) -> None: ...
+
+    def checkpoint(self, record: dict[str, Any]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, name: str, step: int, total: int) -> None:
+        pass
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        pass
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def run_name(meta: Mapping[str, Any]) -> str:
+    """A short name for progress lines: "stage 1", "stage 2 expert 3/4", "stage 0"."""
+    if "expert" in meta:
+        return f"stage {meta.get('stage', 2)} expert {meta['expert']}/{meta.get('num_experts', '?')}"
+    return f"stage {meta.get('stage', '?')}"
+
+
+def checkpoint_record(training: Mapping[str, Any], ckpt: Path) -> dict[str, Any]:
+    """The per-checkpoint record of --json and checkpoints.csv: stage, step, loss, lr, val."""
+    keys = ("stage", "expert", "step", "loss", "lr", "val")
+    return {**{k: training[k] for k in keys if k in training}, "checkpoint": str(ckpt)}
+
+
+def append_csv(path: Path, record: Mapping[str, Any]) -> None:
+    """One row per checkpoint (flattened val.*), header on first write; plain csv, no dependency."""
+    import csv
+
+    flat = {k: v for k, v in record.items() if k != "val"}
+    flat.update({f"val_{k}": v for k, v in dict(record.get("val") or {}).items()})
+    new = not path.is_file()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(flat))
+        if new:
+            writer.writeheader()
+        writer.writerow(flat)
 
 
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
@@ -409,6 +452,22 @@ def _trim_log(log: Path, step: int) -> None:
     log.write_text("".join(f"{ln}\n" for ln in keep))
 
 
+def _trim_csv(path: Path, step: int) -> None:
+    """Drop checkpoints.csv rows past `step` (the header line stays)."""
+    if not path.is_file():
+        return
+    import csv
+
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    col = rows[0].index("step") if "step" in rows[0] else None
+    keep = [rows[0]] + [r for r in rows[1:] if col is None or int(r[col]) <= step]
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(keep)
+
+
 def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:
     """Why this loss means divergence ("" if it does not): non-finite, or a spike of more than
     spike_factor x the median of the last spike_window losses."""
@@ -433,8 +492,10 @@ def train(
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
     training_meta: dict[str, Any] | None = None,
+    reporter: TrainReporter | None = None,
 ) -> TrainResult:
-    """Train `model` (or resume the newest state in `run_dir`) up to cfg.steps.
+    """Train `model` (or resume the newest state in `run_dir`) up to cfg.steps. `reporter` gets
+    every step and every checkpoint (rank 0 only); checkpoints.csv gets a row per checkpoint.
 
     Returns status "paused" when time.monotonic() passes `deadline` (a checkpoint and its state
     are written first), "done" at cfg.steps. Raises TrainingError on divergence after writing
@@ -450,8 +511,10 @@ def train(
     if resume is not None:
         run.load_state(resume[1])
         _trim_log(log, run.step)
-    elif log.exists():
-        log.unlink()
+        _trim_csv(run_dir / "checkpoints.csv", run.step)
+    else:
+        log.unlink(missing_ok=True)
+        (run_dir / "checkpoints.csv").unlink(missing_ok=True)
     (run_dir / "diverged.json").unlink(missing_ok=True)
 
     net: torch.nn.Module = run.model
@@ -489,6 +552,7 @@ def train(
             "lr": learning_rate(max(run.step - 1, 0), cfg),
             "t_range": list(cfg.t_range),
             "ema_decay": cfg.ema_decay,
+            "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
             "val": {k: scores[k] for k in ("psnr", "ssim", "val_loss") if k in scores},
             "attn": {k: scores[k] for k in ("max_q", "max_k", "min_normaliser") if k in scores},
         }
@@ -499,10 +563,15 @@ def train(
             with log.open("a") as fh:
                 fh.writelines(json.dumps(p) + "\n" for p in pending)
             _prune_states(run_dir, cfg.keep_states)
+            record = checkpoint_record(training, ckpt)
+            append_csv(run_dir / "checkpoints.csv", record)
+            report.checkpoint(record)
         pending = []
         last_ckpt = ckpt
         return ckpt
 
+    report: TrainReporter = reporter if reporter is not None and rank == 0 else SilentReporter()
+    report.start(run_name(meta_base), run.step, cfg.steps)
     while run.step < cfg.steps:
         lr_img, hr, names, kinds = batches(run.step)
         for group in run.opt.param_groups:
@@ -549,6 +618,7 @@ def train(
         run.step += 1
         run.recent = (run.recent + [value])[-cfg.spike_window :]
         pending.append({"step": run.step, "loss": value, "mse": mse, "grad_norm": grad_norm})
+        report.step(run.step, value, learning_rate(run.step - 1, cfg))
         result.losses.append(value)
         out_of_time = deadline is not None and time.monotonic() >= deadline
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
@@ -556,6 +626,7 @@ def train(
         if out_of_time and run.step < cfg.steps:
             result.status = "paused"
             break
+    report.finish()
     result.step = run.step
     result.last_checkpoint = last_ckpt
     return result

@@ -31,14 +31,19 @@ from linearsr_cli.priors import save_prior
 from linearsr_cli.train.loop import (
     Batches,
     RunState,
+    SilentReporter,
     TrainConfig,
+    TrainReporter,
     TrainResult,
     _check_loss,
     _prune_states,
     _record_divergence,
+    _trim_csv,
     _trim_log,
+    append_csv,
     autocast_dtype,
     checkpoint_name,
+    checkpoint_record,
     latest_state,
     learning_rate,
 )
@@ -68,6 +73,7 @@ def train_prior(
     device: torch.device | None = None,
     deadline: float | None = None,
     data: dict[str, Any] | None = None,
+    reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Fine-tune `span` (or resume the newest state in `run_dir`) up to cfg.steps with L1 on the
     output. `record` is the prior's provenance (priors.convert_source); each checkpoint adds this
@@ -83,8 +89,10 @@ def train_prior(
     if resume is not None:
         run.load_state(resume[1])
         _trim_log(log, run.step)
-    elif log.exists():
-        log.unlink()
+        _trim_csv(run_dir / "checkpoints.csv", run.step)
+    else:
+        log.unlink(missing_ok=True)
+        (run_dir / "checkpoints.csv").unlink(missing_ok=True)
     (run_dir / "diverged.json").unlink(missing_ok=True)
     amp = autocast_dtype(device, cfg.precision)
     last_ckpt = resume[1] if resume else None
@@ -114,9 +122,15 @@ def train_prior(
         with log.open("a") as fh:
             fh.writelines(json.dumps(p) + "\n" for p in pending)
         _prune_states(run_dir, cfg.keep_states)
+        row = checkpoint_record({**stage, "lr": learning_rate(max(run.step - 1, 0), cfg),
+                                 "val": {f"psnr_{k}": v for k, v in scores.items()}}, ckpt)
+        append_csv(run_dir / "checkpoints.csv", row)
+        report.checkpoint(row)
         pending = []
         last_ckpt = ckpt
 
+    report: TrainReporter = reporter or SilentReporter()
+    report.start("stage 0 (prior)", run.step, cfg.steps)
     while run.step < cfg.steps:
         lr_img, hr, _names, _kinds = batches(run.step)
         for group in run.opt.param_groups:
@@ -142,6 +156,7 @@ def train_prior(
         run.step += 1
         run.recent = (run.recent + [value])[-cfg.spike_window :]
         pending.append({"step": run.step, "loss": value, "grad_norm": grad_norm})
+        report.step(run.step, value, learning_rate(run.step - 1, cfg))
         result.losses.append(value)
         out_of_time = deadline is not None and time.monotonic() >= deadline
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
@@ -149,6 +164,7 @@ def train_prior(
         if out_of_time and run.step < cfg.steps:
             result.status = "paused"
             break
+    report.finish()
     result.step = run.step
     result.last_checkpoint = last_ckpt
     return result

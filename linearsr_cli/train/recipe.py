@@ -37,6 +37,7 @@ from linearsr_cli.train.loop import (
     DatasetBatches,
     TagKind,
     TrainConfig,
+    TrainReporter,
     TrainResult,
     _distributed,
     expert_t_range,
@@ -86,6 +87,7 @@ def run_stage0(
     device: torch.device | None = None,
     deadline: float | None = None,
     dataset: PairDataset | None = None,
+    reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Stage 0: fine-tune the prior `prior` (a released SPAN name, 'span', or a prior file) on
     `data`'s degradation with L1, resumable in `run_dir`; every checkpoint is a prior file scored
@@ -107,6 +109,7 @@ def run_stage0(
     return train_prior(
         span.train(), record, DatasetBatches(dataset, cfg.batch_size), cfg, run_dir, val=val, device=device,
         deadline=deadline, data={"degradation": data.degradation, "crop": data.crop, "root": data.root},
+        reporter=reporter,
     )
 
 
@@ -127,6 +130,7 @@ def run_stage1(
     deadline: float | None = None,
     provenance: dict[str, Any] | None = None,
     dataset: PairDataset | None = None,
+    reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Stage 1: one base denoiser (num_experts = 1) over all t, resumable in `run_dir`."""
     torch.manual_seed(cfg.seed)
@@ -138,7 +142,7 @@ def run_stage1(
         model, batches, dataclasses.replace(cfg, t_range=(0.0, 1.0)), run_dir,
         val_pairs=val_pairs, tag_source=make_tag_source(tags, photo_map(dataset), scale=model_cfg.scale), device=device,
         deadline=deadline,
-        provenance=provenance, training_meta={"stage": 1},
+        provenance=provenance, training_meta={"stage": 1}, reporter=reporter,
     )
 
 
@@ -171,6 +175,7 @@ def run_stage2(
     dataset: PairDataset | None = None,
     priors: dict[str, str] | None = None,
     prior_experts: Sequence[int] = (0,),
+    reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
     interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse decoded
@@ -196,7 +201,7 @@ def run_stage2(
     return train(
         model.train(), batches, cfg2, run_dir, val_pairs=val_pairs,
         tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale, kind=tag_kind),
-        device=device, deadline=deadline, provenance=provenance, training_meta=meta,
+        device=device, deadline=deadline, provenance=provenance, training_meta=meta, reporter=reporter,
     )
 
 
@@ -289,21 +294,28 @@ def export_model(
 
 @dataclass(frozen=True)
 class RecipeConfig:
-    """Everything `linearsr train recipe` does; stored in recipe.json on the first run."""
+    """Everything `linearsr train recipe` does; stored in recipe.json on the first run. The
+    defaults are the shipped model's recipe (weights/MODEL_CARD.md)."""
 
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(dim=96, depth=4, heads=4))
-    data: DataConfig = field(default_factory=DataConfig)
-    stage1: TrainConfig = field(default_factory=TrainConfig)
-    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, lr=5e-5, warmup=20))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(dim=128, depth=6, heads=4, stem_blocks=4))
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop=64, degradation="mixed"))
+    stage1: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=8000, batch_size=16, lr=1e-3, warmup=100, ckpt_every=500, p_one=0.4)
+    )
+    stage2: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=3000, batch_size=16, lr=3e-4, warmup=20, ckpt_every=500, p_one=0.4)
+    )
     init: str = "knee"  # stage 2 starts from the "knee" or (for comparison) the "last" checkpoint
-    tags: bool = False
+    tags: bool = True
     export_dtype: str = "fp16"
     val_size: int = 256
-    val_count: int = 4
+    val_count: int = 5
     # the structure expert's prior: "" = none; else the released SPAN ("span") as the "clean"
     # prior, and its stage-0 fine-tune on `prior_degradation` crops of `prior_crop` as "real"
-    prior: str = ""
-    stage0: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=1e-4, warmup=50, ckpt_every=250))
+    prior: str = "span"
+    stage0: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=1e-4, warmup=50, ckpt_every=250)
+    )
     prior_crop: int = 128
     prior_degradation: str = "mixed"
 
@@ -381,6 +393,7 @@ def run_recipe(
     max_minutes: float | None = None,
     notify: Notify | None = None,
     command: str = "",
+    reporter: TrainReporter | None = None,
 ) -> RecipeStatus:
     """Run (or continue) the whole recipe in `out`. With `cfg` None the stored config is used;
     a different `cfg` for an existing run is refused. Returns done=False when the time budget
@@ -429,7 +442,7 @@ def run_recipe(
     if cfg.prior and phases.get("stage0") != "done":
         note(f"stage 0: fine-tune the {cfg.prior} prior, {cfg.stage0.steps} steps on {cfg.prior_degradation} crops")
         r = run_stage0(cfg.prior, cfg.prior_data, cfg.stage0, out / "stage0", val_size=cfg.val_size,
-                       val_count=cfg.val_count, device=device, deadline=deadline)
+                       val_count=cfg.val_count, device=device, deadline=deadline, reporter=reporter)
         if (p := paused(r, "stage 0")) is not None:
             return p
         phases["stage0"] = "done"
@@ -439,7 +452,7 @@ def run_recipe(
     if phases.get("stage1") != "done":
         note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
         r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
-                       device=device, deadline=deadline, provenance=provenance, dataset=dataset())
+                       device=device, deadline=deadline, provenance=provenance, dataset=dataset(), reporter=reporter)
         if (p := paused(r, "stage 1")) is not None:
             return p
         phases["stage1"] = "done"
@@ -465,7 +478,7 @@ def run_recipe(
         note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
         r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
                        val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance,
-                       dataset=dataset(), priors=priors)
+                       dataset=dataset(), priors=priors, reporter=reporter)
         if (p := paused(r, f"stage 2 expert {e}")) is not None:
             return p
         phases[key] = "done"

@@ -1,0 +1,101 @@
+"""The Typer app every command module registers on, the exit codes, and the one error mapping.
+
+Commands only parse options, build configs, call one tested function and map project errors to
+exit codes:
+
+    0    everything asked for was done
+    1    usage or setup error (bad option, missing weights, unusable device)
+    2    the run went through but some inputs failed (each one reported)
+    130  interrupted (Ctrl-C / SIGTERM); finished outputs are kept, a rerun resumes
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from linearsr_cli import __version__
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_PARTIAL = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: finished files are kept, no partial file is left
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The UsageError of typer's vendored click (typer >= 0.20) and of click itself, if present."""
+    types: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import UsageError as VendoredUsageError
+    except ImportError:
+        pass
+    else:
+        types.append(VendoredUsageError)
+    try:
+        from click import UsageError
+    except ImportError:
+        pass
+    else:
+        types.append(UsageError)
+    return tuple(types)
+
+
+_USAGE_ERRORS = _usage_error_types()
+
+
+class _Group(TyperGroup):
+    """Click exits 2 on a usage error; here 2 means "some inputs failed", so usage errors
+    (unknown option, bad value, missing argument) exit 1 instead."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except _USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+
+app = typer.Typer(
+    name="linearsr",
+    cls=_Group,
+    help="Batch image upscaler on a linear-attention diffusion super-resolution model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Batch image upscaler on a linear-attention diffusion super-resolution model."""
+
+
+@app.command()
+def version() -> None:
+    """Print the LinearSR version."""
+    print(__version__)
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """Report a project error in one line on stderr (no traceback); the usage exit code."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+

@@ -1,0 +1,66 @@
+"""`linearsr eval`: LinearSR and peers on the same LR inputs, scored side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linearsr_cli.cli.app import EXIT_OK, EXIT_PARTIAL, app, fail
+
+
+@app.command("eval")
+def eval_cmd(
+    hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
+    lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1, linearsr-ms.")] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
+    degradation: Annotated[str, typer.Option(help="LR made from HR: bicubic (MATLAB x4) or realistic (Real-ESRGAN, seeded).")] = "bicubic",
+    scale: Annotated[int, typer.Option(help="Upscaling factor.")] = 4,
+    border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
+    steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
+    solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
+    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual).")] = "auto",
+    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
+    noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
+    lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Full-reference ST-LPIPS (needs the stlpips-pytorch wheel's weights).")] = True,
+    metric_data: Annotated[Path | None, typer.Option(help="Folder with the NIQE/BRISQUE data (default: linearsr_cli/evaluate/data).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
+    limit: Annotated[int, typer.Option(help="Evaluate only the first N images (0 = all).")] = 0,
+    json_out: Annotated[str, typer.Option("--json", help="Write the full report as JSON to this file (- = stdout, no table).")] = "",
+    grid: Annotated[Path | None, typer.Option(help="Write a labelled crop grid (LR | methods | HR) PNG here.")] = None,
+    grid_images: Annotated[int, typer.Option(help="Rows (images) in the grid.")] = 4,
+    grid_crop: Annotated[int, typer.Option(help="Crop side in HR pixels.")] = 128,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+) -> None:
+    """PSNR/SSIM (Y) and NIQE/BRISQUE of LinearSR, bicubic and peers on the same LR inputs. Exit 2: some images failed."""
+    import json
+
+    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
+
+    split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
+    try:
+        cfg = EvalConfig(
+            hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
+            seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed),
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, limit=limit,
+            grid_images=grid_images, grid_crop=grid_crop,
+        )
+        report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))
+        if grid is not None:
+            write_grid(report, grid)
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    text = json.dumps(report.to_dict(), indent=1)
+    if json_out == "-":
+        print(text)
+    else:
+        print(format_table(report))
+        if json_out:
+            Path(json_out).write_text(text + "\n")
+    raise typer.Exit(EXIT_PARTIAL if report.errors else EXIT_OK)

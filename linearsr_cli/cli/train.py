@@ -1,0 +1,253 @@
+"""`linearsr train stage0|stage1|stage2|export|recipe`: thin commands over train/recipe.py.
+
+Every option is defined once below (its type and help), and every default comes from the
+shipped recipe (`SHIP = RecipeConfig()`, weights/MODEL_CARD.md), so `linearsr train recipe
+--out runs/x` alone reproduces the shipped weights' recipe. Training shows a progress bar on
+stderr (step, steps/s, smoothed loss, lr, ETA, the latest validation PSNR); `--json` prints one
+record per checkpoint on stdout instead, `--quiet` nothing but errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linearsr_cli.cli.app import app, fail
+from linearsr_cli.train.recipe import RecipeConfig
+
+SHIP = RecipeConfig()
+
+train_app = typer.Typer(
+    help="Train LinearSR: stage 0 (prior), stage 1, stage 2 (one fine-tune per SNR expert), export, or the whole recipe.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+# --- options, each defined once -----------------------------------------------------------------
+Out = Annotated[str, typer.Option(help="Run directory (checkpoints + resume state); rerun the same command to resume.")]
+Data = Annotated[str, typer.Option(help="Photo root with train/ and val/ (linearsr data fetch).")]
+Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
+Batch = Annotated[int, typer.Option(help="Batch size.")]
+Crop = Annotated[int, typer.Option(help="HR crop side in pixels.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
+Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
+CkptEvery = Annotated[int, typer.Option(help="Checkpoint (and validate) every N steps.")]
+Scale = Annotated[int, typer.Option(help="Upscaling factor.")]
+Degradation = Annotated[str, typer.Option(help="bicubic | realistic | mixed (half each).")]
+Tags = Annotated[bool, typer.Option("--tags/--no-tags", help="TAG tags with 50% dropout (null tag if the tag packages are missing).")]
+TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).")]
+POne = Annotated[float, typer.Option(help="Share of samples at exactly t = 1 (trains the 1-NFE pass).")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 only where this CPU runs it fast; see linearsr info) | fp32 | bf16 | fp16.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+MaxMinutes = Annotated[float, typer.Option(help="Stop cleanly (resumable) after this many minutes; 0 = no limit.")]
+ValSize = Annotated[int, typer.Option(help="Validation crop side (HR).")]
+ValCount = Annotated[int, typer.Option(help="Validation photos per checkpoint (0 = all).")]
+Seed = Annotated[int, typer.Option(help="Seed of the data order, noise and init.")]
+Dim = Annotated[int, typer.Option(help="Transformer width.")]
+Depth = Annotated[int, typer.Option(help="Transformer blocks.")]
+Heads = Annotated[int, typer.Option(help="Attention heads.")]
+Patch = Annotated[int, typer.Option(help="HR pixels per token side (a multiple of --scale).")]
+StemChannels = Annotated[int, typer.Option(help="Channels of the LR conv stem.")]
+StemBlocks = Annotated[int, typer.Option(help="Residual 3x3 conv blocks in the LR stem.")]
+Prior = Annotated[str, typer.Option(help="The structure expert's prior: span (the released SPAN of --scale), spanx4_ch52, a prior file, or '' for none.")]
+PriorClean = Annotated[str, typer.Option(help="Structure expert's prior for clean inputs: span, spanx4_ch52 or a prior file ('' = none).")]
+PriorReal = Annotated[str, typer.Option(help="Structure expert's prior for real-world inputs: a stage-0 checkpoint ('' = none).")]
+LpipsWeight = Annotated[float, typer.Option(help="Weight of the ST-LPIPS loss on the x0 estimate (texture experts, not expert 0).")]
+LpipsSamples = Annotated[int, typer.Option(help="Samples per batch that get the ST-LPIPS loss (0 = all).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+JsonLines = Annotated[bool, typer.Option("--json", help="One JSON record per checkpoint on stdout (no progress bar).")]
+
+
+def _reporter(quiet: bool, json_lines: bool):  # type: ignore[no-untyped-def]
+    from linearsr_cli import console
+
+    return console.train_reporter(quiet=quiet, json_lines=json_lines)
+
+
+def _deadline(max_minutes: float) -> float | None:
+    return time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
+
+
+def _data(data: str, crop: int, scale: int, degradation: str, seed: int):  # type: ignore[no-untyped-def]
+    from linearsr_cli.train.data import DataConfig
+
+    return DataConfig(root=data, scale=scale, crop=crop, degradation=degradation, seed=seed)
+
+
+def _train(base, steps: int, batch: int, lr: float, warmup: int, ckpt_every: int, precision: str, seed: int, **more):  # type: ignore[no-untyped-def]
+    """The TrainConfig `base` (from the shipped recipe) with the command's options applied."""
+    return dataclasses.replace(base, steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
+                               precision=precision, seed=seed, **more)
+
+
+@train_app.command("stage0")
+def train_stage0(
+    out: Out,
+    prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.steps,
+    batch: Batch = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
+    warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
+    degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
+    max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
+    seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
+) -> None:
+    """Stage 0: fine-tune the pretrained prior (SPAN) on real-world degradations (L1, EMA)."""
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import run_stage0, training_device
+
+    try:
+        cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed)
+        result = run_stage0(prior, _data(data, crop, scale, degradation, seed), cfg, Path(out), val_size=val_size,
+                            val_count=val_count, device=training_device(device), deadline=_deadline(max_minutes),
+                            reporter=_reporter(quiet, json_lines))
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    if not json_lines:
+        typer.echo(f"stage 0 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
+
+
+@train_app.command("stage1")
+def train_stage1(
+    out: Out,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: Batch = SHIP.stage1.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
+    ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, dim: Dim = SHIP.model.dim, depth: Depth = SHIP.model.depth,
+    heads: Heads = SHIP.model.heads, patch: Patch = SHIP.model.patch, scale: Scale = SHIP.model.scale,
+    stem_channels: StemChannels = SHIP.model.stem_channels, stem_blocks: StemBlocks = SHIP.model.stem_blocks,
+    degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
+    device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
+    val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.p_one,
+    quiet: Quiet = False, json_lines: JsonLines = False,
+) -> None:
+    """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
+    from linearsr_cli.config import ModelConfig
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage1, training_device
+
+    try:
+        data_cfg = _data(data, crop, scale, degradation, seed)
+        cfg = _train(SHIP.stage1, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one)
+        model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
+                                stem_channels=stem_channels, stem_blocks=stem_blocks, num_experts=1)
+        result = run_stage1(model_cfg, data_cfg, cfg, Path(out), val_pairs=make_val_pairs(data_cfg, size=val_size, count=val_count),
+                            tags=tags, device=training_device(device), deadline=_deadline(max_minutes),
+                            provenance={"command": "linearsr train stage1"}, reporter=_reporter(quiet, json_lines))
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    if not json_lines:
+        typer.echo(f"stage 1 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
+
+
+@train_app.command("stage2")
+def train_stage2(
+    init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")],
+    out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
+    expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
+    experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4).")] = SHIP.model.num_experts,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: Batch = SHIP.stage2.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
+    ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
+    tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.p_one,
+    precision: Precision = "auto", device: Device = "auto", max_minutes: MaxMinutes = 0.0,
+    val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count, seed: Seed = 0,
+    prior_clean: PriorClean = "", prior_real: PriorReal = "",
+    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.lpips_samples,
+    quiet: Quiet = False, json_lines: JsonLines = False,
+) -> None:
+    """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
+    from linearsr_cli.checkpoints import read_info
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.data import PairDataset
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage2, training_device
+
+    try:
+        data_cfg = _data(data, crop, read_info(init).config.scale, degradation, seed)
+        cfg = _train(SHIP.stage2, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one,
+                     lpips_weight=lpips_weight, lpips_samples=lpips_samples)
+        priors = {k: v for k, v in (("clean", prior_clean), ("real", prior_real)) if v}
+        val = make_val_pairs(data_cfg, size=val_size, count=val_count)
+        photos, deadline, reporter = PairDataset(data_cfg, "train"), _deadline(max_minutes), _reporter(quiet, json_lines)
+        for e in [expert] if expert >= 0 else range(experts):
+            r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts, val_pairs=val,
+                           tags=tags, tag_kind=tag_kind, device=training_device(device), deadline=deadline,
+                           provenance={"command": "linearsr train stage2"}, dataset=photos, priors=priors or None,
+                           reporter=reporter)
+            if not json_lines:
+                typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}", err=True)
+            if r.status == "paused":
+                break
+    except LinearSRError as exc:
+        raise fail(exc) from None
+
+
+@train_app.command("export")
+def train_export(
+    experts: Annotated[list[str], typer.Argument(help="Expert checkpoints or run dirs, expert 0 first (newest checkpoint of a dir).")],
+    out: Annotated[str, typer.Option(help="Weights file to write.")],
+    dtype: Annotated[str, typer.Option(help="Storage dtype: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+) -> None:
+    """Assemble stage-2 experts into one LinearSR weights file."""
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import export_model, final_checkpoint
+
+    try:
+        paths = [final_checkpoint(Path(p)) if Path(p).is_dir() else Path(p) for p in experts]
+        path = export_model(paths, Path(out), dtype=dtype, provenance={"command": "linearsr train export"})
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@train_app.command("recipe")
+def train_recipe(
+    out: Out,
+    data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
+    crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, dim: Dim = SHIP.model.dim,
+    depth: Depth = SHIP.model.depth, heads: Heads = SHIP.model.heads, patch: Patch = SHIP.model.patch,
+    stem_channels: StemChannels = SHIP.model.stem_channels, stem_blocks: StemBlocks = SHIP.model.stem_blocks,
+    prior: Prior = SHIP.prior,
+    steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
+    steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.steps,
+    steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.steps,
+    lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.lr,
+    lr2: Annotated[float, typer.Option(help="Stage-2 learning rate.")] = SHIP.stage2.lr,
+    ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
+    ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
+    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
+    init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.")] = SHIP.init,
+    tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
+    export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
+    device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
+    val_count: ValCount = SHIP.val_count, seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
+) -> None:
+    """The whole recipe, resumable: stage 0 (prior) -> stage 1 -> ESGF knee -> stage 2 per expert -> export.
+    The defaults are the shipped model's recipe."""
+    import shlex
+    import sys
+
+    from linearsr_cli.config import ModelConfig
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import run_recipe, training_device
+
+    try:
+        model = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
+                            stem_channels=stem_channels, stem_blocks=stem_blocks)
+        cfg = dataclasses.replace(
+            SHIP, model=model, data=_data(data, crop, scale, degradation, seed), prior=prior, init=init, tags=tags,
+            stage0=dataclasses.replace(SHIP.stage0, steps=steps0, precision=precision, seed=seed),
+            stage1=_train(SHIP.stage1, steps, batch, lr, SHIP.stage1.warmup, ckpt_every, precision, seed, p_one=p_one),
+            stage2=_train(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.warmup, ckpt_every2, precision, seed,
+                          p_one=p_one, lpips_weight=lpips_weight),
+            export_dtype=export_dtype, val_size=val_size, val_count=val_count,
+        )
+        reporter = _reporter(quiet, json_lines)
+        notify = (lambda _msg: None) if quiet or json_lines else (lambda msg: typer.echo(msg, err=True))
+        status = run_recipe(out, cfg, device=training_device(device), max_minutes=max_minutes or None,
+                            notify=notify, command=shlex.join(["linearsr", *sys.argv[1:]]), reporter=reporter)
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    if not json_lines:
+        typer.echo(status.message, err=True)

@@ -1,0 +1,74 @@
+"""`linearsr upscale`: the batch upscaler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linearsr_cli.cli.app import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, app
+
+
+@app.command()
+def upscale(
+    source: Annotated[str, typer.Argument(metavar="IN", help="An image, a folder (recursive, tree mirrored) or - for a list of paths on stdin.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder, or an output file name when IN is one image.")],
+    scale: Annotated[int, typer.Option(help="Upscaling factor; must match the weights.")] = 4,
+    preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
+    steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
+    solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
+    seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
+    tags: Annotated[str, typer.Option(help='Tags for every image, e.g. "cat, grass" (default: sidecar, metadata, tagger).')] = "",
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="No tag guidance (the model's null token).")] = False,
+    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG; auto = the weights' input detector, else clean.")] = "auto",
+    tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
+    tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (autocast; attention sums stay fp32).")] = "auto",
+    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,
+    suffix: Annotated[str, typer.Option(help="Added to each output file name before the extension.")] = "",
+    fmt: Annotated[str, typer.Option("--format", help="keep, png, jpg, webp or tiff (bmp also works).")] = "keep",
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    png_level: Annotated[int, typer.Option(help="PNG/16-bit PNG zlib level, 0-9: 9 smallest, 1 fastest.")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them, so reruns resume).")] = False,
+    max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression-bomb guard).")] = 64_000_000,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
+) -> None:
+    """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error; 2: some files failed; 130: interrupted."""
+    import signal
+
+    from linearsr_cli import console
+    from linearsr_cli.config import TileConfig
+    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, upscale_batch
+    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.tag.guidance import TagConfig
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    reporter = console.JsonReporter() if json_lines else console.QuietReporter() if quiet else console.RichReporter()
+    try:
+        tile_px = 0 if tile == "auto" else int(tile)
+        req = UpscaleRequest(
+            source=source, out=out, weights=weights, scale=scale,
+            sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed),
+            tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
+            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
+            tags=TagConfig(enabled=False) if no_tags else TagConfig(tags=tuple(t for t in tags.split(",") if t.strip())),
+            device=device, dtype=dtype, input_kind=input_kind,
+        )
+        stdin = typer.get_text_stream("stdin") if source == "-" else None
+        summary = upscale_batch(req, reporter, stdin)
+    except ValueError:
+        console.error(f"--tile must be auto or a number of pixels, got {tile!r}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except LinearSRError as exc:
+        console.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        console.error("interrupted; finished outputs are kept and a rerun resumes")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
