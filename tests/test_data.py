@@ -18,7 +18,7 @@ from linearsr_cli.train.data import (
     make_loader,
     validation_pairs,
 )
-from linearsr_cli.train.degrade import (
+from linearsr_cli.degrade import (
     bicubic_downscale,
     gaussian_kernel,
     realistic_degrade,

@@ -19,7 +19,7 @@ from linearsr_cli.evaluate.peers import (
 )
 from linearsr_cli.ncnn_files import io_blobs, parse_param
 from linearsr_cli.nn.dit import bicubic_upsample
-from linearsr_cli.train.degrade import bicubic_downscale
+from linearsr_cli.degrade import bicubic_downscale
 
 PARAM = """7767517
 4 4

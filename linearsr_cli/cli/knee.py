@@ -28,9 +28,11 @@ def select_knee_cmd(
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.esgf.knee import TABLE_HEADER, table_rows
     from linearsr_cli.esgf.probe import link_checkpoint, select_knee, write_plot
+    from linearsr_cli.train.recipe import knee_val_pairs
 
     try:
-        sel = select_knee(ckpts, val_root=val or None, val_count=val_count, sensitivity=sensitivity)
+        source = (lambda scale: knee_val_pairs(val, scale, val_count)) if val else None
+        sel = select_knee(ckpts, val_source=source, sensitivity=sensitivity)
     except LinearSRError as exc:
         raise fail(exc) from None
     table = Table(*TABLE_HEADER, title=f"ESGF: {ckpts}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,9 +127,8 @@ def _read_rgb(path: Path) -> Tensor:
 
 
 def load_val_pairs(root: str | os.PathLike[str], *, scale: int, limit: int = 0) -> list[Pair]:
-    """LR/HR pairs from `root/lr` + `root/hr` (same file stems), or, when `root` holds a `val/`
-    folder of photos (the training data layout), the fixed validation crops of train/data.py.
-    HR images are cropped so that HR = scale * LR exactly."""
+    """LR/HR pairs from `root/lr` + `root/hr` (same file stems); HR images are cropped so that
+    HR = scale * LR exactly. (A training-data root with val/ is train.recipe.knee_val_pairs.)"""
     root = Path(root)
     lr_dir, hr_dir = root / "lr", root / "hr"
     if lr_dir.is_dir() and hr_dir.is_dir():
@@ -145,11 +144,6 @@ def load_val_pairs(root: str | os.PathLike[str], *, scale: int, limit: int = 0) 
             pairs.append((lp.stem, lr, hr[:, : h * scale, : w * scale]))
             if limit and len(pairs) >= limit:
                 break
-    elif (root / "val").is_dir():
-        from linearsr_cli.train.data import DataConfig, validation_pairs
-
-        pairs = list(validation_pairs(DataConfig(root=str(root), scale=scale)))
-        pairs = pairs[:limit] if limit else pairs
     else:
         raise ImageReadError(f"{root}: expected lr/ and hr/ subfolders (or a data root with val/)")
     if not pairs:
@@ -306,20 +300,18 @@ def select_knee(
     folder: str | os.PathLike[str],
     *,
     val_pairs: Sequence[Pair] | None = None,
-    val_root: str | os.PathLike[str] | None = None,
-    val_count: int = 4,
+    val_source: Callable[[int], Sequence[Pair]] | None = None,
     sensitivity: float = 1.0,
 ) -> Selection:
-    """Scan `folder`, optionally re-measure on `val_pairs` (or the pairs under `val_root`, at the
-    checkpoints' scale), and find the knee and unstable peak.
+    """Scan `folder`, optionally re-measure on `val_pairs` (or the pairs `val_source(scale)` gives
+    for the checkpoints' scale), and find the knee and unstable peak.
 
     Raises WeightsError for an empty folder, KneeError for too few usable checkpoints.
     """
     folder = Path(folder)
     probes, skipped = scan_checkpoints(folder)
-    if val_root is not None and probes:
-        scale = read_info(probes[0].path).config.scale
-        val_pairs = load_val_pairs(val_root, scale=scale, limit=val_count)
+    if val_source is not None and probes:
+        val_pairs = val_source(read_info(probes[0].path).config.scale)
     if val_pairs:
         probes, more = remeasure(probes, val_pairs)
         skipped += more

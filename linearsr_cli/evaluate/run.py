@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from linearsr_cli.config import INPUT_CHOICES, PRESETS, SamplerConfig, TileConfig
+from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
@@ -43,7 +44,6 @@ from linearsr_cli.evaluate.peers import PEER_SPECS, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
-from linearsr_cli.train.degrade import bicubic_downscale, realistic_degrade
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")

@@ -18,7 +18,7 @@ from linearsr_cli.errors import TagError
 from linearsr_cli.tag.labels import IMAGENET_LABELS
 
 if TYPE_CHECKING:
-    from linearsr_cli.tag.guidance import TagConfig
+    from linearsr_cli.tag.config import TagConfig
 
 TAGGER_ID = "efficientnet-lite0-imagenet"
 INPUT_SIZE = 224

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
 from linearsr_cli.errors import ConfigError, TrainingError
-from linearsr_cli.train.degrade import bicubic_downscale, realistic_degrade
 
 Degradation = Literal["bicubic", "realistic", "mixed"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

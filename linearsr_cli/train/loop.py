@@ -271,7 +271,7 @@ def make_tag_source(
         from linearsr_cli.tag.cache import TrainingTags
     except ImportError:
         return None
-    from linearsr_cli.train.degrade import bicubic_downscale
+    from linearsr_cli.degrade import bicubic_downscale
 
     holder: list[Any] = []
     photo_tags: dict[str, list[str]] = {}

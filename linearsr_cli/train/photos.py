@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from linearsr_cli.degrade import bicubic_downscale
 from linearsr_cli.errors import ConfigError, ImageReadError, TrainingError
-from linearsr_cli.train.degrade import bicubic_downscale
 
 # ---------------------------------------------------------------------------------------------
 # What we take from where, and why

@@ -67,6 +67,17 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+def knee_val_pairs(root: str | os.PathLike[str], scale: int, limit: int = 0) -> list[Pair]:
+    """Pairs for `select-knee --val`: a training-data root (with val/) gives its fixed validation
+    crops, any other folder its lr/ + hr/ pairs (esgf.probe.load_val_pairs)."""
+    from linearsr_cli.esgf.probe import load_val_pairs
+
+    if (Path(root) / "val").is_dir():
+        pairs = list(validation_pairs(DataConfig(root=str(root), scale=scale)))
+        return pairs[:limit] if limit else pairs
+    return load_val_pairs(root, scale=scale, limit=limit)
+
+
 def make_val_pairs(data: DataConfig, *, size: int = 256, count: int = 4) -> list[Pair]:
     """The fixed validation crops used by every checkpoint probe of a run."""
     pairs = validation_pairs(data, size=size)
