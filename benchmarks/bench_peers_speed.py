@@ -47,7 +47,7 @@ from benchmarks.timing_weights import timing_weights  # noqa: E402
 from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
 from linearsr_cli.engine.device import plan_device  # noqa: E402
 from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
-from linearsr_cli.evaluate.peers import REALESRGAN_X4PLUS, SPAN_X4, NcnnPeer  # noqa: E402
+from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.evaluate.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
@@ -99,10 +99,10 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     extra: dict = {}
     probe = load_lr(32)
     methods = [Method("bicubic", lambda lr: bicubic_upsample(lr[None], 4).clamp_(0, 1), note="PyTorch, fp32")]
-    for spec, label in ((SPAN_X4, "span (ncnn)"), (REALESRGAN_X4PLUS, "realesrgan (ncnn)")):
+    for spec, label in ((PEER_SPECS["span"], "span (ncnn)"), (PEER_SPECS["realesrgan"], "realesrgan (ncnn)")):
         peer = NcnnPeer(spec, tile=max(lr_size, 16), margin=0, threads=threads)  # one whole-image pass
         if peer.available():
-            methods.append(Method(label, peer.upscale, slow=spec is REALESRGAN_X4PLUS, note="ncnn, fp32, CPU"))
+            methods.append(Method(label, peer.upscale, slow=spec.name == "realesrgan", note="ncnn, fp32, CPU"))
         else:
             extra[f"{label} unavailable"] = peer.unavailable_reason()
     if "rrdbnet" not in skip:

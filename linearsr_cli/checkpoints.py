@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.errors import ConfigError, WeightsError
+from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
 
 FORMAT = "linearsr"
@@ -90,15 +91,30 @@ def save_weights(
         if dtype is not None and value.is_floating_point() and not name.startswith(FP32_PARTS):
             value = value.to(dtype)  # priors stay fp32: SPAN works on inputs scaled by 255
         tensors[name] = value.contiguous()
+    return write_safetensors(path, tensors, meta)
+
+
+def write_safetensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Tensors + string metadata as one safetensors file, written atomically (fileio.write_atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_atomic(path, save(tensors, metadata=meta))
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path
+
+
+def read_safetensors(path: str | os.PathLike[str], fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, metadata) of a safetensors file whose metadata 'format' is `fmt`;
+    WeightsError naming the problem otherwise."""
+    path = Path(path)
+    meta = read_header(path).get("__metadata__") or {}
+    if meta.get("format") != fmt:
+        raise WeightsError(f"{path}: not a {fmt} file (metadata 'format' is {meta.get('format')!r})")
+    try:
+        return load_file(str(path), device="cpu"), meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot read tensors: {exc}") from None
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:

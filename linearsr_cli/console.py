@@ -20,12 +20,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
 from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job
+from linearsr_cli.train.loop import SilentReporter
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -43,6 +45,14 @@ def summary_line(summary: BatchSummary) -> str:
     return (
         f"{summary.count('ok')} upscaled, {summary.count('skipped')} skipped (output exists), "
         f"{summary.failed} failed"
+    )
+
+
+def _progress(console: Console, *middle: ProgressColumn) -> Progress:
+    """A bar with description, M/N, the given columns and an ETA, on `console`."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *middle, TextColumn("eta"),
+        TimeRemainingColumn(), console=console, transient=False,
     )
 
 
@@ -79,16 +89,7 @@ class RichReporter:
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or err_console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.progress = _progress(self.console, TimeElapsedColumn())
         self.batch_task = None
         self.image_task = None
 
@@ -118,20 +119,8 @@ class RichReporter:
 # ----------------------------------------------------------------------------- training
 
 
-class QuietTrainReporter:
+class QuietTrainReporter(SilentReporter):
     """--quiet training: nothing while it runs (errors still reach stderr through the CLI)."""
-
-    def start(self, name: str, step: int, total: int) -> None:
-        pass
-
-    def step(self, step: int, loss: float, lr: float) -> None:
-        pass
-
-    def checkpoint(self, record: dict[str, Any]) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
     def message(self, text: str) -> None:
         pass
@@ -163,19 +152,8 @@ class RichTrainReporter:
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or err_console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]} it/s"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("lr {task.fields[lr]}"),
-            TextColumn("val {task.fields[val]}"),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        fields = ("{task.fields[speed]} it/s", "loss {task.fields[loss]}", "lr {task.fields[lr]}", "val {task.fields[val]}")
+        self.progress = _progress(self.console, *(TextColumn(f) for f in fields))
         self.task = None
         self.smoothed: float | None = None
         self.started = 0.0

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from linearsr_cli.checkpoints import read_safetensors, write_safetensors
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.ncnn_files import package_dir, parse_param, read_weights
 from linearsr_cli.nn.span import Span, SpanConfig
@@ -148,34 +147,14 @@ def _dist_version(package: str) -> str:
 
 def save_prior(path: str | os.PathLike[str], span: Span, record: dict[str, Any]) -> Path:
     """A stand-alone prior file: Span tensors + {"format", "span" config, "provenance"} metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": PRIOR_FORMAT, "span": json.dumps(asdict(span.cfg)), "provenance": json.dumps(record)}
     tensors = {k: v.detach().cpu().float().contiguous() for k, v in span.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_safetensors(path, tensors, meta)
 
 
 def load_prior(path: str | os.PathLike[str]) -> tuple[Span, dict[str, Any]]:
     """A prior file written by save_prior (strict); raises WeightsError naming the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such prior file")
-    try:
-        tensors = load_file(str(path), device="cpu")
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a safetensors file: {exc}") from None
-    if meta.get("format") != PRIOR_FORMAT:
-        raise WeightsError(f"{path}: not a LinearSR prior file (format {meta.get('format')!r})")
+    tensors, meta = read_safetensors(path, PRIOR_FORMAT)
     try:
         cfg = SpanConfig(**json.loads(meta["span"]))
         record = json.loads(meta.get("provenance", "{}"))

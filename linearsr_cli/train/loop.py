@@ -422,6 +422,34 @@ class RunState:
         tmp_js.write_text(json.dumps(meta, indent=1, allow_nan=True))
         os.replace(tmp_js, js_path)
 
+    def resume_or_reset(self, run_dir: Path) -> Path | None:
+        """Load the newest resume state in `run_dir` and trim the logs past it (returns its
+        checkpoint), or, with none, clear the logs of an earlier run (returns None)."""
+        log, table = run_dir / "train_log.jsonl", run_dir / "checkpoints.csv"
+        resume = latest_state(run_dir)
+        if resume is not None:
+            self.load_state(resume[1])
+            _trim_log(log, self.step)
+            _trim_csv(table, self.step)
+        else:
+            log.unlink(missing_ok=True)
+            table.unlink(missing_ok=True)
+        (run_dir / "diverged.json").unlink(missing_ok=True)
+        return resume[1] if resume else None
+
+    def ema_model(self) -> torch.nn.Module:
+        """A copy of the model holding the EMA weights (what checkpoints store)."""
+        model = copy.deepcopy(self.model)
+        self.ema.copy_to(model)
+        return model
+
+    def finish_step(self, loss: float) -> None:
+        """After the optimizer step: clear gradients, update the EMA, count the step."""
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(self.model, self.step)
+        self.step += 1
+        self.recent = (self.recent + [loss])[-self.cfg.spike_window :]
+
     def load_state(self, ckpt: Path) -> None:
         st_path, js_path = state_paths(ckpt)
         try:
@@ -507,15 +535,7 @@ def train(
     rank, world = _distributed()
     run = RunState(model, cfg, device)
     log = run_dir / "train_log.jsonl"
-    resume = latest_state(run_dir)
-    if resume is not None:
-        run.load_state(resume[1])
-        _trim_log(log, run.step)
-        _trim_csv(run_dir / "checkpoints.csv", run.step)
-    else:
-        log.unlink(missing_ok=True)
-        (run_dir / "checkpoints.csv").unlink(missing_ok=True)
-    (run_dir / "diverged.json").unlink(missing_ok=True)
+    last_ckpt = run.resume_or_reset(run_dir)
 
     net: torch.nn.Module = run.model
     if world > 1:  # torchrun: one process per GPU
@@ -534,14 +554,12 @@ def train(
 
         perceptual = load_stlpips().to(device)
     meta_base = dict(training_meta or {})
-    last_ckpt = resume[1] if resume else None
     pending: list[dict[str, float]] = []
     result = TrainResult("done", run.step, last_ckpt)
 
     def checkpoint() -> Path:
         nonlocal last_ckpt, pending
-        ema_model = copy.deepcopy(run.model)
-        run.ema.copy_to(ema_model)
+        ema_model = run.ema_model()
         scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if val_pairs else {}
         losses = [p["loss"] for p in pending]
         training = {
@@ -613,19 +631,32 @@ def train(
             )
         scaler.step(run.opt)
         scaler.update()
-        run.opt.zero_grad(set_to_none=True)
-        run.ema.update(run.model, run.step)
-        run.step += 1
-        run.recent = (run.recent + [value])[-cfg.spike_window :]
+        run.finish_step(value)
         pending.append({"step": run.step, "loss": value, "mse": mse, "grad_norm": grad_norm})
-        report.step(run.step, value, learning_rate(run.step - 1, cfg))
-        result.losses.append(value)
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
-            checkpoint()
-        if out_of_time and run.step < cfg.steps:
-            result.status = "paused"
+        if _after_step(run, value, report, result, deadline, checkpoint):
             break
+    return _finish(run, report, result, last_ckpt)
+
+
+def _after_step(
+    run: RunState, loss: float, report: TrainReporter, result: TrainResult, deadline: float | None,
+    checkpoint: Callable[[], Any],
+) -> bool:
+    """Report the step, checkpoint when due (every ckpt_every, at the end, or out of time); True
+    when the time budget ends the call early (result.status becomes "paused")."""
+    cfg = run.cfg
+    report.step(run.step, loss, learning_rate(run.step - 1, cfg))
+    result.losses.append(loss)
+    out_of_time = deadline is not None and time.monotonic() >= deadline
+    if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
+        checkpoint()
+    if out_of_time and run.step < cfg.steps:
+        result.status = "paused"
+        return True
+    return False
+
+
+def _finish(run: RunState, report: TrainReporter, result: TrainResult, last_ckpt: Path | None) -> TrainResult:
     report.finish()
     result.step = run.step
     result.last_checkpoint = last_ckpt

@@ -11,11 +11,9 @@ metadata holds PSNR-Y of the checkpoint on bicubic and on realistic validation c
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,16 +33,15 @@ from linearsr_cli.train.loop import (
     TrainConfig,
     TrainReporter,
     TrainResult,
+    _after_step,
     _check_loss,
+    _finish,
     _prune_states,
     _record_divergence,
-    _trim_csv,
-    _trim_log,
     append_csv,
     autocast_dtype,
     checkpoint_name,
     checkpoint_record,
-    latest_state,
     learning_rate,
 )
 
@@ -85,24 +82,14 @@ def train_prior(
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunState(span, cfg, device)
     log = run_dir / "train_log.jsonl"
-    resume = latest_state(run_dir)
-    if resume is not None:
-        run.load_state(resume[1])
-        _trim_log(log, run.step)
-        _trim_csv(run_dir / "checkpoints.csv", run.step)
-    else:
-        log.unlink(missing_ok=True)
-        (run_dir / "checkpoints.csv").unlink(missing_ok=True)
-    (run_dir / "diverged.json").unlink(missing_ok=True)
+    last_ckpt = run.resume_or_reset(run_dir)
     amp = autocast_dtype(device, cfg.precision)
-    last_ckpt = resume[1] if resume else None
     pending: list[dict[str, float]] = []
     result = TrainResult("done", run.step, last_ckpt)
 
     def checkpoint() -> None:
         nonlocal last_ckpt, pending
-        ema = copy.deepcopy(run.model)
-        run.ema.copy_to(ema)
+        ema = run.ema_model()
         scores = {name: prior_psnr(ema, pairs, device) for name, pairs in (val or {}).items()}
         losses = [p["loss"] for p in pending]
         stage = {
@@ -151,20 +138,8 @@ def train_prior(
             _record_divergence(run_dir, run.step, value, reason, last_ckpt)
             raise TrainingError(f"stage 0 diverged at step {run.step}: {reason}; last good checkpoint: {last_ckpt}")
         run.opt.step()
-        run.opt.zero_grad(set_to_none=True)
-        run.ema.update(run.model, run.step)
-        run.step += 1
-        run.recent = (run.recent + [value])[-cfg.spike_window :]
+        run.finish_step(value)
         pending.append({"step": run.step, "loss": value, "grad_norm": grad_norm})
-        report.step(run.step, value, learning_rate(run.step - 1, cfg))
-        result.losses.append(value)
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
-            checkpoint()
-        if out_of_time and run.step < cfg.steps:
-            result.status = "paused"
+        if _after_step(run, value, report, result, deadline, checkpoint):
             break
-    report.finish()
-    result.step = run.step
-    result.last_checkpoint = last_ckpt
-    return result
+    return _finish(run, report, result, last_ckpt)
