@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from linearsr_cli.cli.app import EXIT_OK, EXIT_PARTIAL, app, fail
+from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
 @app.command("eval")
@@ -21,7 +22,7 @@ def eval_cmd(
     steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
     solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
-    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual).")] = "auto",
+    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual). Default: as upscale.")] = DEFAULT_TAGS,
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
     lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Full-reference ST-LPIPS (needs the stlpips-pytorch wheel's weights).")] = True,

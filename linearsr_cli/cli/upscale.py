@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from linearsr_cli.cli.app import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, app
+from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
 @app.command()
@@ -19,8 +20,8 @@ def upscale(
     steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
     solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
-    tags: Annotated[str, typer.Option(help='Tags for every image, e.g. "cat, grass" (default: sidecar, metadata, tagger).')] = "",
-    no_tags: Annotated[bool, typer.Option("--no-tags", help="No tag guidance (the model's null token).")] = False,
+    tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off, or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="Same as --tags off (the model's null token).")] = False,
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG; auto = the weights' input detector, else clean.")] = "auto",
     tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
@@ -44,7 +45,7 @@ def upscale(
     from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, upscale_batch
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.tag.guidance import TagConfig
+    from linearsr_cli.tag.config import tag_config_for
 
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     reporter = console.JsonReporter() if json_lines else console.QuietReporter() if quiet else console.RichReporter()
@@ -55,7 +56,7 @@ def upscale(
             sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed),
             tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
-            tags=TagConfig(enabled=False) if no_tags else TagConfig(tags=tuple(t for t in tags.split(",") if t.strip())),
+            tags=tag_config_for(tags, no_tags=no_tags),
             device=device, dtype=dtype, input_kind=input_kind,
         )
         stdin = typer.get_text_stream("stdin") if source == "-" else None

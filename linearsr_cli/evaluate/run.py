@@ -44,6 +44,7 @@ from linearsr_cli.evaluate.peers import PEER_SPECS, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
+from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
@@ -73,7 +74,7 @@ class EvalConfig:
     metric_data: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
-    tags: str = "auto"
+    tags: str = DEFAULT_TAGS
     input_kind: str = "auto"  # which prior serves LinearSR: auto | clean | real
     tiles: TileConfig = TileConfig()
     limit: int = 0

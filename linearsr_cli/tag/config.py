@@ -9,6 +9,9 @@ from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.sources import normalize_tags, parse_tag_text
 
 TAGGERS = ("lite0",)
+# What `upscale --tags` / `eval --tags` / the API do when not told: follows the TAG measurement of
+# the shipped weights (weights/MODEL_CARD.md): guidance that gains nothing stays one flag away.
+DEFAULT_TAGS = "auto"
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,17 @@ class TagConfig:
             raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
         if self.tagger not in TAGGERS:
             raise ConfigError(f"tagger must be one of {', '.join(TAGGERS)}, got {self.tagger!r}")
+
+
+def tag_config_for(option: str, *, no_tags: bool = False) -> TagConfig:
+    """`--tags` as a TagConfig: "off" (or --no-tags) = no guidance, "auto" = sidecar > metadata
+    keywords > tagger, anything else = those tags for every image ("cat, grass")."""
+    text = option.strip()
+    if no_tags or text == "off":
+        return TagConfig(enabled=False)
+    if text == "auto":
+        return TagConfig()
+    tags = parse_tag_text(text)
+    if not tags:
+        raise ConfigError(f"--tags must be auto, off or a list of tags, got {option!r}")
+    return TagConfig(tags=tags)
