@@ -123,8 +123,12 @@ def test_sampler_presets_and_overrides() -> None:
     perceptual = sampler_config("perceptual", seed=3)
     assert perceptual.steps == PRESETS["perceptual"].steps and perceptual.seed == 3
     assert sampler_config("perceptual", steps=8, solver="euler").solver == "euler"
+    assert sampler_config("perceptual", shift=0.4).shift == 0.4
+    assert sampler_config("perceptual").shift == PRESETS["perceptual"].shift
     with pytest.raises(ConfigError):
         sampler_config("pretty")
+    with pytest.raises(ConfigError):
+        sampler_config("perceptual", shift=0.0)
 
 
 def test_weights_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_weights: Path) -> None:

@@ -21,6 +21,7 @@ def eval_cmd(
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
     steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
     solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
+    shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
     tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual). Default: as upscale.")] = DEFAULT_TAGS,
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
@@ -48,7 +49,7 @@ def eval_cmd(
     try:
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
-            seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed),
+            seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
             noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )

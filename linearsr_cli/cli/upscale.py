@@ -19,6 +19,7 @@ def upscale(
     preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
     steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
     solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
+    shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
     tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off, or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
     no_tags: Annotated[bool, typer.Option("--no-tags", help="Same as --tags off (the model's null token).")] = False,
@@ -53,7 +54,7 @@ def upscale(
         tile_px = 0 if tile == "auto" else int(tile)
         req = UpscaleRequest(
             source=source, out=out, weights=weights, scale=scale,
-            sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed),
+            sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift),
             tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
             tags=tag_config_for(tags, no_tags=no_tags),

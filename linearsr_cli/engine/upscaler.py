@@ -81,8 +81,9 @@ def sampler_config(
     steps: int | None = None,
     solver: str | None = None,
     seed: int = 0,
+    shift: float | None = None,
 ) -> SamplerConfig:
-    """The preset's SamplerConfig with --steps/--solver/--seed applied on top."""
+    """The preset's SamplerConfig with --steps/--solver/--shift/--seed applied on top."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
     base = PRESETS[preset]
@@ -90,6 +91,7 @@ def sampler_config(
         base,
         steps=base.steps if steps is None else steps,
         solver=base.solver if solver is None else solver,
+        shift=base.shift if shift is None else shift,
         seed=seed,
     )
 
