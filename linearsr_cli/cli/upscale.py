@@ -37,13 +37,19 @@ def upscale(
     max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression-bomb guard).")] = 64_000_000,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
+    shard: Annotated[str, typer.Option(help="K/N: only this shard of the files (stable by output path), for N copies of one command (Slurm arrays, Kubernetes indexed Jobs).")] = "0/1",
+    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the [ray] extra; files on a filesystem every node sees.")] = "",
+    ray_actors: Annotated[int, typer.Option(help="Ray actors (0 = one per GPU, else one per node).")] = 0,
+    ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor (0 = 1 with GPUs, else all of a node's).")] = 0.0,
+    ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (-1 = 1 when the cluster has GPUs, else 0).")] = -1.0,
+    ray_batch: Annotated[int, typer.Option(help="Files per Ray task.")] = 1,
 ) -> None:
     """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error; 2: some files failed; 130: interrupted."""
     import signal
 
     from linearsr_cli import console
     from linearsr_cli.config import TileConfig
-    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, upscale_batch
+    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, parse_shard, upscale_batch
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.tag.config import tag_config_for
@@ -58,10 +64,16 @@ def upscale(
             tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
             tags=tag_config_for(tags, no_tags=no_tags),
-            device=device, dtype=dtype, input_kind=input_kind,
+            device=device, dtype=dtype, input_kind=input_kind, shard=parse_shard(shard),
         )
         stdin = typer.get_text_stream("stdin") if source == "-" else None
-        summary = upscale_batch(req, reporter, stdin)
+        if ray:
+            from linearsr_cli.distributed import RayConfig, upscale_batch_ray
+
+            cfg = RayConfig(address=ray, actors=ray_actors, cpus_per_actor=ray_cpus, gpus_per_actor=ray_gpus, batch_size=ray_batch)
+            summary = upscale_batch_ray(req, cfg, reporter, stdin)
+        else:
+            summary = upscale_batch(req, reporter, stdin)
     except ValueError:
         console.error(f"--tile must be auto or a number of pixels, got {tile!r}")
         raise typer.Exit(EXIT_USAGE) from None

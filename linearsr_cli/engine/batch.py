@@ -10,7 +10,9 @@ Nothing here prints; progress goes through the `Reporter` protocol (see console.
 from __future__ import annotations
 
 import os
+import socket
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,15 +232,58 @@ def _finish_job(job: Job, seen: set[Path]) -> Job:
     return job
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("/", "_") or "host"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N; ConfigError otherwise."""
+    k, sep, n = text.partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(k) < int(n):
+        raise ConfigError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4), got {text!r}")
+    return int(k), int(n)
+
+
+def shard_key(job: Job, out: Path) -> str:
+    """A job's stable identity: its output path relative to OUT (posix)."""
+    try:
+        return job.output.relative_to(out).as_posix()
+    except ValueError:
+        return job.output.as_posix()
+
+
+def shard_jobs(jobs: Sequence[Job], out: Path, shard: tuple[int, int]) -> list[Job]:
+    """Shard K of N: the jobs whose CRC-32 of shard_key is K mod N. The N shards partition any
+    job list; a file keeps its shard when others are added or removed."""
+    k, n = shard
+    if n == 1:
+        return list(jobs)
+    return [job for job in jobs if zlib.crc32(shard_key(job, out).encode("utf-8")) % n == k]
+
+
+def triage(job: Job, output: OutputConfig) -> FileRecord | None:
+    """The record of a job that needs no model: failed (a planning problem) or skipped (the
+    output exists and --overwrite is off). None: it has to run."""
+    if job.problem:
+        return FileRecord(input=str(job.input), output=str(job.output), status="failed", error=job.problem)
+    if job.output.exists() and not output.overwrite:
+        return FileRecord(input=str(job.input), output=str(job.output), status="skipped")
+    return None
+
+
 def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_TAG}")
+    """.NAME.HOST-PID.linearsr-tmp: hidden, and telling which process (on a shared filesystem,
+    which machine too) is writing it."""
+    return path.with_name(f".{path.name}.{_host()}-{os.getpid()}{TEMP_TAG}")
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files a killed run left for `path` (their process no longer exists)."""
+    """Delete temp files a killed run on this machine left for `path` (their process no longer
+    exists). Other machines' temp files are left alone: hidden, never mistaken for outputs."""
     for tmp in path.parent.glob(f".{path.name}.*{TEMP_TAG}"):
-        pid = tmp.name[len(path.name) + 2 : -len(TEMP_TAG)]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        owner = tmp.name[len(path.name) + 2 : -len(TEMP_TAG)]
+        host, _, pid = owner.rpartition("-")
+        if host in ("", _host()) and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
@@ -304,13 +349,10 @@ class Batch:
     def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
         """Upscale one file; every expected failure becomes a "failed" record with its reason."""
         started = time.perf_counter()
+        done = triage(job, self.output)
+        if done is not None:
+            return done
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed")
-        if job.problem:
-            record.error = job.problem
-            return record
-        if job.output.exists() and not self.output.overwrite:
-            record.status = "skipped"
-            return record
         try:
             img = read_image(job.input, max_pixels=self.output.max_pixels)
             tokens, mask = None, None
@@ -353,10 +395,28 @@ class UpscaleRequest:
     device: str = "auto"
     dtype: str = "auto"
     input_kind: str = "auto"
+    shard: tuple[int, int] = (0, 1)  # --shard K/N
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_CHOICES:
             raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {self.input_kind!r}")
+
+
+def load_batch(req: UpscaleRequest) -> Batch:
+    """The model and settings of a request, loaded once (raises WeightsError / DeviceError /
+    ConfigError before any file is touched)."""
+    weights = resolve_weights(req.weights)
+    plan = plan_device(req.device, req.dtype)
+    upscaler = Upscaler.from_weights(weights, plan, req.tiles, expect_scale=req.scale)
+    if req.input_kind != "auto":
+        upscaler.input_index(req.input_kind)  # weights without that prior: a setup error, before any file
+    return Batch(upscaler, req.sampler, req.output, req.tags, req.input_kind)
+
+
+def request_jobs(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> list[Job]:
+    """The request's jobs, planned once (walk, name outputs, refuse overwriting inputs) and
+    narrowed to its --shard."""
+    return shard_jobs(plan_jobs(req.source, req.out, req.output, stdin_lines), req.out, req.shard)
 
 
 def upscale_batch(
@@ -367,10 +427,5 @@ def upscale_batch(
     Raises ConfigError / WeightsError / DeviceError for setup problems (nothing is written);
     per-file problems end up in the summary's records.
     """
-    jobs = plan_jobs(req.source, req.out, req.output, stdin_lines)
-    weights = resolve_weights(req.weights)
-    plan = plan_device(req.device, req.dtype)
-    upscaler = Upscaler.from_weights(weights, plan, req.tiles, expect_scale=req.scale)
-    if req.input_kind != "auto":
-        upscaler.input_index(req.input_kind)  # weights without that prior: a setup error, before any file
-    return Batch(upscaler, req.sampler, req.output, req.tags, req.input_kind).run(jobs, reporter)
+    jobs = request_jobs(req, stdin_lines)
+    return load_batch(req).run(jobs, reporter)

@@ -544,7 +544,10 @@ def train(
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        net = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None)
+        # find_unused_parameters: with no tags in a step the cross-attention's projections are
+        # skipped (one key: softmax is 1), so their parameters get no gradient that step
+        net = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=True)
     amp = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
     grid = val_t_grid(cfg)
@@ -560,7 +563,8 @@ def train(
     def checkpoint() -> Path:
         nonlocal last_ckpt, pending
         ema_model = run.ema_model()
-        scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if val_pairs else {}
+        measure = val_pairs and rank == 0  # only rank 0 writes checkpoints
+        scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if measure else {}
         losses = [p["loss"] for p in pending]
         training = {
             **meta_base,
@@ -595,9 +599,10 @@ def train(
         for group in run.opt.param_groups:
             group["lr"] = learning_rate(run.step, cfg)
         b = hr.shape[0]
-        t = sample_t(b, run.gen, cfg)
-        eps = torch.randn(hr.shape, generator=run.gen)
-        keep = torch.rand(b, generator=run.gen) >= cfg.tag_dropout
+        mine = slice(rank * b, (rank + 1) * b)  # this rank's part of the global batch's draws
+        t = sample_t(b * world, run.gen, cfg)[mine]
+        eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
+        keep = (torch.rand(b * world, generator=run.gen) >= cfg.tag_dropout)[mine]
         tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
         input_kind = run.model.input_index([INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
@@ -613,7 +618,7 @@ def train(
             k = cfg.lpips_samples or b
             sr = compose_unclamped(lr_img[:k], pred[:k].float(), run.model.cfg)
             loss = loss + cfg.lpips_weight * perceptual(sr, hr[:k]).mean()
-        value = float(loss.detach())
+        value = _global_mean(loss.detach(), world)
         reason = _check_loss(value, run.recent, cfg)
         grad_norm = math.nan
         if not reason:
@@ -638,6 +643,30 @@ def train(
     return _finish(run, report, result, last_ckpt)
 
 
+def _global_mean(value: Tensor, world: int) -> float:
+    """The mean of a scalar over all ranks (the loss of the global batch); the value itself when
+    not distributed."""
+    if world > 1:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= world
+    return float(value)
+
+
+def _any_rank(flag: bool) -> bool:
+    """True on every rank when it is True on any (so all ranks pause at the same step)."""
+    _, world = _distributed()
+    if world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def _after_step(
     run: RunState, loss: float, report: TrainReporter, result: TrainResult, deadline: float | None,
     checkpoint: Callable[[], Any],
@@ -647,7 +676,7 @@ def _after_step(
     cfg = run.cfg
     report.step(run.step, loss, learning_rate(run.step - 1, cfg))
     result.losses.append(loss)
-    out_of_time = deadline is not None and time.monotonic() >= deadline
+    out_of_time = _any_rank(deadline is not None and time.monotonic() >= deadline)
     if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps or out_of_time:
         checkpoint()
     if out_of_time and run.step < cfg.steps:
