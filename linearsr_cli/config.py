@@ -55,6 +55,7 @@ class ModelConfig:
     With a prior (`prior_inputs` not empty) the file also holds one deploy-form SPAN per named
     input (PRIOR_INPUTS), and the experts listed in `prior_experts` (the structure expert, 0)
     add the prior's residual (SPAN(LR) - bicubic(LR)) / residual_scale to their x0 estimate.
+    Those also in `bare_experts` have no network: their x0 is the prior's residual alone.
     """
 
     scale: int = 4
@@ -77,6 +78,7 @@ class ModelConfig:
     prior_channels: int = 52
     prior_blocks: int = 6
     input_detector: bool = False  # a small CNN that picks the prior per image (--input auto)
+    bare_experts: tuple[int, ...] = ()  # prior experts without a network: x0 = the prior's residual
 
     def __post_init__(self) -> None:
         if self.scale < 1:
@@ -117,6 +119,10 @@ class ModelConfig:
             raise ConfigError(f"prior_experts must be increasing indices below {self.num_experts}, got {experts}")
         if inputs and (self.prior_channels < 1 or self.prior_blocks < 1):
             raise ConfigError("prior_channels and prior_blocks must be >= 1")
+        bare = tuple(int(v) for v in self.bare_experts)
+        object.__setattr__(self, "bare_experts", bare)
+        if list(bare) != sorted(set(bare)) or any(e not in experts for e in bare):
+            raise ConfigError(f"bare_experts {bare} must be increasing and among prior_experts {experts}")
         if self.input_detector and len(inputs) < 2:
             raise ConfigError("an input detector needs two priors to choose between")
 
@@ -135,7 +141,7 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         values = dict(data)
-        for key in ("log_snr_range", "expert_boundaries", "prior_inputs", "prior_experts"):
+        for key in ("log_snr_range", "expert_boundaries", "prior_inputs", "prior_experts", "bare_experts"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -152,6 +158,7 @@ class ModelConfig:
             self, num_experts=num_experts, expert_boundaries=(),
             prior_experts=experts, prior_inputs=self.prior_inputs if experts else (),
             input_detector=self.input_detector and bool(experts),
+            bare_experts=tuple(e for e in self.bare_experts if e < num_experts),
         )
 
     def with_prior(self, inputs: tuple[str, ...], experts: tuple[int, ...]) -> ModelConfig:
@@ -162,7 +169,7 @@ class ModelConfig:
         """The same network with no prior (prior fields back to their defaults)."""
         plain = ModelConfig()
         return dataclasses.replace(
-            self, prior_inputs=(), prior_experts=(), input_detector=False,
+            self, prior_inputs=(), prior_experts=(), input_detector=False, bare_experts=(),
             prior_channels=plain.prior_channels, prior_blocks=plain.prior_blocks,
         )
 

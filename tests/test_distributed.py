@@ -93,16 +93,35 @@ def test_local_path_does_not_import_ray(tmp_path: Path, tiny_weights: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def ray_cluster():
+    """One local Ray cluster (`ray start --head`) for the module, as a user would run one; the
+    tests connect with --ray auto through RAY_ADDRESS."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=300)
+    address = f"127.0.0.1:{port}"
+    old = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = address
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+        if old is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = old
 
 
 @pytest.mark.ray
 @ray_installed
-def test_ray_batch_gives_the_local_bytes(tmp_path: Path, tiny_weights: Path, local_ray) -> None:
+def test_ray_batch_gives_the_local_bytes(tmp_path: Path, tiny_weights: Path, ray_cluster) -> None:
     src = photos(tmp_path / "in", 4)
     local = upscale([str(src), str(tmp_path / "local")], tiny_weights)
     assert local.exit_code == EXIT_OK, local.output
@@ -119,13 +138,13 @@ def test_ray_batch_gives_the_local_bytes(tmp_path: Path, tiny_weights: Path, loc
 
 @pytest.mark.ray
 @ray_installed
-def test_interrupted_ray_run_resumes_without_partial_files(tmp_path: Path, tiny_weights: Path) -> None:
-    """Ctrl-C a Ray run (its own local cluster) after the first output: exit 130, finished
-    outputs kept, no visible partial file; the rerun finishes the rest and removes stale temps."""
+def test_interrupted_ray_run_resumes_without_partial_files(tmp_path: Path, tiny_weights: Path, ray_cluster) -> None:
+    """Ctrl-C a Ray run after the first output: exit 130, finished outputs kept, no visible
+    partial file; the rerun finishes the rest and leaves no temp file."""
     src = photos(tmp_path / "in", 6, size=(48, 40))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "linearsr_cli", "upscale", str(src), str(out), "--weights", str(tiny_weights),
-           "--tags", "off", "--json", "--ray", "local", "--ray-actors", "1", "--ray-cpus", "1"]
+           "--tags", "off", "--json", "--ray", "auto", "--ray-actors", "1", "--ray-cpus", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not list(out.rglob("*.png")):

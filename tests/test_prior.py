@@ -200,3 +200,20 @@ def test_prior_config_is_validated():
         tiny_model_config(num_experts=2).with_prior(("clean",), (2,))
     cfg = tiny_model_config(num_experts=4).with_prior(("clean",), (0,))
     assert cfg.with_experts(1).prior_experts == (0,)
+
+
+def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):
+    cfg = tiny_model_config(num_experts=4, **TINY_SPAN).with_prior(("clean", "real"), (0,))
+    import dataclasses
+
+    model = random_model(dataclasses.replace(cfg, bare_experts=(0,)), seed=4)
+    model.prior_records = {n: RECORD for n in ("clean", "real")}
+    assert not any(k.startswith("experts.0.") for k in model.state_dict())
+    lr = torch.rand(2, 3, 6, 6)
+    kind = torch.tensor([1, 0])
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.randn(2, 3, 24, 24), 1.0, lr, input_kind=kind), model.prior_residual(lr, kind))
+    loaded, info = load_weights(save_weights(tmp_path / "bare.safetensors", model))
+    assert info.config.bare_experts == (0,)
+    with pytest.raises(ConfigError):
+        dataclasses.replace(cfg, bare_experts=(1,))  # only a prior expert can be bare

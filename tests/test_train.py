@@ -340,9 +340,16 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
     for k, v in real.state_dict().items():
         assert torch.equal(model.priors["real"].state_dict()[k], v)  # fp32 inside an fp16 export
     assert model.experts[1].head.weight.dtype == torch.float32
-    e0 = read_info(tmp_path / "run" / "stage2" / "expert0" / "ckpt-0000001.safetensors")
+    e0 = read_info(tmp_path / "run" / "stage2" / "expert0" / "ckpt-0000000.safetensors")
     e1 = read_info(tmp_path / "run" / "stage2" / "expert1" / "ckpt-0000001.safetensors")
-    assert e0.config.has_prior and not e1.config.has_prior
+    assert e0.config.bare_experts == (0,) and not e1.config.has_prior  # the structure expert is the prior
+    assert info.config.bare_experts == (0,) and not any(k.startswith("experts.0.") for k in model.state_dict())
+    from linearsr_cli.nn.dit import compose_output
+
+    lr = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        sr = compose_output(lr, model(torch.randn(1, 3, 32, 32), 1.0, lr, input_kind=torch.tensor([1])), model.cfg)
+        torch.testing.assert_close(sr, real(lr).clamp(0, 1), atol=1e-5, rtol=0)  # 1-NFE = the real prior
 
 
 def test_lpips_loss_trains_the_texture_experts_only(photos: Path, tmp_path: Path) -> None:

@@ -126,6 +126,15 @@ class Denoiser(nn.Module):
         return out[..., : h * s, : w * s]
 
 
+class BareExpert(nn.Module):
+    """An expert without a network (ModelConfig.bare_experts): it adds nothing to its prior.
+    No parameters, so a weights file holds nothing for it."""
+
+    def forward(self, x_t: Tensor, t: Tensor, lr: Tensor, tags: Tensor | None = None,
+                tag_mask: Tensor | None = None) -> Tensor:
+        return torch.zeros_like(x_t)
+
+
 class LinearSR(nn.Module):
     """The SNR mixture of experts: `num_experts` denoisers, exactly one active per sample and step.
 
@@ -138,7 +147,9 @@ class LinearSR(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.experts = nn.ModuleList(Denoiser(cfg) for _ in range(cfg.num_experts))
+        self.experts = nn.ModuleList(
+            BareExpert() if i in cfg.bare_experts else Denoiser(cfg) for i in range(cfg.num_experts)
+        )
         span = SpanConfig(channels=cfg.prior_channels, blocks=cfg.prior_blocks, scale=cfg.scale)
         self.priors = nn.ModuleDict({name: Span(span) for name in cfg.prior_inputs})
         self.detector = InputDetector() if cfg.input_detector else None
@@ -185,6 +196,8 @@ class LinearSR(nn.Module):
         self, e: int, x_t: Tensor, t: Tensor, lr: Tensor, tags: Tensor | None, tag_mask: Tensor | None,
         input_kind: Tensor | None,
     ) -> Tensor:
+        if e in self.cfg.bare_experts:  # the prior alone: no network to run
+            return self.prior_residual(lr, input_kind).to(x_t.dtype)
         out = self.experts[e](x_t, t, lr, tags, tag_mask)
         if e in self.cfg.prior_experts:
             out = (out.float() + self.prior_residual(lr, input_kind)).to(x_t.dtype)

@@ -40,6 +40,7 @@ from linearsr_cli.train.loop import (
     TrainReporter,
     TrainResult,
     _distributed,
+    checkpoint_name,
     expert_t_range,
     list_checkpoints,
     make_tag_source,
@@ -216,30 +217,51 @@ def run_stage2(
     )
 
 
-def attach_priors(model: LinearSR, priors: dict[str, str]) -> LinearSR:
-    """A copy of the 1-expert `model` whose expert adds the given priors (frozen, in
-    config.PRIOR_INPUTS order), with its output head zeroed so that it starts as the prior."""
+def _load_priors(priors: dict[str, str], scale: int) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """{input: (Span, provenance record)} in config.PRIOR_INPUTS order, all of one SPAN shape."""
     from linearsr_cli.priors import resolve_prior
 
-    inputs = tuple(n for n in PRIOR_INPUTS if n in priors)
-    unknown = sorted(set(priors) - set(inputs))
+    unknown = sorted(set(priors) - set(PRIOR_INPUTS))
     if unknown:
         raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
-    spans = {n: resolve_prior(priors[n], model.cfg.scale) for n in inputs}
-    first = next(iter(spans.values()))[0].cfg
-    if any(sp.cfg != first for sp, _ in spans.values()):
+    spans = {n: resolve_prior(priors[n], scale) for n in PRIOR_INPUTS if n in priors}
+    shapes = {sp.cfg for sp, _ in spans.values()}
+    if len(shapes) > 1:
         raise ConfigError("all priors of a model must have the same SPAN shape")
-    cfg = dataclasses.replace(model.cfg.with_prior(inputs, (0,)), prior_channels=first.channels, prior_blocks=first.blocks)
+    return spans
+
+
+def attach_priors(model: LinearSR, priors: dict[str, str], *, bare: bool = False) -> LinearSR:
+    """A copy of the 1-expert `model` whose expert adds the given priors (frozen), starting as
+    the prior exactly: its output head is zeroed, so it learns a correction. With `bare` the
+    expert keeps no network at all (ModelConfig.bare_experts): it is the prior."""
+    spans = _load_priors(priors, model.cfg.scale)
+    first = next(iter(spans.values()))[0].cfg
+    cfg = dataclasses.replace(
+        model.cfg.with_prior(tuple(spans), (0,)), prior_channels=first.channels, prior_blocks=first.blocks,
+        bare_experts=(0,) if bare else (),
+    )
     out = LinearSR(cfg)
-    out.experts.load_state_dict(model.experts.state_dict())
+    if not bare:
+        out.experts.load_state_dict(model.experts.state_dict())
+        head = out.experts[0].head
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
     for name, (span, record) in spans.items():
         out.priors[name].load_state_dict(span.state_dict())
         out.prior_records[name] = record
     out.priors.requires_grad_(False)
-    head = out.experts[0].head
-    torch.nn.init.zeros_(head.weight)
-    torch.nn.init.zeros_(head.bias)
     return out
+
+
+def write_bare_expert(init: Path, priors: dict[str, str], out: Path, provenance: dict[str, Any] | None = None) -> Path:
+    """The structure expert as the priors alone (no network), as a 1-expert checkpoint that
+    export_model takes like a trained one; `init` only lends the architecture of the others."""
+    model, info = load_weights(init)
+    bare = attach_priors(model, priors, bare=True)
+    training = {"stage": 2, "expert": 0, "step": 0, "init": str(init), "init_step": int(info.training.get("step", -1)),
+                "t_range": list(expert_t_range(bare.cfg.with_experts(4), 0)), "note": "prior only (bare expert)"}
+    return save_weights(out, bare, provenance=provenance, training=training)
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -272,6 +294,7 @@ def export_model(
         if info.config.without_prior() != base:
             raise TrainingError(f"{p}: architecture differs from {expert_ckpts[0]}")
     cfg = base.with_experts(len(parts))
+    bare = tuple(i for i, (_, info) in enumerate(parts) if info.config.bare_experts)
     if carriers:
         src = parts[carriers[0]][0]
         for i in carriers[1:]:
@@ -283,7 +306,7 @@ def export_model(
                 raise TrainingError(f"{expert_ckpts[i]}: its prior differs from {expert_ckpts[carriers[0]]}'s")
         cfg = dataclasses.replace(
             cfg.with_prior(src.cfg.prior_inputs, tuple(carriers)),
-            prior_channels=src.cfg.prior_channels, prior_blocks=src.cfg.prior_blocks,
+            prior_channels=src.cfg.prior_channels, prior_blocks=src.cfg.prior_blocks, bare_experts=bare,
         )
     model = LinearSR(cfg)
     for i, (m, _) in enumerate(parts):
@@ -329,6 +352,9 @@ class RecipeConfig:
     )
     prior_crop: int = 128
     prior_degradation: str = "mixed"
+    # measured (weights/MODEL_CARD.md): a DiT correction on top of the prior adds nothing, so the
+    # structure expert is the prior alone unless asked to train one
+    train_structure_expert: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in ("knee", "last"):
@@ -351,6 +377,7 @@ class RecipeConfig:
             "stage0": self.stage0.to_dict(),
             "prior_crop": self.prior_crop,
             "prior_degradation": self.prior_degradation,
+            "train_structure_expert": self.train_structure_expert,
         }
 
     @classmethod
@@ -361,7 +388,7 @@ class RecipeConfig:
             stage1=TrainConfig.from_dict(d["stage1"]),
             stage2=TrainConfig.from_dict(d["stage2"]),
             **{k: d[k] for k in ("init", "tags", "export_dtype", "val_size", "val_count")},
-            **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation") if k in d},
+            **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation", "train_structure_expert") if k in d},
             **({"stage0": TrainConfig.from_dict(d["stage0"])} if "stage0" in d else {}),
         )
 
@@ -485,6 +512,12 @@ def run_recipe(
     for e in range(n):
         key = f"stage2/expert{e}"
         if phases.get(key) == "done":
+            continue
+        if e == 0 and priors and not cfg.train_structure_expert:
+            write_bare_expert(init, priors, out / "stage2" / "expert0" / checkpoint_name(0), provenance)
+            note("stage 2, expert 1/4: the structure expert is the prior alone (no network)")
+            phases[key] = "done"
+            _save_state(out, state)
             continue
         note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
         r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
