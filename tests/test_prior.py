@@ -217,3 +217,18 @@ def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):
     assert info.config.bare_experts == (0,)
     with pytest.raises(ConfigError):
         dataclasses.replace(cfg, bare_experts=(1,))  # only a prior expert can be bare
+
+
+def test_tags_are_skipped_where_they_cannot_change_the_output(tmp_path):
+    """1-NFE through a bare structure expert ignores tags, so the batch does not run the tagger."""
+    import dataclasses
+
+    from linearsr_cli.config import PRESETS, TileConfig
+    from linearsr_cli.engine.device import plan_device
+    from linearsr_cli.engine.upscaler import Upscaler
+
+    cfg = tiny_model_config(num_experts=4, **TINY_SPAN).with_prior(("clean",), (0,))
+    model = random_model(dataclasses.replace(cfg, bare_experts=(0,)))
+    up = Upscaler(model, plan_device("cpu", "fp32"), TileConfig())
+    assert not up.uses_tags(PRESETS["fidelity"]) and up.uses_tags(PRESETS["perceptual"])
+    assert Upscaler(random_model(cfg), plan_device("cpu", "fp32"), TileConfig()).uses_tags(PRESETS["fidelity"])

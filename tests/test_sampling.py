@@ -134,3 +134,14 @@ def test_second_order_solvers_beat_euler_on_a_curved_flow():
 def test_noise_is_deterministic_per_seed():
     assert torch.equal(draw_noise((2, 3), 7), draw_noise((2, 3), 7))
     assert not torch.equal(draw_noise((2, 3), 7), draw_noise((2, 3), 8))
+
+
+def test_evaluation_times_name_the_visited_experts():
+    from linearsr_cli.config import SamplerConfig
+    from linearsr_cli.sampling.samplers import count_evaluations, evaluation_times
+
+    for cfg in (SamplerConfig(steps=1), SamplerConfig(steps=4), SamplerConfig(steps=3, solver="heun"),
+                SamplerConfig(steps=4, shift=0.4)):
+        times = evaluation_times(cfg)
+        assert len(times) == count_evaluations(cfg) and all(0 < t <= 1 for t in times)
+    assert evaluation_times(SamplerConfig(steps=1)) == [1.0]

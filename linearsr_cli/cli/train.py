@@ -246,6 +246,7 @@ def train_recipe(
     ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
     ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
     lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
+    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).")] = SHIP.train_structure_expert,
     init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.")] = SHIP.init,
     tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
@@ -271,6 +272,7 @@ def train_recipe(
             stage2=_train(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.warmup, ckpt_every2, precision, seed,
                           p_one=p_one, lpips_weight=lpips_weight),
             export_dtype=export_dtype, val_size=val_size, val_count=val_count,
+            train_structure_expert=train_structure_expert,
         )
         reporter = _reporter(quiet, json_lines)
         notify = (lambda _msg: None) if quiet or json_lines else (lambda msg: typer.echo(msg, err=True))

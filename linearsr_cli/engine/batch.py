@@ -330,7 +330,8 @@ class Batch:
         self.output = output
         self.input_kind = input_kind
         self.guidance = None
-        if tags is not None and tags.enabled:
+        self.tags_unused = not upscaler.uses_tags(sampler)  # e.g. 1-NFE through a bare prior expert
+        if tags is not None and tags.enabled and not self.tags_unused:
             from linearsr_cli.tag.guidance import TagGuidance
 
             self.guidance = TagGuidance(tags, upscaler.plan.device)
@@ -361,7 +362,7 @@ class Batch:
                 record.tags, record.tag_source = list(resolved.tags), resolved.source
                 tokens, mask = self.guidance.encode(resolved.tags)
             else:
-                record.tag_source = "off"
+                record.tag_source = "unused" if self.tags_unused else "off"
             progress = reporter.image_progress if reporter is not None else None
             record.input_kind = self.upscaler.choose_input(img.rgb, self.input_kind)
             rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress,

@@ -44,7 +44,7 @@ from linearsr_cli.engine.device import (
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
-from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, sample
+from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
 
 Progress = Callable[[int, int], None] | None
 WEIGHTS_ENV = "LINEARSR_WEIGHTS"
@@ -149,6 +149,12 @@ class Upscaler:
     def inputs(self) -> tuple[str, ...]:
         """The prior inputs this model can serve (empty without a prior)."""
         return self.cfg.prior_inputs
+
+    def uses_tags(self, sampler: SamplerConfig) -> bool:
+        """Whether tags can change the output of a `sampler` run: not when every expert it visits
+        is a bare prior (the fidelity preset of weights whose structure expert is the prior)."""
+        bare = self.cfg.bare_experts
+        return any(self.model.expert_index(t) not in bare for t in evaluation_times(sampler))
 
     def choose_input(self, lr: Tensor, requested: str = "auto") -> str | None:
         """The prior input that serves LR image `lr` (3, h, w): `requested` ("clean"/"real") when

@@ -109,6 +109,15 @@ def sample(denoise: Denoise, noise: Tensor, cfg: SamplerConfig, *, callback: Cal
     return solver(denoise, noise, ts, callback=callback)
 
 
+def evaluation_times(cfg: SamplerConfig) -> list[float]:
+    """The times t at which a run of `cfg` calls the network (so the experts it visits)."""
+    if cfg.steps == 1:
+        return [1.0]
+    ts = flow_timesteps(cfg.steps, shift=cfg.shift)
+    extra = [s for s in ts[1:] if s > 0] if cfg.solver == "heun" else []
+    return [*ts[:-1], *extra]
+
+
 def count_evaluations(cfg: SamplerConfig) -> int:
     """Network evaluations (NFE) a run of `cfg` makes: for progress bars and benchmarks."""
     if cfg.steps == 1:

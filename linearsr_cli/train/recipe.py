@@ -337,7 +337,9 @@ class RecipeConfig:
         default_factory=lambda: TrainConfig(steps=8000, batch_size=16, lr=1e-3, warmup=100, ckpt_every=500, p_one=0.4)
     )
     stage2: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=3000, batch_size=16, lr=3e-4, warmup=20, ckpt_every=500, p_one=0.4)
+        default_factory=lambda: TrainConfig(
+            steps=3000, batch_size=16, lr=3e-4, warmup=20, ckpt_every=500, p_one=0.4, lpips_weight=1.0
+        )
     )
     init: str = "knee"  # stage 2 starts from the "knee" or (for comparison) the "last" checkpoint
     tags: bool = True
