@@ -65,7 +65,7 @@ class Pipeline:
         """(3, h, w) float RGB in [0, 1] -> (3, s h, s w) float32 in [0, 1] on the CPU."""
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed)
         tokens, mask = self._tags(rgb, tags) if self.upscaler.uses_tags(sampler) else (None, None)
-        kind = self.upscaler.choose_input(rgb, input)
+        kind = self.upscaler.choose_input(input)
         return self.upscaler(rgb, sampler, tags=tokens, tag_mask=mask, input_kind=kind)
 
     def upscale(self, image: Image.Image | np.ndarray | str | Path, **options: Any) -> Image.Image | np.ndarray:

@@ -35,7 +35,7 @@ FORMAT = "linearsr"
 VERSION = "1"
 DEFAULT_TAGGER = "efficientnet-lite0-imagenet"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
-FP32_PARTS = ("priors.", "detector.")  # stored in fp32 whatever the export dtype
+FP32_PARTS = ("priors.",)  # stored in fp32 whatever the export dtype
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.
 # training data's degradation kinds map onto them.
 PRIOR_INPUTS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
-INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name, or the input detector's choice
+INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name; auto = the file's first ("clean")
 
 
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
@@ -77,7 +77,6 @@ class ModelConfig:
     prior_experts: tuple[int, ...] = ()  # experts whose x0 adds the prior's residual
     prior_channels: int = 52
     prior_blocks: int = 6
-    input_detector: bool = False  # a small CNN that picks the prior per image (--input auto)
     bare_experts: tuple[int, ...] = ()  # prior experts without a network: x0 = the prior's residual
 
     def __post_init__(self) -> None:
@@ -123,8 +122,6 @@ class ModelConfig:
         object.__setattr__(self, "bare_experts", bare)
         if list(bare) != sorted(set(bare)) or any(e not in experts for e in bare):
             raise ConfigError(f"bare_experts {bare} must be increasing and among prior_experts {experts}")
-        if self.input_detector and len(inputs) < 2:
-            raise ConfigError("an input detector needs two priors to choose between")
 
     @property
     def lr_per_token(self) -> int:
@@ -157,7 +154,6 @@ class ModelConfig:
         return dataclasses.replace(
             self, num_experts=num_experts, expert_boundaries=(),
             prior_experts=experts, prior_inputs=self.prior_inputs if experts else (),
-            input_detector=self.input_detector and bool(experts),
             bare_experts=tuple(e for e in self.bare_experts if e < num_experts),
         )
 
@@ -169,7 +165,7 @@ class ModelConfig:
         """The same network with no prior (prior fields back to their defaults)."""
         plain = ModelConfig()
         return dataclasses.replace(
-            self, prior_inputs=(), prior_experts=(), input_detector=False, bare_experts=(),
+            self, prior_inputs=(), prior_experts=(), bare_experts=(),
             prior_channels=plain.prior_channels, prior_blocks=plain.prior_blocks,
         )
 

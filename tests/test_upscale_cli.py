@@ -308,7 +308,7 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
 
 def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Path) -> None:
     """--input clean|real chooses the structure expert's prior; weights without a prior refuse a
-    named input before touching any file; auto without a detector takes the first prior."""
+    named input before touching any file; auto takes the first prior (clean)."""
     from linearsr_cli.checkpoints import save_weights
     from linearsr_cli.config import tiny_model_config
     from tests.util import random_model

@@ -364,7 +364,7 @@ class Batch:
             else:
                 record.tag_source = "unused" if self.tags_unused else "off"
             progress = reporter.image_progress if reporter is not None else None
-            record.input_kind = self.upscaler.choose_input(img.rgb, self.input_kind)
+            record.input_kind = self.upscaler.choose_input(self.input_kind)
             rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress,
                                 input_kind=record.input_kind)
             alpha = None if img.alpha is None else upscale_alpha(img.alpha, self.upscaler.scale)

@@ -323,7 +323,7 @@ class MethodRunner:
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
         lr_t = torch.from_numpy(lr)
         tags, mask = self._tags(lr_t) if self._upscaler.uses_tags(sampler) else (None, None)
-        self.last_input = self._upscaler.choose_input(lr_t, self.cfg.input_kind)
+        self.last_input = self._upscaler.choose_input(self.cfg.input_kind)
         return self._upscaler(lr_t, sampler, tags=tags, tag_mask=mask, input_kind=self.last_input).numpy()
 
 

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.nn.blocks import LinearDiTBlock, norm_modulate
-from linearsr_cli.nn.input_detector import InputDetector
 from linearsr_cli.nn.span import Span, SpanConfig
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr, log_snr_tensor
 
@@ -152,21 +151,7 @@ class LinearSR(nn.Module):
         )
         span = SpanConfig(channels=cfg.prior_channels, blocks=cfg.prior_blocks, scale=cfg.scale)
         self.priors = nn.ModuleDict({name: Span(span) for name in cfg.prior_inputs})
-        self.detector = InputDetector() if cfg.input_detector else None
         self.prior_records: dict[str, dict] = {}
-
-    @torch.no_grad()
-    def detect_input(self, lr: Tensor) -> list[str]:
-        """The prior input name per LR image (B, 3, h, w): the detector's choice between "clean"
-        and "real" (p(real) > 0.5), or the first prior without a detector."""
-        names = self.cfg.prior_inputs
-        if not names:
-            return []
-        if self.detector is None or "real" not in names or "clean" not in names:
-            return [names[0]] * lr.shape[0]
-        with torch.autocast(lr.device.type, enabled=False):
-            real = self.detector(lr.float()) > 0.0  # (B,)
-        return ["real" if bool(r) else "clean" for r in real]
 
     def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
         """(B,) indices into cfg.prior_inputs for input names ("clean"/"real"); a name the file
