@@ -7,12 +7,13 @@ so a slow drift in machine load hits all of them alike), median of `--runs` roun
     span (ncnn)           SPAN x4 through evaluate/peers.py, whole image in one pass
     realesrgan (ncnn)     Real-ESRGAN x4plus through evaluate/peers.py, whole image in one pass
     rrdbnet fp32 / bf16   the same RRDBNet architecture in PyTorch (evaluate/rrdbnet.py, random
-                          weights), plain fp32 and under bf16 autocast: framework-fair
-    linearsr 1-NFE        the real engine (Upscaler, default CPU plan = bf16 autocast, auto tiling),
-                          fidelity preset, tags off (model-only)
+                          weights), plain fp32 and, where engine.device.cpu_bf16() says bf16 is
+                          fast here, under bf16 autocast: framework-fair
+    linearsr 1-NFE        the real engine (Upscaler, the default CPU plan, auto tiling), fidelity
+                          preset (with the shipped weights: the SPAN prior alone), tags off
     linearsr multi-step   the same, PRESETS["perceptual"] (4-step DPM-Solver++(2M))
-    linearsr 1-NFE + tags tagger on the LR image + text encoder + the 1-NFE call with the tag
-                          tokens (the per-image cost of TAG; the one-off load is reported apart)
+    linearsr multi-step + tags  tagger on the LR image + text encoder + the perceptual run with the
+                          tag tokens (the per-image cost of TAG; the one-off load is reported apart)
 
 LinearSR uses weights/linearsr-x4.safetensors when it exists, else a random-weights file of the
 default ModelConfig (time does not depend on the values); the report says which.
@@ -45,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.timing_weights import timing_weights  # noqa: E402
 from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
-from linearsr_cli.engine.device import plan_device  # noqa: E402
+from linearsr_cli.engine.device import cpu_bf16, plan_device  # noqa: E402
 from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.evaluate.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
@@ -107,7 +108,10 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
             extra[f"{label} unavailable"] = peer.unavailable_reason()
     if "rrdbnet" not in skip:
         methods.append(rrdb_method("rrdbnet fp32 (PyTorch)", False, probe))
-        methods.append(rrdb_method("rrdbnet bf16 (PyTorch)", True, probe))
+        if cpu_bf16().use_bf16:
+            methods.append(rrdb_method("rrdbnet bf16 (PyTorch)", True, probe))
+        else:
+            extra["rrdbnet bf16 skipped"] = cpu_bf16().reason
 
     plan = plan_device("cpu", "auto")
     upscaler = Upscaler.from_weights(weights, plan, TileConfig())
@@ -131,9 +135,10 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
             resolved = guidance.auto_tags(lr)
             tokens, mask = guidance.encode(resolved.tags)
             extra["tags"] = list(resolved.tags)
-            return upscaler(lr, fidelity, tags=tokens, tag_mask=mask)
+            return upscaler(lr, perceptual, tags=tokens, tag_mask=mask)
 
-        methods.append(Method("linearsr 1-NFE + tags", with_tags, note="tagger + encoder + 1-NFE with tag tokens"))
+        methods.append(Method("linearsr multi-step + tags", with_tags,
+                              note="tagger + encoder + the perceptual run with tag tokens"))
     return methods, extra
 
 
@@ -201,12 +206,14 @@ def main() -> None:
         ratio = f"{med[m.name] / ref:.3f}" if ref else "—"
         print(f"| {m.name} | {m.note} | {med[m.name]:.3f} | {min(wall[m.name]):.2f}–{max(wall[m.name]):.2f} | "
               f"{statistics.median(cpu[m.name]):.2f} | {ratio} |")
-    if "linearsr 1-NFE + tags" in med:
-        print(f"tag overhead per image: {med['linearsr 1-NFE + tags'] - med['linearsr 1-NFE']:.3f} s "
+    if "linearsr multi-step + tags" in med:
+        print(f"tag overhead per image: {med['linearsr multi-step + tags'] - med['linearsr multi-step']:.3f} s "
               f"(tags {extra.get('tags')})")
     if ref:
         for name in ("linearsr 1-NFE", "linearsr multi-step"):
             print(f"Real-ESRGAN (ncnn) / {name}: {ref / med[name]:.1f}x faster")
+    if "span (ncnn)" in med:
+        print(f"linearsr 1-NFE / SPAN (ncnn): {med['linearsr 1-NFE'] / med['span (ncnn)']:.2f}x the time")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as fh:
