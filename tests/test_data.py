@@ -10,6 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from linearsr_cli.degrade import (
+    bicubic_downscale,
+    gaussian_kernel,
+    realistic_degrade,
+    sinc_kernel,
+)
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.train.data import (
     DataConfig,
@@ -17,12 +23,6 @@ from linearsr_cli.train.data import (
     crop_std,
     make_loader,
     validation_pairs,
-)
-from linearsr_cli.degrade import (
-    bicubic_downscale,
-    gaussian_kernel,
-    realistic_degrade,
-    sinc_kernel,
 )
 
 

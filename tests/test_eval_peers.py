@@ -7,6 +7,7 @@ import pytest
 import torch
 from skimage import data
 
+from linearsr_cli.degrade import bicubic_downscale
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.evaluate.peers import (
@@ -19,7 +20,6 @@ from linearsr_cli.evaluate.peers import (
 )
 from linearsr_cli.ncnn_files import io_blobs, parse_param
 from linearsr_cli.nn.dit import bicubic_upsample
-from linearsr_cli.degrade import bicubic_downscale
 
 PARAM = """7767517
 4 4

@@ -324,7 +324,7 @@ class Batch:
         input_kind: str = "auto",
     ) -> None:
         """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
-        `input_kind` auto|clean|real picks the prior per image (Upscaler.choose_input)."""
+        `input_kind` auto|clean|real picks the prior (Upscaler.choose_input)."""
         self.upscaler = upscaler
         self.sampler = sampler
         self.output = output

@@ -145,11 +145,6 @@ class Upscaler:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.plan.device.type, dtype=self.plan.autocast)
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """The prior inputs this model can serve (empty without a prior)."""
-        return self.cfg.prior_inputs
-
     def uses_tags(self, sampler: SamplerConfig) -> bool:
         """Whether tags can change the output of a `sampler` run: not when every expert it visits
         is a bare prior (the fidelity preset of weights whose structure expert is the prior)."""
