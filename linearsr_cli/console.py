@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job
-from linearsr_cli.train.loop import SilentReporter
+from linearsr_cli.train.report import SilentReporter
 
 err_console = Console(stderr=True, highlight=False)
 

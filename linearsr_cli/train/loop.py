@@ -37,6 +37,14 @@ from linearsr_cli.esgf.probe import Pair, measure_model
 from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
 from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
 from linearsr_cli.train.ema import EMA
+from linearsr_cli.train.report import (
+    SilentReporter,
+    TrainReporter,
+    _trim_csv,
+    append_csv,
+    checkpoint_record,
+    run_name,
+)
 
 Precision = str  # "auto" | "fp32" | "bf16" | "fp16"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.safetensors$")
@@ -189,59 +197,6 @@ class DatasetBatches:
         hr = torch.stack([it["hr"] for it in items])  # (B, 3, H, W)
         names = [str(it.get("name", "")) for it in items]
         return lr, hr, names, [str(it.get("kind", "bicubic")) for it in items]
-
-
-class TrainReporter(Protocol):
-    """Progress sink of a training run (console.py implements it); nothing in train/ prints."""
-
-    def start(self, name: str, step: int, total: int) -> None: ...
-
-    def step(self, step: int, loss: float, lr: float) -> None: ...
-
-    def checkpoint(self, record: dict[str, Any]) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-class SilentReporter:
-    def start(self, name: str, step: int, total: int) -> None:
-        pass
-
-    def step(self, step: int, loss: float, lr: float) -> None:
-        pass
-
-    def checkpoint(self, record: dict[str, Any]) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-def run_name(meta: Mapping[str, Any]) -> str:
-    """A short name for progress lines: "stage 1", "stage 2 expert 3/4", "stage 0"."""
-    if "expert" in meta:
-        return f"stage {meta.get('stage', 2)} expert {meta['expert']}/{meta.get('num_experts', '?')}"
-    return f"stage {meta.get('stage', '?')}"
-
-
-def checkpoint_record(training: Mapping[str, Any], ckpt: Path) -> dict[str, Any]:
-    """The per-checkpoint record of --json and checkpoints.csv: stage, step, loss, lr, val."""
-    keys = ("stage", "expert", "step", "loss", "lr", "val")
-    return {**{k: training[k] for k in keys if k in training}, "checkpoint": str(ckpt)}
-
-
-def append_csv(path: Path, record: Mapping[str, Any]) -> None:
-    """One row per checkpoint (flattened val.*), header on first write; plain csv, no dependency."""
-    import csv
-
-    flat = {k: v for k, v in record.items() if k != "val"}
-    flat.update({f"val_{k}": v for k, v in dict(record.get("val") or {}).items()})
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(flat))
-        if new:
-            writer.writeheader()
-        writer.writerow(flat)
 
 
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
@@ -478,22 +433,6 @@ def _trim_log(log: Path, step: int) -> None:
         return
     keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     log.write_text("".join(f"{ln}\n" for ln in keep))
-
-
-def _trim_csv(path: Path, step: int) -> None:
-    """Drop checkpoints.csv rows past `step` (the header line stays)."""
-    if not path.is_file():
-        return
-    import csv
-
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return
-    col = rows[0].index("step") if "step" in rows[0] else None
-    keep = [rows[0]] + [r for r in rows[1:] if col is None or int(r[col]) <= step]
-    with path.open("w", newline="") as fh:
-        csv.writer(fh).writerows(keep)
 
 
 def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:

@@ -29,21 +29,18 @@ from linearsr_cli.priors import save_prior
 from linearsr_cli.train.loop import (
     Batches,
     RunState,
-    SilentReporter,
     TrainConfig,
-    TrainReporter,
     TrainResult,
     _after_step,
     _check_loss,
     _finish,
     _prune_states,
     _record_divergence,
-    append_csv,
     autocast_dtype,
     checkpoint_name,
-    checkpoint_record,
     learning_rate,
 )
+from linearsr_cli.train.report import SilentReporter, TrainReporter, append_csv, checkpoint_record
 
 
 @torch.no_grad()

@@ -37,7 +37,6 @@ from linearsr_cli.train.loop import (
     DatasetBatches,
     TagKind,
     TrainConfig,
-    TrainReporter,
     TrainResult,
     _distributed,
     checkpoint_name,
@@ -46,6 +45,7 @@ from linearsr_cli.train.loop import (
     make_tag_source,
     train,
 )
+from linearsr_cli.train.report import TrainReporter
 
 EXPORT_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 Notify = Callable[[str], None]
