@@ -28,6 +28,7 @@ from linearsr_cli.engine.batch import (
     Job,
     Reporter,
     UpscaleRequest,
+    model_files,
     request_jobs,
     triage,
 )
@@ -122,16 +123,8 @@ def upscale_batch_ray(
     run (bad weights, device) before any file is written."""
     if not ray_available():
         raise ConfigError(INSTALL_HINT)
-    from linearsr_cli.checkpoints import read_info
-    from linearsr_cli.engine.upscaler import resolve_weights
-    from linearsr_cli.errors import WeightsError
-
     jobs = request_jobs(req, stdin_lines)
-    info = read_info(resolve_weights(req.weights))  # fail fast, on the driver, for a bad file
-    if info.config.scale != req.scale:
-        raise WeightsError(f"{info.path}: weights are for x{info.config.scale}, but x{req.scale} was asked for")
-    if req.input_kind != "auto" and req.input_kind not in info.config.prior_inputs:
-        raise ConfigError(f"{info.path}: these weights have no {req.input_kind!r} prior (--input)")
+    model_files(req)  # fail fast, on the driver, for a bad file
     summary = BatchSummary()
     reporter.start(len(jobs))
     pending: dict[str, tuple[int, Job]] = {}

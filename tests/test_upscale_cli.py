@@ -199,10 +199,10 @@ def test_exit_codes_and_setup_errors(tmp_path: Path, tiny_weights: Path, monkeyp
     assert run([str(src), str(tmp_path / "o"), "--tile", "big"], tiny_weights).exit_code == EXIT_USAGE
     # no weights installed: a plain message on how to get them, exit 1, nothing written
     monkeypatch.delenv("LINEARSR_WEIGHTS", raising=False)
-    monkeypatch.setattr(upscaler_mod, "default_weights_path", lambda: tmp_path / "weights" / "linearsr-x4.safetensors")
+    monkeypatch.setattr(upscaler_mod, "default_weights_path", lambda scale=4: tmp_path / "weights" / f"linearsr-x{scale}.safetensors")
     res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "o2"), "--no-tags"])
     assert res.exit_code == EXIT_USAGE
-    assert "no LinearSR weights are installed" in res.output and "linearsr train" in res.output
+    assert "no x4 LinearSR weights are installed" in res.output and "linearsr train" in res.output
     assert not (tmp_path / "o2").exists()
     monkeypatch.setenv("LINEARSR_WEIGHTS", str(tiny_weights))
     assert runner.invoke(app, ["upscale", str(src), str(tmp_path / "o3"), "--no-tags", "-q"]).exit_code == EXIT_OK

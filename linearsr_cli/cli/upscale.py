@@ -15,7 +15,11 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 def upscale(
     source: Annotated[str, typer.Argument(metavar="IN", help="An image, a folder (recursive, tree mirrored) or - for a list of paths on stdin.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder, or an output file name when IN is one image.")],
-    scale: Annotated[int, typer.Option(help="Upscaling factor; must match the weights.")] = 4,
+    scale: Annotated[int | None, typer.Option(help="The native model: 2 or 4 (the shipped weights/linearsr-x2|x4.safetensors); must match --weights. Default: 4, or the weights' own scale.")] = None,
+    outscale: Annotated[float | None, typer.Option(help="Any output factor > 0 (1.5, 3, 6...): the native model(s) reaching the smallest scale >= it, then an antialiased resample (linear light) to exactly round(F x size).")] = None,
+    width: Annotated[int | None, typer.Option(help="Output width in pixels (height follows the aspect ratio unless --height is given too).")] = None,
+    height: Annotated[int | None, typer.Option(help="Output height in pixels (width follows the aspect ratio unless --width is given too).")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the 8 flips/rotations (each with the same noise, transformed alike); 8x the time for a small PSNR gain (BENCHMARKS.md).")] = False,
     preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
     steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
     solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
@@ -28,7 +32,7 @@ def upscale(
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (autocast; attention sums stay fp32).")] = "auto",
-    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else weights/linearsr-x4.safetensors).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else the shipped weights/linearsr-xS.safetensors for --scale S).")] = None,
     suffix: Annotated[str, typer.Option(help="Added to each output file name before the extension.")] = "",
     fmt: Annotated[str, typer.Option("--format", help="keep, png, jpg, webp or tiff (bmp also works).")] = "keep",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
@@ -52,6 +56,7 @@ def upscale(
     from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, parse_shard, upscale_batch
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.resize import SizeRequest
     from linearsr_cli.tag.config import tag_config_for
 
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
@@ -65,6 +70,7 @@ def upscale(
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
             tags=tag_config_for(tags, no_tags=no_tags),
             device=device, dtype=dtype, input_kind=input_kind, shard=parse_shard(shard),
+            size=SizeRequest(outscale=outscale, width=width, height=height), tta=tta,
         )
         stdin = typer.get_text_stream("stdin") if source == "-" else None
         if ray:

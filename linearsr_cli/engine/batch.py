@@ -9,6 +9,7 @@ Nothing here prints; progress goes through the `Reporter` protocol (see console.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -21,10 +22,24 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from linearsr_cli.checkpoints import WeightsInfo, read_info
 from linearsr_cli.config import INPUT_CHOICES, SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device
-from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
-from linearsr_cli.errors import ConfigError, DeviceError, ImageReadError, ImageWriteError, TagError
+from linearsr_cli.engine.upscaler import (
+    DEFAULT_SCALE,
+    WEIGHTS_ENV,
+    Upscaler,
+    installed_scales,
+    resolve_weights,
+)
+from linearsr_cli.errors import (
+    ConfigError,
+    DeviceError,
+    ImageReadError,
+    ImageWriteError,
+    TagError,
+    WeightsError,
+)
 from linearsr_cli.fileio import write_atomic
 from linearsr_cli.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -36,6 +51,7 @@ from linearsr_cli.imageio import (
     read_image,
     with_pixels,
 )
+from linearsr_cli.resize import SizeRequest, needed_factor, plan_passes, resample
 
 TEMP_TAG = ".linearsr-tmp"
 _SUFFIX_FORMAT = {
@@ -97,6 +113,8 @@ class FileRecord:
     tags: list[str] = field(default_factory=list)
     tag_source: str | None = None
     input_kind: str | None = None  # the prior that served it ("clean"/"real"); None without one
+    passes: list[int] | None = None  # the native model passes, e.g. [4, 2] for --outscale 6
+    tta: bool = False
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -312,29 +330,78 @@ def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(alpha[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp_(0, 1)
 
 
+class Models:
+    """The native models a run may use, by scale, each loaded on first use (a --width run may
+    need the x2 model for some images and the x4 for others)."""
+
+    def __init__(self, files: dict[int, Path], plan: Any, tiles: TileConfig) -> None:
+        if not files:
+            raise WeightsError("no LinearSR weights to run")
+        self.files = dict(sorted(files.items()))
+        self.plan = plan
+        self.tiles = tiles
+        self._loaded: dict[int, Upscaler] = {}
+
+    @classmethod
+    def of(cls, upscaler: Upscaler) -> Models:
+        """One already loaded model."""
+        models = cls({upscaler.scale: Path(upscaler.info.path) if upscaler.info else Path()}, upscaler.plan, upscaler.tiles)
+        models._loaded[upscaler.scale] = upscaler
+        return models
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(self.files)
+
+    def get(self, scale: int) -> Upscaler:
+        if scale not in self._loaded:
+            self._loaded[scale] = Upscaler.from_weights(self.files[scale], self.plan, self.tiles, expect_scale=scale)
+        return self._loaded[scale]
+
+
 class Batch:
-    """One batch run: the loaded Upscaler, the sampler and tag settings, the output rules."""
+    """One batch run: the native models, the sampler and tag settings, the output size and rules."""
 
     def __init__(
         self,
-        upscaler: Upscaler,
+        models: Models | Upscaler,
         sampler: SamplerConfig,
         output: OutputConfig,
         tags: Any | None = None,
         input_kind: str = "auto",
+        size: SizeRequest = SizeRequest(),
+        tta: bool = False,
     ) -> None:
         """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
-        `input_kind` auto|clean|real picks the prior (Upscaler.choose_input)."""
-        self.upscaler = upscaler
+        `input_kind` auto|clean|real picks the prior of the first pass (Upscaler.choose_input;
+        a second pass sees a clean image and gets the default prior); `size` the output size
+        (resize.py); `tta` the 8-transform self-ensemble."""
+        self.models = models if isinstance(models, Models) else Models.of(models)
         self.sampler = sampler
         self.output = output
         self.input_kind = input_kind
-        self.guidance = None
-        self.tags_unused = not upscaler.uses_tags(sampler)  # e.g. 1-NFE through a bare prior expert
-        if tags is not None and tags.enabled and not self.tags_unused:
+        self.size = size
+        self.tta = tta
+        self.tags = tags
+        self._guidance: Any = None
+
+    def _guidance_for(self, upscaler: Upscaler) -> Any | None:
+        """The tag guidance when tags are on and can change this model's output, else None."""
+        if self.tags is None or not self.tags.enabled or not upscaler.uses_tags(self.sampler):
+            return None
+        if self._guidance is None:
             from linearsr_cli.tag.guidance import TagGuidance
 
-            self.guidance = TagGuidance(tags, upscaler.plan.device)
+            self._guidance = TagGuidance(self.tags, upscaler.plan.device)
+        return self._guidance
+
+    def passes(self, w: int, h: int) -> tuple[tuple[int, ...], tuple[int, int]]:
+        """The native passes and the exact output (width, height) for a w x h input."""
+        if not self.size.exact:
+            native = self.models.scales[0] if len(self.models.scales) == 1 else DEFAULT_SCALE
+            return (native,), (native * w, native * h)
+        target = self.size.target(w, h, self.models.scales[0])
+        return plan_passes(needed_factor(w, h, target), self.models.scales), target
 
     def run(self, jobs: Sequence[Job], reporter: Reporter) -> BatchSummary:
         summary = BatchSummary()
@@ -347,6 +414,33 @@ class Batch:
         reporter.finish(summary)
         return summary
 
+    def upscale(self, img: Any, path: Path, record: FileRecord, progress: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image's pixels through the native passes, then resampled to the exact size;
+        fills the record's tags, prior and passes."""
+        w, h = img.width, img.height
+        passes, (out_w, out_h) = self.passes(w, h)
+        record.passes, record.tta = list(passes), self.tta
+        rgb = img.rgb
+        for index, scale in enumerate(passes):
+            upscaler = self.models.get(scale)
+            guidance = self._guidance_for(upscaler)
+            tokens, mask = None, None
+            if guidance is not None:
+                if not record.tags and record.tag_source is None:
+                    resolved = guidance.resolve(path, img.rgb)  # tags of the input, for every pass
+                    record.tags, record.tag_source = list(resolved.tags), resolved.source
+                tokens, mask = guidance.encode(record.tags)
+            kind = upscaler.choose_input(self.input_kind if index == 0 else "auto")
+            if index == 0:
+                record.input_kind = kind
+            rgb = upscaler(rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=kind, tta=self.tta)
+        if record.tag_source is None:
+            tags_on = self.tags is not None and self.tags.enabled
+            record.tag_source = "unused" if tags_on else "off"
+        total = math.prod(passes)
+        alpha = None if img.alpha is None else upscale_alpha(img.alpha, total)
+        return resample(rgb, alpha, (out_h, out_w))
+
     def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
         """Upscale one file; every expected failure becomes a "failed" record with its reason."""
         started = time.perf_counter()
@@ -356,22 +450,12 @@ class Batch:
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed")
         try:
             img = read_image(job.input, max_pixels=self.output.max_pixels)
-            tokens, mask = None, None
-            if self.guidance is not None:
-                resolved = self.guidance.resolve(job.input, img.rgb)
-                record.tags, record.tag_source = list(resolved.tags), resolved.source
-                tokens, mask = self.guidance.encode(resolved.tags)
-            else:
-                record.tag_source = "unused" if self.tags_unused else "off"
             progress = reporter.image_progress if reporter is not None else None
-            record.input_kind = self.upscaler.choose_input(self.input_kind)
-            rgb = self.upscaler(img.rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress,
-                                input_kind=record.input_kind)
-            alpha = None if img.alpha is None else upscale_alpha(img.alpha, self.upscaler.scale)
+            rgb, alpha = self.upscale(img, job.input, record, progress)
             data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality,
                                 png_level=self.output.png_level)
             atomic_write(job.output, data)
-        except (ImageReadError, ImageWriteError, TagError, DeviceError) as exc:
+        except (ImageReadError, ImageWriteError, TagError, DeviceError, ConfigError) as exc:
             record.error = str(exc)
             record.seconds = round(time.perf_counter() - started, 3)
             return record
@@ -388,7 +472,7 @@ class UpscaleRequest:
     source: str
     out: Path
     weights: Path | None
-    scale: int
+    scale: int | None  # --scale: the native model; None = x4, or every shipped one for --outscale/--width
     sampler: SamplerConfig
     tiles: TileConfig
     output: OutputConfig
@@ -397,21 +481,53 @@ class UpscaleRequest:
     dtype: str = "auto"
     input_kind: str = "auto"
     shard: tuple[int, int] = (0, 1)  # --shard K/N
+    size: SizeRequest = SizeRequest()  # --outscale / --width / --height
+    tta: bool = False
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_CHOICES:
             raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {self.input_kind!r}")
 
 
+def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
+    """The weights files a request runs, by scale, read and checked (WeightsError / ConfigError
+    before any file is touched): --weights or $LINEARSR_WEIGHTS (its scale must be --scale's
+    when given); else the shipped file of --scale; else, for --outscale/--width/--height, every
+    shipped scale; else the shipped x4."""
+    explicit = req.weights is not None or bool(os.environ.get(WEIGHTS_ENV))
+    if explicit:
+        paths = [resolve_weights(req.weights)]
+    elif req.scale is not None:
+        paths = [resolve_weights(None, req.scale)]
+    elif req.size.exact and installed_scales():
+        paths = [resolve_weights(None, s) for s in installed_scales()]
+    else:
+        paths = [resolve_weights(None, DEFAULT_SCALE)]
+    infos = {}
+    for path in paths:
+        info = read_info(path)
+        scale = info.config.scale
+        if req.scale is not None and scale != req.scale:
+            raise WeightsError(
+                f"{path}: weights are for x{scale}, but --scale {req.scale} was asked for; give x{req.scale} "
+                f"weights, or --outscale {req.scale} to reach x{req.scale} with this x{scale} model"
+            )
+        if req.input_kind != "auto" and req.input_kind not in info.config.prior_inputs:
+            have = info.config.prior_inputs
+            what = f"priors for {', '.join(have)} inputs only" if have else "no prior"
+            raise ConfigError(f"{path}: these weights have {what}, so --input {req.input_kind} does not apply")
+        infos[scale] = info
+    return infos
+
+
 def load_batch(req: UpscaleRequest) -> Batch:
-    """The model and settings of a request, loaded once (raises WeightsError / DeviceError /
-    ConfigError before any file is touched)."""
-    weights = resolve_weights(req.weights)
-    plan = plan_device(req.device, req.dtype)
-    upscaler = Upscaler.from_weights(weights, plan, req.tiles, expect_scale=req.scale)
-    if req.input_kind != "auto":
-        upscaler.input_index(req.input_kind)  # weights without that prior: a setup error, before any file
-    return Batch(upscaler, req.sampler, req.output, req.tags, req.input_kind)
+    """The models and settings of a request (raises WeightsError / DeviceError / ConfigError
+    before any file is touched); each model is loaded when an image first needs it, the first
+    one now."""
+    files = {scale: info.path for scale, info in model_files(req).items()}
+    models = Models(files, plan_device(req.device, req.dtype), req.tiles)
+    models.get(next(iter(models.files)) if not req.size.exact else max(models.files))
+    return Batch(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta)
 
 
 def request_jobs(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> list[Job]:

@@ -5,7 +5,10 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              strips: the model pads with replicate to whole tokens and crops back, tiles too).
     returns  (3, s h, s w) float32 in [0, 1] on the CPU, s = the weights' scale.
     Noise:   one (1, 3, s h, s w) canvas drawn on the CPU from `sampler.seed` (identical on
-             every device and for every tiling), cropped per tile, so overlapping tiles agree.
+             every device and for every tiling), cropped per tile, so overlapping tiles agree;
+             or `noise` itself when given.
+    tta:     the 8 dihedral transforms of the input, each sampled with the noise transformed
+             alike, transformed back and averaged (engine/tta.py): 8x the cost.
     Tiling:  inside the `denoise(x_t, t)` callable the samplers call once per evaluation, so
              multi-step runs blend per step. Whole image when it fits the memory budget;
              otherwise tiles of `tile` LR pixels with `overlap`; an out-of-memory error halves
@@ -42,32 +45,45 @@ from linearsr_cli.engine.device import (
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
+from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
 from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
 
 Progress = Callable[[int, int], None] | None
 WEIGHTS_ENV = "LINEARSR_WEIGHTS"
-WEIGHTS_NAME = "linearsr-x4.safetensors"
+SHIPPED_SCALES = (2, 4)
+DEFAULT_SCALE = 4
 
 
-def default_weights_path() -> Path:
-    """weights/linearsr-x4.safetensors next to the package (the repository root)."""
-    return Path(linearsr_cli.__file__).resolve().parents[1] / "weights" / WEIGHTS_NAME
+def default_weights_path(scale: int = DEFAULT_SCALE) -> Path:
+    """weights/linearsr-x{scale}.safetensors next to the package (the repository root)."""
+    return Path(linearsr_cli.__file__).resolve().parents[1] / "weights" / f"linearsr-x{scale}.safetensors"
 
 
-def resolve_weights(option: Path | None) -> Path:
-    """--weights, else $LINEARSR_WEIGHTS, else the default path; WeightsError when absent."""
+def installed_scales() -> tuple[int, ...]:
+    """The scales whose shipped weights file is present."""
+    return tuple(s for s in SHIPPED_SCALES if default_weights_path(s).is_file())
+
+
+def resolve_weights(option: Path | None, scale: int = DEFAULT_SCALE) -> Path:
+    """--weights, else $LINEARSR_WEIGHTS, else the shipped file for `scale`; WeightsError when absent."""
     if option is not None:
         path, origin = Path(option), "--weights"
     elif os.environ.get(WEIGHTS_ENV):
         path, origin = Path(os.environ[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
     else:
-        path, origin = default_weights_path(), "default"
+        path, origin = default_weights_path(scale), "default"
     if not path.is_file():
         if origin == "default":
+            if scale not in SHIPPED_SCALES:
+                shipped = ", ".join(f"x{s}" for s in installed_scales()) or "none"
+                raise WeightsError(
+                    f"no x{scale} LinearSR model is shipped (installed: {shipped}); for a x{scale} output use "
+                    f"--outscale {scale}, or give --weights for a x{scale} weights file"
+                )
             raise WeightsError(
-                f"no LinearSR weights are installed (looked for {path}). Train them with "
+                f"no x{scale} LinearSR weights are installed (looked for {path}). Train them with "
                 "`linearsr train` (see weights/MODEL_CARD.md for the exact recipe) and put the "
                 f"file there, or point --weights / ${WEIGHTS_ENV} at a weights file."
             )
@@ -268,14 +284,22 @@ class Upscaler:
         tag_mask: Tensor | None = None,
         progress: Progress = None,
         input_kind: str | None = None,
+        tta: bool = False,
+        noise: Tensor | None = None,
     ) -> Tensor:
         if lr.dim() != 3 or lr.shape[0] != 3:
             raise ValueError(f"lr must be (3, h, w), got {tuple(lr.shape)}")
         lr = lr.detach().float().cpu()[None].clamp(0.0, 1.0)  # (1, 3, h, w)
         h, w = lr.shape[-2:]
         s = self.scale
-        tile = auto_tile(self.cfg, self.tiles, h, w)
-        total = count_evaluations(sampler) * self.tile_count(h, w)
+        if noise is None:
+            noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
+        elif tuple(noise.shape) != (1, 3, h * s, w * s):
+            raise ValueError(f"noise must be {(1, 3, h * s, w * s)}, got {tuple(noise.shape)}")
+        kind = self.input_index(input_kind)
+        transforms = DIHEDRAL if tta else DIHEDRAL[:1]
+        per_run = count_evaluations(sampler)
+        total = sum(per_run * self.tile_count(*apply(lr, g).shape[-2:]) for g in transforms)
         done = [0]
 
         def on_tile(n: int) -> None:
@@ -283,13 +307,23 @@ class Upscaler:
             if progress is not None:
                 progress(min(done[0], total), total)
 
-        kind = self.input_index(input_kind)
-        noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
+        out = None
+        for g in transforms:  # the self-ensemble: same noise, transformed alike; outputs averaged
+            sr = invert(self._sample(apply(lr, g), apply(noise, g), sampler, tags, tag_mask, kind, on_tile), g)
+            out = sr if out is None else out.add_(sr)
+        assert out is not None
+        return out.div_(len(transforms))[0]
+
+    def _sample(
+        self, lr: Tensor, noise: Tensor, sampler: SamplerConfig, tags: Tensor | None, tag_mask: Tensor | None,
+        kind: Tensor | None, on_tile: Callable[[int], None],
+    ) -> Tensor:
+        """One sampling run: (1, 3, h, w) LR and its (1, 3, sH, sW) noise -> (1, 3, sH, sW) in [0, 1]."""
+        h, w = lr.shape[-2:]
+        tile = auto_tile(self.cfg, self.tiles, h, w)
         denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile, kind)
         x0 = sample(denoise, noise, sampler)
-        del noise
-        out = compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
-        return out[0]
+        return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
 
 
 def system_info(weights: Path | None = None) -> dict[str, Any]:
