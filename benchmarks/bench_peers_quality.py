@@ -27,7 +27,7 @@ import torch
 from skimage import data
 
 from linearsr_cli.config import PRESETS, SamplerConfig
-from linearsr_cli.evaluate.peers import PEER_SPECS, make_peer
+from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
 from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval
 from linearsr_cli.nn.dit import bicubic_upsample
 
@@ -56,7 +56,7 @@ def speed(weights: Path | None, size: int, repeats: int) -> dict[str, dict[str, 
     lr = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
     out: dict[str, dict[str, float]] = {}
     out["bicubic"] = timed(lambda: bicubic_upsample(torch.from_numpy(lr)[None], 4), repeats)
-    for name in PEER_SPECS:
+    for name in PEER_NAMES:
         peer = make_peer(name)
         if peer.available():
             out[name] = timed(lambda p=peer: p.upscale(lr), repeats)
@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
 
-    methods = ("bicubic", *PEER_SPECS) + (("linearsr-1", "linearsr-ms") if args.weights else ())
+    methods = ("bicubic", *PEER_NAMES) + (("linearsr-1", "linearsr-ms") if args.weights else ())
     result: dict[str, object] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -100,7 +100,7 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     extra: dict = {}
     probe = load_lr(32)
     methods = [Method("bicubic", lambda lr: bicubic_upsample(lr[None], 4).clamp_(0, 1), note="PyTorch, fp32")]
-    for spec, label in ((PEER_SPECS["span"], "span (ncnn)"), (PEER_SPECS["realesrgan"], "realesrgan (ncnn)")):
+    for spec, label in ((PEER_SPECS["span", 4], "span (ncnn)"), (PEER_SPECS["realesrgan", 4], "realesrgan (ncnn)")):
         peer = NcnnPeer(spec, tile=max(lr_size, 16), margin=0, threads=threads)  # one whole-image pass
         if peer.available():
             methods.append(Method(label, peer.upscale, slow=spec.name == "realesrgan", note="ncnn, fp32, CPU"))

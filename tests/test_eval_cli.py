@@ -172,7 +172,7 @@ def test_lr_folder_pairs_and_missing_lr_is_partial(weights, hr_dir, tmp_path):
 
 def test_unavailable_peers_and_weights_are_skipped_with_reasons(hr_dir, tmp_path, monkeypatch):
     ghost = peers.NcnnModelSpec("span", 4, "no_such_ncnn_model_pkg", "m.param", "m.bin", "absent")
-    monkeypatch.setitem(peers.PEER_SPECS, "span", ghost)
+    monkeypatch.setitem(peers.PEER_SPECS, ("span", 4), ghost)
     monkeypatch.setenv("LINEARSR_WEIGHTS", str(tmp_path / "nothing.safetensors"))
     out = tmp_path / "r.json"
     res = run(hr_dir, "--methods", "bicubic,span,linearsr-1", "--noref", "", "--json", out, *FAST)
@@ -208,3 +208,26 @@ def test_grid_rejects_ragged_rows():
     cell = np.zeros((3, 8, 8))
     with pytest.raises(Exception, match="crops"):
         comparison_grid([[cell, cell], [cell]], ["a", "b"])
+
+
+def test_eval_at_x2_with_x2_weights_and_with_x4_weights_resampled(hr_dir, weights, tmp_path):
+    x2 = tmp_path / "tiny-x2.safetensors"
+    save_weights(x2, random_model(tiny_model_config(scale=2), seed=4))
+    methods = "bicubic,span,realesrgan,linearsr-1"
+    reports = {}
+    for name, path in (("x2", x2), ("x4", weights)):
+        out = tmp_path / f"{name}.json"
+        res = run(hr_dir, "--scale", "2", "--methods", methods, "--weights", path, "--noref", "", "--no-lpips",
+                  "--limit", "1", "--json", out, *FAST)
+        assert res.exit_code == 0, res.output
+        reports[name] = json.loads(out.read_text())
+    for rep in reports.values():
+        img = rep["images"][0]
+        assert img["hr_size"] == [192, 200] and img["lr_size"] == [96, 100]
+        assert rep["mean"]["linearsr-1"]["psnr"] > 10
+    assert "resampled" not in reports["x2"]["methods"]["linearsr-1"]["description"]
+    assert "x4 resampled to x2" in reports["x4"]["methods"]["linearsr-1"]["description"]
+    for peer in ("span", "realesrgan"):
+        status = reports["x2"]["methods"][peer]
+        if status["available"]:
+            assert ("x2" in status["description"]) if peer == "span" else ("Lanczos" in status["description"])

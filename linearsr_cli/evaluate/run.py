@@ -9,12 +9,15 @@ perceptual distance ST-LPIPS (lpips.py) against HR, and with the no-reference NI
 Methods:
 
     bicubic       PyTorch bicubic (a = -0.75), the upsample LinearSR predicts a residual over
-    span          SPAN x4 through ncnn on the CPU          (peers.py)
+    span          SPAN x4 (x2 at --scale 2) through ncnn on the CPU          (peers.py)
     realesrgan    Real-ESRGAN x4plus through ncnn on the CPU
     clearreality  ClearReality4x (SPAN architecture, real-world) through ncnn on the CPU
     spankendata   4xSPANkendata (SPAN architecture, real-world) through ncnn on the CPU
     linearsr-1   LinearSR, 1-NFE (fidelity preset)       through engine.upscaler.Upscaler
     linearsr-ms  LinearSR, multi-step (perceptual preset, or --steps/--solver)
+At --scale 2 the x4-only peers run x4 and are resized down with Lanczos, as their users do;
+LinearSR uses the shipped x2 weights (or, given --weights of another scale, that model's passes
+resampled to the scale, as `upscale --outscale` does).
 
 A method that cannot run here (peer not installed, no weights shipped) is reported as
 unavailable with the reason; a failure on one image is recorded and the rest goes on.
@@ -40,10 +43,11 @@ from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, Weig
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
 from linearsr_cli.evaluate.noref import NOREF_METRICS, NoReference
-from linearsr_cli.evaluate.peers import PEER_SPECS, make_peer
+from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
+from linearsr_cli.resize import plan_passes, resample
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
@@ -238,6 +242,7 @@ class MethodRunner:
         self.status: dict[str, dict[str, Any]] = {}
         self.fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._upscaler = None
+        self._passes: tuple[int, ...] = (cfg.scale,)
         self._guidance = None
         self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
         self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
@@ -249,14 +254,16 @@ class MethodRunner:
         cfg = self.cfg
         if method == "bicubic":
             self._ok(method, "bicubic upsample (PyTorch, a = -0.75)", self._bicubic)
-        elif method in PEER_SPECS:
-            peer = make_peer(method)
-            if peer.scale != cfg.scale:
-                self._off(method, f"x{peer.scale} model, but the run is x{cfg.scale}")
-            elif not peer.available():
+        elif method in PEER_NAMES:
+            try:
+                peer = make_peer(method, cfg.scale)
+            except ConfigError as exc:
+                self._off(method, str(exc))
+                return
+            if not peer.available():
                 self._off(method, peer.unavailable_reason())
             else:
-                self._ok(method, peer.spec.description, peer.upscale)
+                self._ok(method, peer.description, peer.upscale)
         else:
             try:
                 upscaler = self._load_upscaler()
@@ -269,6 +276,8 @@ class MethodRunner:
                 SamplerConfig(steps=1, seed=cfg.seed) if method == "linearsr-1" else cfg.multistep
             )
             what = "1-NFE" if sampler.steps == 1 else f"{sampler.steps} steps {sampler.solver}"
+            if self._passes != (cfg.scale,):  # as `upscale --outscale`: native passes, then resample
+                what += f", x{' then x'.join(map(str, self._passes))} resampled to x{cfg.scale}"
             self._ok(
                 method,
                 f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input_kind}",
@@ -291,11 +300,10 @@ class MethodRunner:
             from linearsr_cli.engine.device import plan_device
             from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
 
-            path = resolve_weights(self.cfg.weights)
+            path = resolve_weights(self.cfg.weights, self.cfg.scale)
             plan = plan_device(self.cfg.device, self.cfg.dtype)
-            self._upscaler = Upscaler.from_weights(
-                path, plan, self.cfg.tiles, expect_scale=self.cfg.scale
-            )
+            self._upscaler = Upscaler.from_weights(path, plan, self.cfg.tiles)
+            self._passes = plan_passes(self.cfg.scale, (self._upscaler.scale,))
         return self._upscaler
 
     def _tags(self, lr: torch.Tensor) -> tuple[Any, Any]:
@@ -324,7 +332,12 @@ class MethodRunner:
         lr_t = torch.from_numpy(lr)
         tags, mask = self._tags(lr_t) if self._upscaler.uses_tags(sampler) else (None, None)
         self.last_input = self._upscaler.choose_input(self.cfg.input_kind)
-        return self._upscaler(lr_t, sampler, tags=tags, tag_mask=mask, input_kind=self.last_input).numpy()
+        sr = lr_t
+        for index, _ in enumerate(self._passes):
+            kind = self.last_input if index == 0 else self._upscaler.choose_input("auto")
+            sr = self._upscaler(sr, sampler, tags=tags, tag_mask=mask, input_kind=kind)
+        size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
+        return resample(sr, None, size)[0].numpy()
 
 
 def score(
