@@ -9,7 +9,8 @@ numpy array (H, W), (H, W, 3) or (H, W, 4) of uint8, uint16 or float in [0, 1] (
 same layout and dtype), or a file path (returns a PIL image). `upscale_file(src, dst)` does
 what `linearsr upscale` does for one file: metadata, 16-bit, alpha, atomic write, and returns
 its record. The options are the CLI's: preset, steps, solver, seed, input (the prior), tags,
-and, at load time, weights, device, dtype, tile and tile overlap.
+tta, and, at load time, weights (or scale: the shipped x2 or x4 file), device, dtype, tile and
+tile overlap. (Output sizes other than the model's scale: the CLI's --outscale/--width.)
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ class Pipeline:
 
     def upscale_rgb(
         self, rgb: torch.Tensor, *, preset: str = "fidelity", steps: int | None = None, solver: str | None = None,
-        seed: int = 0, input: str = "auto", tags: Sequence[str] | str | None = None,
+        seed: int = 0, input: str = "auto", tags: Sequence[str] | str | None = None, tta: bool = False,
     ) -> torch.Tensor:
-        """(3, h, w) float RGB in [0, 1] -> (3, s h, s w) float32 in [0, 1] on the CPU."""
+        """(3, h, w) float RGB in [0, 1] -> (3, s h, s w) float32 in [0, 1] on the CPU; `tta`:
+        the 8-transform self-ensemble (8x the time)."""
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed)
         tokens, mask = self._tags(rgb, tags) if self.upscaler.uses_tags(sampler) else (None, None)
         kind = self.upscaler.choose_input(input)
-        return self.upscaler(rgb, sampler, tags=tokens, tag_mask=mask, input_kind=kind)
+        return self.upscaler(rgb, sampler, tags=tokens, tag_mask=mask, input_kind=kind, tta=tta)
 
     def upscale(self, image: Image.Image | np.ndarray | str | Path, **options: Any) -> Image.Image | np.ndarray:
         """Upscale a PIL image, a numpy array or an image file (options as upscale_rgb)."""
@@ -115,24 +117,24 @@ class Pipeline:
     def upscale_file(
         self, src: str | Path, dst: str | Path, *, fmt: str = "keep", quality: int = 95, png_level: int = 3,
         overwrite: bool = False, preset: str = "fidelity", steps: int | None = None, solver: str | None = None,
-        seed: int = 0, input: str = "auto",
+        seed: int = 0, input: str = "auto", tta: bool = False,
     ) -> FileRecord:
         """Exactly `linearsr upscale SRC DST --no-tags` for one file; returns its record (status
         "ok", "skipped" or "failed" with the reason)."""
         src, dst = Path(src), Path(dst)
         output = OutputConfig(format=fmt, quality=quality, png_level=png_level, overwrite=overwrite)
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed)
-        batch = Batch(self.upscaler, sampler, output, None, input)
+        batch = Batch(self.upscaler, sampler, output, None, input, tta=tta)
         return batch.process(Job(src, dst, output_format_for(dst, fmt)))
 
 
 def load(
-    weights: str | Path | None = None, *, device: str = "auto", dtype: str = "auto",
+    weights: str | Path | None = None, *, scale: int = 4, device: str = "auto", dtype: str = "auto",
     tile: int | str = "auto", tile_overlap: int = 16,
 ) -> Pipeline:
-    """Load a weights file (default: $LINEARSR_WEIGHTS, else the shipped one) onto a device."""
+    """Load a weights file (default: $LINEARSR_WEIGHTS, else the shipped one for `scale`) onto a device."""
     tiles = TileConfig(tile=0 if tile == "auto" else int(tile), overlap=tile_overlap)
-    path = resolve_weights(Path(weights) if weights is not None else None)
+    path = resolve_weights(Path(weights) if weights is not None else None, scale)
     return Pipeline(Upscaler.from_weights(path, plan_device(device, dtype), tiles))
 
 

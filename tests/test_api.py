@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from linearsr_cli import api
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.config import tiny_model_config
+from linearsr_cli.config import SamplerConfig, tiny_model_config
+from linearsr_cli.errors import WeightsError
 from tests.conftest import synthetic_photo
 from tests.util import random_model
 
@@ -65,3 +67,14 @@ def test_arrays_and_images_keep_their_kind(tiny_weights: Path, tmp_path: Path):
     assert rec.status == "ok" and Image.open(tmp_path / "out" / "a.png").size == (28, 36)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), sr.upscale(rgb8))
     assert sr.upscale_file(src, tmp_path / "out" / "a.png").status == "skipped"
+
+
+def test_tta_and_scale_options(tiny_weights: Path, monkeypatch):
+    sr = api.load(tiny_weights, device="cpu")
+    rgb = torch.rand(3, 7, 5)
+    plain, tta = sr.upscale_rgb(rgb), sr.upscale_rgb(rgb, tta=True)
+    assert plain.shape == tta.shape == (3, 28, 20) and not torch.equal(plain, tta)
+    assert torch.equal(tta, sr.upscaler(rgb, SamplerConfig(steps=1), tta=True))
+    monkeypatch.delenv("LINEARSR_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError, match="no x3 LinearSR model is shipped"):
+        api.load(scale=3)

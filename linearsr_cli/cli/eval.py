@@ -25,6 +25,7 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
     tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual). Default: as upscale.")] = DEFAULT_TAGS,
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="LinearSR with test-time augmentation (as upscale --tta).")] = False,
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
     lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Full-reference ST-LPIPS (needs the stlpips-pytorch wheel's weights).")] = True,
     metric_data: Annotated[Path | None, typer.Option(help="Folder with the NIQE/BRISQUE data (default: linearsr_cli/evaluate/data).")] = None,
@@ -50,7 +51,7 @@ def eval_cmd(
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
-            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, limit=limit,
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, tta=tta, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))

@@ -80,6 +80,7 @@ class EvalConfig:
     dtype: str = "auto"
     tags: str = DEFAULT_TAGS
     input_kind: str = "auto"  # which prior serves LinearSR: auto | clean | real
+    tta: bool = False  # LinearSR with the 8-transform self-ensemble (upscale --tta)
     tiles: TileConfig = TileConfig()
     limit: int = 0
     grid_images: int = 4
@@ -276,6 +277,8 @@ class MethodRunner:
                 SamplerConfig(steps=1, seed=cfg.seed) if method == "linearsr-1" else cfg.multistep
             )
             what = "1-NFE" if sampler.steps == 1 else f"{sampler.steps} steps {sampler.solver}"
+            if cfg.tta:
+                what += ", TTA x8"
             if self._passes != (cfg.scale,):  # as `upscale --outscale`: native passes, then resample
                 what += f", x{' then x'.join(map(str, self._passes))} resampled to x{cfg.scale}"
             self._ok(
@@ -335,7 +338,7 @@ class MethodRunner:
         sr = lr_t
         for index, _ in enumerate(self._passes):
             kind = self.last_input if index == 0 else self._upscaler.choose_input("auto")
-            sr = self._upscaler(sr, sampler, tags=tags, tag_mask=mask, input_kind=kind)
+            sr = self._upscaler(sr, sampler, tags=tags, tag_mask=mask, input_kind=kind, tta=self.cfg.tta)
         size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
         return resample(sr, None, size)[0].numpy()
 
