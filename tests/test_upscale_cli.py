@@ -302,6 +302,7 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
     assert report["weights"]["scale"] == 4 and report["weights"]["experts"] == 4
     assert report["auto_dtype"]["cpu"] == ("bfloat16" if report["cpu"]["bf16"] else "fp32")
     assert report["cpu"]["capability"] and report["cpu"]["why"].endswith(("bf16", "fp32"))
+    assert set(report["shipped_weights"]) <= {"linearsr-x2.safetensors", "linearsr-x4.safetensors"}
     text = CliRunner().invoke(app, ["info", "--weights", str(tiny_weights)])
     assert "devices: cpu" in text.stdout and "experts: 4" in text.stdout
 

@@ -354,6 +354,7 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
             dt = choose_dtype("auto", torch.device(name))
             auto[name] = "fp32" if dt is None else str(dt).removeprefix("torch.")
     report["auto_dtype"] = auto
+    report["shipped_weights"] = [default_weights_path(s).name for s in installed_scales()]
     try:
         path = resolve_weights(weights)
         meta = read_info(path)
