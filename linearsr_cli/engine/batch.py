@@ -330,41 +330,12 @@ def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(alpha[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp_(0, 1)
 
 
-class Models:
-    """The native models a run may use, by scale, each loaded on first use (a --width run may
-    need the x2 model for some images and the x4 for others)."""
-
-    def __init__(self, files: dict[int, Path], plan: Any, tiles: TileConfig) -> None:
-        if not files:
-            raise WeightsError("no LinearSR weights to run")
-        self.files = dict(sorted(files.items()))
-        self.plan = plan
-        self.tiles = tiles
-        self._loaded: dict[int, Upscaler] = {}
-
-    @classmethod
-    def of(cls, upscaler: Upscaler) -> Models:
-        """One already loaded model."""
-        models = cls({upscaler.scale: Path(upscaler.info.path) if upscaler.info else Path()}, upscaler.plan, upscaler.tiles)
-        models._loaded[upscaler.scale] = upscaler
-        return models
-
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return tuple(self.files)
-
-    def get(self, scale: int) -> Upscaler:
-        if scale not in self._loaded:
-            self._loaded[scale] = Upscaler.from_weights(self.files[scale], self.plan, self.tiles, expect_scale=scale)
-        return self._loaded[scale]
-
-
 class Batch:
     """One batch run: the native models, the sampler and tag settings, the output size and rules."""
 
     def __init__(
         self,
-        models: Models | Upscaler,
+        models: dict[int, Upscaler] | Upscaler,
         sampler: SamplerConfig,
         output: OutputConfig,
         tags: Any | None = None,
@@ -372,11 +343,12 @@ class Batch:
         size: SizeRequest = SizeRequest(),
         tta: bool = False,
     ) -> None:
-        """`tags` is a linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
+        """`models` maps scale -> a loaded model (or one model); `tags` is a
+        linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
         `input_kind` auto|clean|real picks the prior of the first pass (Upscaler.choose_input;
         a second pass sees a clean image and gets the default prior); `size` the output size
         (resize.py); `tta` the 8-transform self-ensemble."""
-        self.models = models if isinstance(models, Models) else Models.of(models)
+        self.models = dict(sorted(models.items())) if isinstance(models, dict) else {models.scale: models}
         self.sampler = sampler
         self.output = output
         self.input_kind = input_kind
@@ -398,10 +370,10 @@ class Batch:
     def passes(self, w: int, h: int) -> tuple[tuple[int, ...], tuple[int, int]]:
         """The native passes and the exact output (width, height) for a w x h input."""
         if not self.size.exact:
-            native = self.models.scales[0] if len(self.models.scales) == 1 else DEFAULT_SCALE
+            native = next(iter(self.models)) if len(self.models) == 1 else DEFAULT_SCALE
             return (native,), (native * w, native * h)
-        target = self.size.target(w, h, self.models.scales[0])
-        return plan_passes(needed_factor(w, h, target), self.models.scales), target
+        target = self.size.target(w, h, DEFAULT_SCALE)
+        return plan_passes(needed_factor(w, h, target), tuple(self.models)), target
 
     def run(self, jobs: Sequence[Job], reporter: Reporter) -> BatchSummary:
         summary = BatchSummary()
@@ -422,7 +394,7 @@ class Batch:
         record.passes, record.tta = list(passes), self.tta
         rgb = img.rgb
         for index, scale in enumerate(passes):
-            upscaler = self.models.get(scale)
+            upscaler = self.models[scale]
             guidance = self._guidance_for(upscaler)
             tokens, mask = None, None
             if guidance is not None:
@@ -521,12 +493,11 @@ def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
 
 
 def load_batch(req: UpscaleRequest) -> Batch:
-    """The models and settings of a request (raises WeightsError / DeviceError / ConfigError
-    before any file is touched); each model is loaded when an image first needs it, the first
-    one now."""
-    files = {scale: info.path for scale, info in model_files(req).items()}
-    models = Models(files, plan_device(req.device, req.dtype), req.tiles)
-    models.get(next(iter(models.files)) if not req.size.exact else max(models.files))
+    """The models and settings of a request, loaded once (raises WeightsError / DeviceError /
+    ConfigError before any file is touched)."""
+    plan = plan_device(req.device, req.dtype)
+    models = {scale: Upscaler.from_weights(info.path, plan, req.tiles, expect_scale=scale)
+              for scale, info in model_files(req).items()}
     return Batch(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta)
 
 
