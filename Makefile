@@ -29,6 +29,7 @@ test: install
 
 demo: install
 	$(VENV)/bin/linearsr upscale samples/ out/demo --scale 4
+	$(VENV)/bin/linearsr upscale samples/ out/demo-x2 --scale 2
 
 lint: install
 	$(VENV)/bin/ruff check linearsr_cli tests benchmarks
