@@ -393,15 +393,17 @@ class Batch:
         passes, (out_w, out_h) = self.passes(w, h)
         record.passes, record.tta = list(passes), self.tta
         rgb = img.rgb
+        encoded = None  # the input's tag tokens, resolved and encoded once for every pass that uses them
         for index, scale in enumerate(passes):
             upscaler = self.models[scale]
             guidance = self._guidance_for(upscaler)
             tokens, mask = None, None
             if guidance is not None:
-                if not record.tags and record.tag_source is None:
-                    resolved = guidance.resolve(path, img.rgb)  # tags of the input, for every pass
+                if encoded is None:
+                    resolved = guidance.resolve(path, img.rgb)
                     record.tags, record.tag_source = list(resolved.tags), resolved.source
-                tokens, mask = guidance.encode(record.tags)
+                    encoded = guidance.encode(resolved.tags)
+                tokens, mask = encoded
             kind = upscaler.choose_input(self.input_kind if index == 0 else "auto")
             if index == 0:
                 record.input_kind = kind
