@@ -31,6 +31,7 @@ from linearsr_cli.engine.upscaler import (
     Upscaler,
     installed_scales,
     resolve_weights,
+    upscale_chain,
 )
 from linearsr_cli.errors import (
     ConfigError,
@@ -355,17 +356,15 @@ class Batch:
         self.size = size
         self.tta = tta
         self.tags = tags
-        self._guidance: Any = None
+        self._tagger: Any = None
 
-    def _guidance_for(self, upscaler: Upscaler) -> Any | None:
-        """The tag guidance when tags are on and can change this model's output, else None."""
-        if self.tags is None or not self.tags.enabled or not upscaler.uses_tags(self.sampler):
-            return None
-        if self._guidance is None:
+    def _guidance(self) -> Any:
+        """The tag guidance (tagger + encoder), made on first use."""
+        if self._tagger is None:
             from linearsr_cli.tag.guidance import TagGuidance
 
-            self._guidance = TagGuidance(self.tags, upscaler.plan.device)
-        return self._guidance
+            self._tagger = TagGuidance(self.tags, next(iter(self.models.values())).plan.device)
+        return self._tagger
 
     def passes(self, w: int, h: int) -> tuple[tuple[int, ...], tuple[int, int]]:
         """The native passes and the exact output (width, height) for a w x h input."""
@@ -392,24 +391,22 @@ class Batch:
         w, h = img.width, img.height
         passes, (out_w, out_h) = self.passes(w, h)
         record.passes, record.tta = list(passes), self.tta
-        rgb = img.rgb
-        encoded = None  # the input's tag tokens, resolved and encoded once for every pass that uses them
-        for index, scale in enumerate(passes):
-            upscaler = self.models[scale]
-            guidance = self._guidance_for(upscaler)
-            tokens, mask = None, None
-            if guidance is not None:
-                if encoded is None:
-                    resolved = guidance.resolve(path, img.rgb)
-                    record.tags, record.tag_source = list(resolved.tags), resolved.source
-                    encoded = guidance.encode(resolved.tags)
-                tokens, mask = encoded
-            kind = upscaler.choose_input(self.input_kind if index == 0 else "auto")
-            if index == 0:
-                record.input_kind = kind
-            rgb = upscaler(rgb, self.sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=kind, tta=self.tta)
+        tags_on = self.tags is not None and self.tags.enabled
+        encoded: list[tuple[Any, Any]] = []
+
+        def tags() -> tuple[Any, Any]:  # resolved and encoded once, for the passes that use them
+            if not tags_on:
+                return None, None
+            if not encoded:
+                resolved = self._guidance().resolve(path, img.rgb)
+                record.tags, record.tag_source = list(resolved.tags), resolved.source
+                encoded.append(self._guidance().encode(resolved.tags))
+            return encoded[0]
+
+        chain = [self.models[scale] for scale in passes]
+        rgb, record.input_kind = upscale_chain(chain, img.rgb, self.sampler, tags=tags, input_kind=self.input_kind,
+                                               tta=self.tta, progress=progress)
         if record.tag_source is None:
-            tags_on = self.tags is not None and self.tags.enabled
             record.tag_source = "unused" if tags_on else "off"
         total = math.prod(passes)
         alpha = None if img.alpha is None else upscale_alpha(img.alpha, total)

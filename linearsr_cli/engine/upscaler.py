@@ -26,7 +26,7 @@ import dataclasses
 import math
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,29 @@ class Upscaler:
         denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile, kind)
         x0 = sample(denoise, noise, sampler)
         return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
+
+
+def upscale_chain(
+    chain: Sequence[Upscaler],
+    lr: Tensor,
+    sampler: SamplerConfig,
+    *,
+    tags: Callable[[], tuple[Tensor | None, Tensor | None]] | None = None,
+    input_kind: str = "auto",
+    tta: bool = False,
+    progress: Progress = None,
+) -> tuple[Tensor, str | None]:
+    """`lr` (3, h, w) through native passes one after another (e.g. x4 then x2 for --outscale 6):
+    (3, S h, S w) with S the product of their scales, and the prior of the first pass. The first
+    pass uses `input_kind`; later ones see a clean image and get the default prior. `tags`
+    returns the input's tag tokens; it is called only if a pass can use them."""
+    out, first = lr, None
+    for index, up in enumerate(chain):
+        kind = up.choose_input(input_kind if index == 0 else "auto")
+        first = kind if index == 0 else first
+        tokens, mask = tags() if tags is not None and up.uses_tags(sampler) else (None, None)
+        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=kind, tta=tta)
+    return out, first
 
 
 def system_info(weights: Path | None = None) -> dict[str, Any]:

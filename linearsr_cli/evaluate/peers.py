@@ -63,7 +63,7 @@ def _spec(name: str, package: str, stem: str, description: str, scale: int = 4) 
 
 
 # (name, scale) -> the native model; a name without a model at some scale runs its x4 model and
-# resizes down, as that model's users do (peer_at)
+# resizes down, as that model's users do (make_peer)
 PEER_SPECS: dict[tuple[str, int], NcnnModelSpec] = {
     (s.name, s.scale): s
     for s in (

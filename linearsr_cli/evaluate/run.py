@@ -332,13 +332,12 @@ class MethodRunner:
         return self._tag_cache[key][:2]
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
+        from linearsr_cli.engine.upscaler import upscale_chain
+
         lr_t = torch.from_numpy(lr)
-        tags, mask = self._tags(lr_t) if self._upscaler.uses_tags(sampler) else (None, None)
-        self.last_input = self._upscaler.choose_input(self.cfg.input_kind)
-        sr = lr_t
-        for index, _ in enumerate(self._passes):
-            kind = self.last_input if index == 0 else self._upscaler.choose_input("auto")
-            sr = self._upscaler(sr, sampler, tags=tags, tag_mask=mask, input_kind=kind, tta=self.cfg.tta)
+        chain = [self._upscaler] * len(self._passes)
+        sr, self.last_input = upscale_chain(chain, lr_t, sampler, tags=lambda: self._tags(lr_t),
+                                            input_kind=self.cfg.input_kind, tta=self.cfg.tta)
         size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
         return resample(sr, None, size)[0].numpy()
 
