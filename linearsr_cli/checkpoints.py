@@ -49,6 +49,7 @@ class WeightsInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     priors: dict[str, Any] = field(default_factory=dict)
+    router: dict[str, Any] = field(default_factory=dict)  # --input auto's gate (engine/route.py), {} if none
 
 
 def save_weights(
@@ -85,6 +86,8 @@ def save_weights(
         if missing:
             raise WeightsError(f"cannot save priors without their provenance (origin, licence): {missing}")
         meta["priors"] = json.dumps({n: model.prior_records[n] for n in cfg.prior_inputs})
+    if getattr(model, "router_record", None):
+        meta["router"] = json.dumps(model.router_record)
     tensors = {}
     for name, value in model.state_dict().items():
         value = value.detach().cpu()
@@ -160,6 +163,7 @@ def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
         provenance = json.loads(meta.get("provenance", "{}"))
         training = json.loads(meta.get("training", "{}"))
         priors = json.loads(meta.get("priors", "{}"))
+        router = json.loads(meta.get("router", "{}"))
     except KeyError as exc:
         raise WeightsError(f"{path}: metadata lacks {exc}") from None
     except (json.JSONDecodeError, TypeError, ConfigError) as exc:
@@ -180,6 +184,7 @@ def read_info(path: str | os.PathLike[str]) -> WeightsInfo:
         provenance=provenance,
         training=training,
         priors=priors,
+        router=router,
     )
 
 
@@ -219,5 +224,6 @@ def load_weights(
         raise WeightsError(f"{info.path}: does not match its config: " + " | ".join(problems))
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     model.prior_records = {n: info.priors[n] for n in cfg.prior_inputs}
+    model.router_record = dict(info.router)
     model.eval()
     return model, info

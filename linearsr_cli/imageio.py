@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from torch import Tensor
 
 from linearsr_cli.errors import ImageReadError, ImageWriteError
+from linearsr_cli.jpeg_quality import estimate_jpeg_quality
 
 # We enforce our own --max-pixels limit before decoding, so Pillow's global guard is lifted
 # (its 179 MP hard stop would otherwise override a user's larger limit).
@@ -49,7 +50,8 @@ class ImageData:
     rgb (3, h, w) float32 in [0, 1]; alpha (1, h, w) float32 in [0, 1] or None; gray: the file
     had one colour channel (it is replicated to 3 here); bit_depth 8 or 16; format: the file's
     format as one of FORMATS; icc: ICC profile bytes that fit the output's colour space; exif:
-    EXIF bytes with the orientation reset to 1 (None when there was none).
+    EXIF bytes with the orientation reset to 1 (None when there was none); jpeg_quality: the
+    quality a JPEG was saved with, from its quantisation tables (None for other formats).
     """
 
     rgb: Tensor
@@ -59,6 +61,7 @@ class ImageData:
     format: str
     icc: bytes | None = None
     exif: bytes | None = None
+    jpeg_quality: int | None = None
 
     @property
     def height(self) -> int:
@@ -249,7 +252,19 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageD
     want = "GRAY" if gray else "RGB"
     if icc_colour_space(icc) != want:
         icc = None  # e.g. a CMYK profile of a JPEG we converted to RGB
-    return ImageData(rgb=rgb, alpha=alpha, gray=gray, bit_depth=depth, format=fmt, icc=icc, exif=exif)
+    return ImageData(rgb=rgb, alpha=alpha, gray=gray, bit_depth=depth, format=fmt, icc=icc, exif=exif,
+                     jpeg_quality=_jpeg_quality(im))
+
+
+def _jpeg_quality(im: Image.Image) -> int | None:
+    """The quality of a JPEG by its quantisation tables (jpeg_quality.py); None otherwise."""
+    tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+    if not tables:
+        return None
+    try:
+        return estimate_jpeg_quality(tables)
+    except ImageReadError:
+        return None
 
 
 def output_format(source_format: str, requested: str) -> str:

@@ -17,6 +17,7 @@ from linearsr_cli.degrade import (
     sinc_kernel,
 )
 from linearsr_cli.errors import ConfigError, TrainingError
+from linearsr_cli.jpeg_quality import estimate_jpeg_quality
 from linearsr_cli.train.data import (
     DataConfig,
     PairDataset,
@@ -296,7 +297,7 @@ def test_eet_rejects_bad_files() -> None:
 @pytest.mark.parametrize("quality", [30, 50, 75, 85, 90, 95])
 def test_jpeg_quality_estimate_recovers_libjpeg_setting(quality: int) -> None:
     img = Image.open(io.BytesIO(jpeg_bytes(32, 24, quality)))
-    assert photos.estimate_jpeg_quality(img.quantization) == quality
+    assert estimate_jpeg_quality(img.quantization) == quality
 
 
 def test_prepare_photo_halves_low_quality_jpegs_and_undoes_exif_rotation() -> None:

@@ -53,6 +53,14 @@ PriorClean = Annotated[str, typer.Option(help="Structure expert's prior for clea
 PriorReal = Annotated[str, typer.Option(help="Structure expert's prior for real-world inputs: a stage-0 checkpoint ('' = none).")]
 LpipsWeight = Annotated[float, typer.Option(help="Weight of the ST-LPIPS loss on the x0 estimate (texture experts, not expert 0).")]
 LpipsSamples = Annotated[int, typer.Option(help="Samples per batch that get the ST-LPIPS loss (0 = all).")]
+L1Weight = Annotated[float, typer.Option(help="Weight of the L1 loss against the target (stage 0).")]
+GanWeight = Annotated[float, typer.Option(help="Weight of the adversarial loss (a U-Net discriminator with spectral norm; 0 = none). Real-ESRGAN's recipe: 0.1.")]
+DiscLr = Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")]
+DiscChannels = Annotated[int, typer.Option(help="Width of the discriminator's first level (then 2x, 4x, 8x).")]
+Usm = Annotated[bool, typer.Option("--usm/--no-usm", help="Regress onto the unsharp-masked HR (the discriminator still sees plain HR), as Real-ESRGAN.")]
+DistillWeight = Annotated[float, typer.Option(help="Weight of L1 against Real-ESRGAN x4plus's output (stage 0; needs --teacher-crops).")]
+TeacherCrops = Annotated[int, typer.Option(help="Train on this many crops and distil from Real-ESRGAN x4plus's outputs on them, computed once into the run directory (0 = no teacher).")]
+EmaDecay = Annotated[float, typer.Option(help="EMA decay of the weights that checkpoints store.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON record per checkpoint on stdout (no progress bar).")]
 
@@ -128,17 +136,25 @@ def train_stage0(
     warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
     max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
+    l1_weight: L1Weight = SHIP.stage0.l1_weight, lpips_weight: LpipsWeight = SHIP.stage0.lpips_weight,
+    lpips_samples: LpipsSamples = SHIP.stage0.lpips_samples, gan_weight: GanWeight = SHIP.stage0.gan_weight,
+    disc_lr: DiscLr = SHIP.stage0.disc_lr, disc_channels: DiscChannels = SHIP.stage0.disc_channels,
+    usm: Usm = SHIP.stage0.usm_target, distill_weight: DistillWeight = SHIP.stage0.distill_weight,
+    teacher_crops: TeacherCrops = 0, ema_decay: EmaDecay = SHIP.stage0.ema_decay,
     seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
-    """Stage 0: fine-tune the pretrained prior (SPAN) on real-world degradations (L1, EMA)."""
+    """Stage 0: fine-tune a prior (SPAN, or an earlier stage-0 prior) on real-world degradations:
+    L1 by default; --lpips-weight, --gan-weight, --usm and --distill-weight select the texture terms."""
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import run_stage0, training_device
 
     try:
-        cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed)
+        cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed, l1_weight=l1_weight,
+                     lpips_weight=lpips_weight, lpips_samples=lpips_samples, gan_weight=gan_weight, disc_lr=disc_lr,
+                     disc_channels=disc_channels, usm_target=usm, distill_weight=distill_weight, ema_decay=ema_decay)
         result = run_stage0(prior, _data(data, crop, scale, degradation, seed), cfg, Path(out), val_size=val_size,
                             val_count=val_count, device=training_device(device), deadline=_deadline(max_minutes),
-                            reporter=_reporter(quiet, json_lines))
+                            reporter=_reporter(quiet, json_lines), teacher_crops=teacher_crops)
     except LinearSRError as exc:
         raise fail(exc) from None
     _done("stage 0", result, json_lines)
@@ -230,6 +246,35 @@ def train_export(
     except LinearSRError as exc:
         raise fail(exc) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@train_app.command("router")
+def train_router(
+    weights: Annotated[str, typer.Argument(help="A weights file with a clean and a real prior.")],
+    out: Annotated[str, typer.Option(help="Weights file to write: the same model with the fitted router.")],
+    data: Data = SHIP.data.root,
+    count: Annotated[int, typer.Option(help="Training crops to fit on (half bicubic, half realistic).")] = 400,
+    crop: Annotated[int, typer.Option(help="HR crop side of the fitting crops.")] = 512,
+    seed: Seed = 0,
+    dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+) -> None:
+    """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
+    from linearsr_cli.checkpoints import load_weights
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.train.recipe import revise_weights
+    from linearsr_cli.train.router import fit, router_samples
+
+    try:
+        model, info = load_weights(weights)
+        cfg = _data(data, crop, info.config.scale, "mixed", seed)
+        router = fit(router_samples(model, cfg, count), cfg)
+        path = revise_weights(Path(weights), Path(out), router=router.to_dict(), dtype=dtype,
+                              note=f"router fitted on {count} training crops")
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    fitted = router.fitted or {}
+    typer.echo(f"wrote {path}: router fitted on {count} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
+               f"(oracle gain {fitted.get('oracle_gain_db', 0):.2f} dB), accuracy {fitted.get('train_accuracy', 0):.1%}")
 
 
 @train_app.command("recipe")

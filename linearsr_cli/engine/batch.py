@@ -114,6 +114,7 @@ class FileRecord:
     tags: list[str] = field(default_factory=list)
     tag_source: str | None = None
     input_kind: str | None = None  # the prior that served it ("clean"/"real"); None without one
+    input_why: str | None = None  # why that prior: "--input", or the evidence --input auto saw
     passes: list[int] | None = None  # the native model passes, e.g. [4, 2] for --outscale 6
     tta: bool = False
     error: str | None = None
@@ -404,8 +405,9 @@ class Batch:
             return encoded[0]
 
         chain = [self.models[scale] for scale in passes]
-        rgb, record.input_kind = upscale_chain(chain, img.rgb, self.sampler, tags=tags, input_kind=self.input_kind,
-                                               tta=self.tta, progress=progress)
+        rgb, route = upscale_chain(chain, img.rgb, self.sampler, tags=tags, input_kind=self.input_kind,
+                                   jpeg_quality=img.jpeg_quality, tta=self.tta, progress=progress)
+        record.input_kind, record.input_why = route.input, route.why or None
         if record.tag_source is None:
             record.tag_source = "unused" if tags_on else "off"
         total = math.prod(passes)

@@ -44,6 +44,7 @@ from linearsr_cli.engine.device import (
     is_out_of_memory,
     tune_cpu_allocator,
 )
+from linearsr_cli.engine.route import Router, measure
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
@@ -54,6 +55,14 @@ Progress = Callable[[int, int], None] | None
 WEIGHTS_ENV = "LINEARSR_WEIGHTS"
 SHIPPED_SCALES = (2, 4)
 DEFAULT_SCALE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """The prior that served an image ("clean"/"real"; None for weights without one) and why."""
+
+    input: str | None
+    why: str
 
 
 def default_weights_path(scale: int = DEFAULT_SCALE) -> Path:
@@ -143,6 +152,7 @@ class Upscaler:
         self.plan = plan
         self.tiles = tiles
         self.info = info
+        self.router = Router.from_dict(model.router_record) if getattr(model, "router_record", None) else None
 
     @classmethod
     def from_weights(
@@ -167,17 +177,21 @@ class Upscaler:
         bare = self.cfg.bare_experts
         return any(self.model.expert_index(t) not in bare for t in evaluation_times(sampler))
 
-    def choose_input(self, requested: str = "auto") -> str | None:
-        """The prior input that serves the images: `requested` ("clean"/"real") when the weights
-        have it (else ConfigError), the file's first prior ("clean") for "auto"; None without a
-        prior. (No per-image detection: a first small CNN detector reached 62 % on held-out
-        crops, too weak to ship; see weights/MODEL_CARD.md.)"""
+    def choose_input(self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None) -> Route:
+        """The prior that serves the image `lr` (3, h, w), and why: `requested` ("clean"/"real")
+        when the weights have it (else ConfigError); for "auto", the weights' router decides from
+        the image's evidence (engine/route.py; `jpeg_quality` is what its file says) or, for
+        weights without a router, the file's first prior. Route(None, "") without a prior."""
         if not self.cfg.has_prior:
-            return None
-        if requested == "auto":
-            return self.cfg.prior_inputs[0]
-        self.input_index(requested)  # validates the name
-        return requested
+            if requested != "auto":
+                self.input_index(requested)  # raises: no prior to choose
+            return Route(None, "")
+        if requested != "auto":
+            self.input_index(requested)  # validates the name
+            return Route(requested, "--input")
+        if self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
+            return Route(*self.router.choose(measure(lr, jpeg_quality)))
+        return Route(self.cfg.prior_inputs[0], "the weights' first prior (they have no router)")
 
     def input_index(self, input_kind: str | None) -> Tensor | None:
         """The (1,) prior index for `input_kind`; ConfigError for a name the weights lack."""
@@ -333,19 +347,23 @@ def upscale_chain(
     *,
     tags: Callable[[], tuple[Tensor | None, Tensor | None]] | None = None,
     input_kind: str = "auto",
+    jpeg_quality: int | None = None,
     tta: bool = False,
     progress: Progress = None,
-) -> tuple[Tensor, str | None]:
+) -> tuple[Tensor, Route]:
     """`lr` (3, h, w) through native passes one after another (e.g. x4 then x2 for --outscale 6):
-    (3, S h, S w) with S the product of their scales, and the prior of the first pass. The first
-    pass uses `input_kind`; later ones see a clean image and get the default prior. `tags`
-    returns the input's tag tokens; it is called only if a pass can use them."""
-    out, first = lr, None
+    (3, S h, S w) with S the product of their scales, and the route of the first pass. The first
+    pass uses `input_kind` (auto: its router looks at `lr`, and `jpeg_quality` of its file);
+    later ones see a clean image and get the clean prior. `tags` returns the input's tag tokens;
+    it is called only if a pass can use them."""
+    out, first = lr, Route(None, "")
     for index, up in enumerate(chain):
-        kind = up.choose_input(input_kind if index == 0 else "auto")
-        first = kind if index == 0 else first
+        if index == 0:
+            route = first = up.choose_input(input_kind, lr, jpeg_quality)
+        else:  # a later pass sees the clean output of the one before
+            route = Route(up.cfg.prior_inputs[0] if up.cfg.has_prior else None, "a later pass")
         tokens, mask = tags() if tags is not None and up.uses_tags(sampler) else (None, None)
-        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=kind, tta=tta)
+        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=route.input, tta=tta)
     return out, first
 
 

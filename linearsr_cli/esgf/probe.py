@@ -6,6 +6,7 @@ The curve logic lives in esgf/knee.py; this module does the file and model work 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from linearsr_cli.checkpoints import load_weights, read_info
+from linearsr_cli.checkpoints import load_weights, read_header, read_info
 from linearsr_cli.errors import ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.esgf.knee import Curve, KneeReport, analyse
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
 from linearsr_cli.nn.attention import SelfAttention
 from linearsr_cli.nn.dit import LinearSR, compose_output, residual_target
+from linearsr_cli.priors import PRIOR_FORMAT
 from linearsr_cli.sampling.samplers import draw_noise
 
 Pair = tuple[str, Tensor, Tensor]  # (name, lr (3, h, w), hr (3, H, W)), float32 in [0, 1]
@@ -186,11 +188,10 @@ def scan_checkpoints(folder: str | os.PathLike[str]) -> tuple[list[Probe], list[
         if is_resume_state(path) or path.is_symlink():
             continue
         try:
-            info = read_info(path)
+            training = _training_record(path)
         except WeightsError as exc:
             skipped.append(Skipped(path, str(exc).removeprefix(f"{path}: ")))
             continue
-        training = info.training or {}
         if "step" not in training:
             skipped.append(Skipped(path, "LinearSR weights without a training step (not a checkpoint)"))
             continue
@@ -202,6 +203,19 @@ def scan_checkpoints(folder: str | os.PathLike[str]) -> tuple[list[Probe], list[
     return [probes[s] for s in sorted(probes)], skipped
 
 
+def _training_record(path: Path) -> dict[str, Any]:
+    """The training record of a checkpoint: a LinearSR weights file's "training" metadata, or for
+    a prior file (stage 0) the last entry of its provenance's fine-tuning list."""
+    meta = read_header(path).get("__metadata__") or {}
+    if meta.get("format") == PRIOR_FORMAT:
+        try:
+            steps = json.loads(meta.get("provenance", "{}")).get("fine_tuning") or [{}]
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise WeightsError(f"{path}: bad prior provenance: {exc}") from None
+        return dict(steps[-1])
+    return read_info(path).training or {}
+
+
 def _num(value: Any) -> float:
     try:
         return float(value)
@@ -211,7 +225,7 @@ def _num(value: Any) -> float:
 
 def _logged_metrics(training: dict[str, Any]) -> dict[str, float]:
     out = {"loss": _num(training.get("loss"))}
-    for group in ("val", "attn"):
+    for group in ("val", "attn", "gan"):
         for key, value in (training.get(group) or {}).items():
             out[key] = _num(value)
     return out
@@ -223,6 +237,9 @@ def remeasure(
     """Recompute validation scores and attention statistics of every checkpoint on `pairs`."""
     out, skipped = [], []
     for probe in probes:
+        if (read_header(probe.path).get("__metadata__") or {}).get("format") == PRIOR_FORMAT:
+            out.append(probe)  # a stage-0 prior: its logged validation scores stand
+            continue
         try:
             model, _ = load_weights(probe.path)
         except LinearSRError as exc:

@@ -52,7 +52,7 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
-DEGRADATIONS = ("bicubic", "realistic")
+DEGRADATIONS = ("bicubic", "realistic", "mixed")  # mixed: every image twice, bicubic and realistic
 TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
 METRICS = ("psnr", "ssim", "lpips", *NOREF_METRICS)
 
@@ -115,6 +115,7 @@ class ImageResult:
     results: dict[str, dict[str, float | None]] = field(default_factory=dict)
     tags: list[str] | None = None  # TAG tags that guided LinearSR (None: tags off / not run)
     input_kind: str | None = None  # the prior that served LinearSR (None: no prior / not run)
+    input_why: str | None = None  # why (--input, or the evidence --input auto saw)
 
 
 @dataclass
@@ -203,9 +204,10 @@ def image_seed(seed: int, rel: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(rel.encode("utf-8"))) % (2**63)
 
 
-def make_lr(hr: np.ndarray, cfg: EvalConfig, rel: str) -> np.ndarray:
-    """The LR input for a (3, H, W) HR image with H, W multiples of the scale, 8-bit quantised."""
-    if cfg.degradation == "bicubic":
+def make_lr(hr: np.ndarray, cfg: EvalConfig, rel: str, kind: str | None = None) -> np.ndarray:
+    """The LR input for a (3, H, W) HR image with H, W multiples of the scale, 8-bit quantised;
+    `kind` bicubic|realistic (default: the config's degradation)."""
+    if (kind or cfg.degradation) == "bicubic":
         lr = np.asarray(bicubic_downscale(torch.from_numpy(hr), cfg.scale))  # (3, H/s, W/s)
     else:
         rng = np.random.default_rng(image_seed(cfg.seed, rel))
@@ -213,8 +215,9 @@ def make_lr(hr: np.ndarray, cfg: EvalConfig, rel: str) -> np.ndarray:
     return (np.round(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
-def load_pair(hr_path: Path, rel: Path, cfg: EvalConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(HR, LR) as (3, H, W) and (3, H/s, W/s) float32 in [0, 1]; raises ImageReadError."""
+def load_pair(hr_path: Path, rel: Path, cfg: EvalConfig, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(HR, LR) as (3, H, W) and (3, H/s, W/s) float32 in [0, 1], the LR made with degradation
+    `kind` (default: the config's) unless read from lr_dir; raises ImageReadError."""
     s = cfg.scale
     hr = read_image(hr_path).rgb.numpy()
     if cfg.lr_dir is None:
@@ -222,7 +225,7 @@ def load_pair(hr_path: Path, rel: Path, cfg: EvalConfig) -> tuple[np.ndarray, np
         if h == 0 or w == 0:
             raise ImageReadError(f"smaller than the scale ({hr.shape[1]}x{hr.shape[2]})")
         hr = np.ascontiguousarray(hr[:, :h, :w])
-        return hr, make_lr(hr, cfg, rel.as_posix())
+        return hr, make_lr(hr, cfg, rel.as_posix(), kind)
     lr_path = find_lr(cfg.lr_dir, rel, s)
     if lr_path is None:
         raise ImageReadError(f"no LR file for it in {cfg.lr_dir}")
@@ -248,6 +251,7 @@ class MethodRunner:
         self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
         self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
         self.last_input: str | None = None  # the prior input chosen for the latest image
+        self.last_why: str | None = None
         for method in cfg.methods:
             self._prepare(method)
 
@@ -336,8 +340,9 @@ class MethodRunner:
 
         lr_t = torch.from_numpy(lr)
         chain = [self._upscaler] * len(self._passes)
-        sr, self.last_input = upscale_chain(chain, lr_t, sampler, tags=lambda: self._tags(lr_t),
-                                            input_kind=self.cfg.input_kind, tta=self.cfg.tta)
+        sr, route = upscale_chain(chain, lr_t, sampler, tags=lambda: self._tags(lr_t),
+                                  input_kind=self.cfg.input_kind, tta=self.cfg.tta)
+        self.last_input, self.last_why = route.input, route.why
         size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
         return resample(sr, None, size)[0].numpy()
 
@@ -378,15 +383,18 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
     ran = report.ran()
     report.grid_labels = [f"LR x{cfg.scale}", *ran, "HR"]
     root = cfg.hr_dir if cfg.hr_dir.is_dir() else cfg.hr_dir.parent
-    for index, path in enumerate(paths):
+    kinds = ("bicubic", "realistic") if cfg.degradation == "mixed" and cfg.lr_dir is None else (None,)
+    items = [(path, kind) for path in paths for kind in kinds]
+    for index, (path, kind) in enumerate(items):
         rel = path.relative_to(root)
+        name = rel.as_posix() + (f"#{kind}" if kind else "")
         try:
-            hr, lr = load_pair(path, rel, cfg)
+            hr, lr = load_pair(path, rel, cfg, kind)
         except LinearSRError as exc:
-            report.errors.append({"image": rel.as_posix(), "method": "", "error": str(exc)})
+            report.errors.append({"image": name, "method": "", "error": str(exc)})
             continue
-        item = ImageResult(rel.as_posix(), (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
-        runner.last_tags = runner.last_input = None
+        item = ImageResult(name, (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
+        runner.last_tags = runner.last_input = runner.last_why = None
         want_crop = len(report.grid_rows) < cfg.grid_images
         if want_crop:
             size = min(cfg.grid_crop, hr.shape[1], hr.shape[2]) // cfg.scale * cfg.scale
@@ -395,12 +403,12 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             row = [nearest_up(lr_crop, cfg.scale)]
         for method in ran:
             if progress is not None:
-                progress(f"[{index + 1}/{len(paths)}] {rel.as_posix()}: {method}")
+                progress(f"[{index + 1}/{len(items)}] {name}: {method}")
             start = time.perf_counter()
             try:
                 sr = runner.fns[method](lr)
             except LinearSRError as exc:
-                report.errors.append({"image": rel.as_posix(), "method": method, "error": str(exc)})
+                report.errors.append({"image": name, "method": method, "error": str(exc)})
                 if want_crop:
                     row.append(np.zeros((3, size, size), np.float32))
                 continue
@@ -413,7 +421,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
         if want_crop:
             row.append(crop(hr, cy, cx, size))
             report.grid_rows.append(_fit_cells(row, cfg.grid_crop))
-        item.tags, item.input_kind = runner.last_tags, runner.last_input
+        item.tags, item.input_kind, item.input_why = runner.last_tags, runner.last_input, runner.last_why
         report.images.append(item)
     return report
 

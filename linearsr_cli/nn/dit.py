@@ -152,6 +152,7 @@ class LinearSR(nn.Module):
         span = SpanConfig(channels=cfg.prior_channels, blocks=cfg.prior_blocks, scale=cfg.scale)
         self.priors = nn.ModuleDict({name: Span(span) for name in cfg.prior_inputs})
         self.prior_records: dict[str, dict] = {}
+        self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
 
     def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
         """(B,) indices into cfg.prior_inputs for input names ("clean"/"real"); a name the file

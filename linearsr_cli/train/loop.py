@@ -34,8 +34,10 @@ from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
 from linearsr_cli.engine.device import choose_dtype
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, measure_model
+from linearsr_cli.nn.discriminator import DiscriminatorConfig
 from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
 from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
+from linearsr_cli.train.adversarial import Critic, unsharp_mask
 from linearsr_cli.train.ema import EMA
 from linearsr_cli.train.report import (
     SilentReporter,
@@ -76,6 +78,13 @@ class TrainConfig:
     seed: int = 0
     lpips_weight: float = 0.0  # + w * ST-LPIPS(composed x0 estimate, HR): a perceptual loss
     lpips_samples: int = 8  # ... on the first N samples of each batch (0 = all)
+    # texture (train/adversarial.py): the Real-ESRGAN recipe is l1 1, lpips 1, gan 0.1, usm on
+    l1_weight: float = 1.0  # stage 0: L1 of the output against the target
+    gan_weight: float = 0.0  # + w * the adversarial loss of a U-Net discriminator
+    disc_lr: float = 1e-4
+    disc_channels: int = 32
+    usm_target: bool = False  # regress onto the unsharp-masked HR (the critic still sees plain HR)
+    distill_weight: float = 0.0  # stage 0: + w * L1 against a teacher's output (train/teacher.py)
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.t_range)
@@ -89,6 +98,8 @@ class TrainConfig:
             raise ConfigError("p_one and tag_dropout must lie in [0, 1]")
         if self.lpips_weight < 0 or self.lpips_samples < 0:
             raise ConfigError("lpips_weight and lpips_samples must be >= 0")
+        if min(self.l1_weight, self.gan_weight, self.distill_weight) < 0 or self.disc_lr <= 0 or self.disc_channels < 1:
+            raise ConfigError("l1_weight, gan_weight and distill_weight must be >= 0, disc_lr > 0, disc_channels >= 1")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
@@ -335,9 +346,10 @@ def _distributed() -> tuple[int, int]:
 
 
 class RunState:
-    """Mutable state of one training run: model, optimizer, EMA, RNG, step, recent losses."""
+    """Mutable state of one training run: model, optimizer, EMA, RNG, step, recent losses, the
+    critic of an adversarial run, the step logs not yet written, and the last checkpoint."""
 
-    def __init__(self, model: LinearSR, cfg: TrainConfig, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> None:
         self.model = model.to(device).train()
         self.cfg = cfg
         self.device = device
@@ -348,6 +360,12 @@ class RunState:
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.step = 0
         self.recent: list[float] = []
+        self.critic: Critic | None = None
+        if cfg.gan_weight > 0:
+            self.critic = Critic(DiscriminatorConfig(channels=cfg.disc_channels), lr=cfg.disc_lr, device=device,
+                                 seed=cfg.seed)
+        self.pending: list[dict[str, float]] = []  # per-step log lines since the last checkpoint
+        self.last_ckpt: Path | None = None
 
     def save_state(self, ckpt: Path, extra: dict[str, Any]) -> None:
         tensors: dict[str, Tensor] = {}
@@ -369,6 +387,9 @@ class RunState:
             "train_config": self.cfg.to_dict(),
             **extra,
         }
+        if self.critic is not None:
+            tensors.update(self.critic.state_tensors())
+            meta["critic_param_groups"] = self.critic.param_groups()
         st_path, js_path = state_paths(ckpt)
         tmp = st_path.with_name(f".{st_path.name}.tmp")
         save_file(tensors, str(tmp))
@@ -390,7 +411,8 @@ class RunState:
             log.unlink(missing_ok=True)
             table.unlink(missing_ok=True)
         (run_dir / "diverged.json").unlink(missing_ok=True)
-        return resume[1] if resume else None
+        self.last_ckpt = resume[1] if resume else None
+        return self.last_ckpt
 
     def ema_model(self) -> torch.nn.Module:
         """A copy of the model holding the EMA weights (what checkpoints store)."""
@@ -419,6 +441,8 @@ class RunState:
                     _, idx, key = k.split(".", 2)
                     state.setdefault(int(idx), {})[key] = v.to(self.device) if v.ndim else v
             self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            if self.critic is not None:
+                self.critic.load(tensors, meta["critic_param_groups"], self.device)
             self.gen.set_state(tensors["rng.train"])
             torch.set_rng_state(tensors["rng.torch"])
             self.step = int(meta["step"])
@@ -447,6 +471,106 @@ def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:
     return ""
 
 
+@dataclass
+class StepOutcome:
+    """What one training step's objective returns to `fit`."""
+
+    loss: Tensor  # the scalar backward() sees
+    value: float  # the guarded value (the global batch's loss under DDP)
+    logs: dict[str, float] = field(default_factory=dict)  # extra per-step log values
+    real: Tensor | None = None  # for the critic's update after the generator step: real HR ...
+    fake: Tensor | None = None  # ... and the generator's output (detached there)
+
+
+Objective = Callable[[Batch], StepOutcome]
+SaveCheckpoint = Callable[[], tuple[Path, dict[str, Any]]]  # writes the weights; (path, training record)
+
+
+def mean_logs(lines: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Mean of each key over the step log lines that have it (the checkpoint's summary)."""
+    out = {}
+    for key in keys:
+        values = [float(ln[key]) for ln in lines if key in ln]
+        if values:
+            out[key] = sum(values) / len(values)
+    return out
+
+
+def fit(
+    run: RunState,
+    batches: Batches,
+    objective: Objective,
+    save_checkpoint: SaveCheckpoint,
+    run_dir: Path,
+    *,
+    name: str,
+    deadline: float | None = None,
+    reporter: TrainReporter | None = None,
+    writer: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
+) -> TrainResult:
+    """The training loop of every stage, from run.step to cfg.steps: learning-rate schedule,
+    objective, divergence guard (non-finite or spiking loss, non-finite gradient norm or critic
+    loss: diverged.json, TrainingError, the last good checkpoint kept), gradient clipping,
+    optimizer and EMA step, the critic's step, and a checkpoint (weights by `save_checkpoint`,
+    then resume state, step log, checkpoints.csv, reporter) every ckpt_every steps, at the end and
+    when time.monotonic() passes `deadline` (status "paused"). Only the `writer` writes files."""
+    cfg = run.cfg
+    scaler = scaler or torch.amp.GradScaler(run.device.type, enabled=False)
+    log = run_dir / "train_log.jsonl"
+    report: TrainReporter = reporter if reporter is not None and writer else SilentReporter()
+    result = TrainResult("done", run.step, run.last_ckpt)
+
+    def checkpoint() -> None:
+        ckpt = run_dir / checkpoint_name(run.step)
+        if writer:
+            ckpt, training = save_checkpoint()
+            run.save_state(ckpt, {"training": training})
+            with log.open("a") as fh:
+                fh.writelines(json.dumps(p) + "\n" for p in run.pending)
+            _prune_states(run_dir, cfg.keep_states)
+            record = checkpoint_record(training, ckpt)
+            append_csv(run_dir / "checkpoints.csv", record)
+            report.checkpoint(record)
+        run.pending = []
+        run.last_ckpt = ckpt
+
+    def diverge(value: float, reason: str) -> TrainingError:
+        run.opt.zero_grad(set_to_none=True)
+        _record_divergence(run_dir, run.step, value, reason, run.last_ckpt)
+        last = run.last_ckpt if run.last_ckpt else "none (no checkpoint yet)"
+        return TrainingError(f"{name} diverged at step {run.step}: {reason}; stopped cleanly, last good checkpoint: {last}")
+
+    report.start(name, run.step, cfg.steps)
+    while run.step < cfg.steps:
+        batch = batches(run.step)
+        for group in run.opt.param_groups:
+            group["lr"] = learning_rate(run.step, cfg)
+        out = objective(batch)
+        reason = _check_loss(out.value, run.recent, cfg)
+        grad_norm = math.nan
+        if not reason:
+            scaler.scale(out.loss).backward()
+            scaler.unscale_(run.opt)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip))
+            if not math.isfinite(grad_norm) and not scaler.is_enabled():
+                reason = f"gradient norm is {grad_norm}"
+        if reason:
+            raise diverge(out.value, reason)
+        scaler.step(run.opt)
+        scaler.update()
+        logs = {"step": run.step + 1, "loss": out.value, **out.logs, "grad_norm": grad_norm}
+        if run.critic is not None and out.real is not None and out.fake is not None:
+            logs.update(run.critic.update(out.real, out.fake))
+            if not math.isfinite(logs["d_loss"]):
+                raise diverge(logs["d_loss"], f"discriminator loss is {logs['d_loss']}")
+        run.finish_step(out.value)
+        run.pending.append(logs)
+        if _after_step(run, out.value, report, result, deadline, checkpoint):
+            break
+    return _finish(run, report, result, run.last_ckpt)
+
+
 def train(
     model: LinearSR,
     batches: Batches,
@@ -461,20 +585,16 @@ def train(
     training_meta: dict[str, Any] | None = None,
     reporter: TrainReporter | None = None,
 ) -> TrainResult:
-    """Train `model` (or resume the newest state in `run_dir`) up to cfg.steps. `reporter` gets
-    every step and every checkpoint (rank 0 only); checkpoints.csv gets a row per checkpoint.
-
-    Returns status "paused" when time.monotonic() passes `deadline` (a checkpoint and its state
-    are written first), "done" at cfg.steps. Raises TrainingError on divergence after writing
-    `diverged.json`; the last good checkpoint is left untouched.
-    """
+    """Train the denoiser `model` (stage 1, or one expert of stage 2), or resume the newest state
+    in `run_dir`, up to cfg.steps through `fit`: x0-MSE, + ST-LPIPS and the critic on the composed
+    x0 estimate when their weights are set. Returns status "paused" past `deadline`; raises
+    TrainingError on divergence after writing `diverged.json`."""
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank, world = _distributed()
     run = RunState(model, cfg, device)
-    log = run_dir / "train_log.jsonl"
-    last_ckpt = run.resume_or_reset(run_dir)
+    run.resume_or_reset(run_dir)
 
     net: torch.nn.Module = run.model
     if world > 1:  # torchrun: one process per GPU
@@ -490,21 +610,48 @@ def train(
     amp = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
     grid = val_t_grid(cfg)
-    perceptual = None
-    if cfg.lpips_weight > 0:
-        from linearsr_cli.perceptual import load_stlpips
-
-        perceptual = load_stlpips().to(device)
+    perceptual = _perceptual(cfg, device)
     meta_base = dict(training_meta or {})
-    pending: list[dict[str, float]] = []
-    result = TrainResult("done", run.step, last_ckpt)
 
-    def checkpoint() -> Path:
-        nonlocal last_ckpt, pending
+    def objective(batch: Batch) -> StepOutcome:
+        lr_img, hr, names, kinds = batch
+        b = hr.shape[0]
+        mine = slice(rank * b, (rank + 1) * b)  # this rank's part of the global batch's draws
+        t = sample_t(b * world, run.gen, cfg)[mine]
+        eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
+        keep = (torch.rand(b * world, generator=run.gen) >= cfg.tag_dropout)[mine]
+        tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
+        input_kind = run.model.input_index([INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
+        lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
+        if tags is not None:
+            tags, tag_mask = tags.to(device), tag_mask.to(device)
+        target = unsharp_mask(hr) if cfg.usm_target else hr
+        x0 = residual_target(target, lr_img, run.model.cfg)
+        x_t = noisy_sample(x0, eps, t)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            pred = net(x_t, t, lr_img, tags, tag_mask, input_kind)
+        loss = F.mse_loss(pred.float(), x0)
+        logs = {"mse": float(loss.detach())}
+        sr = None
+        if perceptual is not None or run.critic is not None:
+            sr = compose_unclamped(lr_img, pred.float(), run.model.cfg)
+        if perceptual is not None:
+            k = cfg.lpips_samples or b
+            assert sr is not None
+            term = perceptual(sr[:k], target[:k]).mean()
+            loss = loss + cfg.lpips_weight * term
+            logs["lpips"] = float(term.detach())
+        if run.critic is not None:
+            assert sr is not None
+            term = run.critic.generator_loss(sr)
+            loss = loss + cfg.gan_weight * term
+            logs["g_adv"] = float(term.detach())
+        return StepOutcome(loss, _global_mean(loss.detach(), world), logs, real=hr, fake=sr)
+
+    def save_checkpoint() -> tuple[Path, dict[str, Any]]:
         ema_model = run.ema_model()
-        measure = val_pairs and rank == 0  # only rank 0 writes checkpoints
-        scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if measure else {}
-        losses = [p["loss"] for p in pending]
+        scores = measure_model(ema_model, val_pairs, t_grid=grid, device=device, dtype=amp) if val_pairs else {}
+        losses = [p["loss"] for p in run.pending]
         training = {
             **meta_base,
             "step": run.step,
@@ -516,70 +663,34 @@ def train(
             "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
             "val": {k: scores[k] for k in ("psnr", "ssim", "val_loss") if k in scores},
             "attn": {k: scores[k] for k in ("max_q", "max_k", "min_normaliser") if k in scores},
+            **_gan_summary(run),
         }
         ckpt = run_dir / checkpoint_name(run.step)
-        if rank == 0:
-            save_weights(ckpt, ema_model, provenance=provenance, training=training)
-            run.save_state(ckpt, {"training": training})
-            with log.open("a") as fh:
-                fh.writelines(json.dumps(p) + "\n" for p in pending)
-            _prune_states(run_dir, cfg.keep_states)
-            record = checkpoint_record(training, ckpt)
-            append_csv(run_dir / "checkpoints.csv", record)
-            report.checkpoint(record)
-        pending = []
-        last_ckpt = ckpt
-        return ckpt
+        save_weights(ckpt, ema_model, provenance=provenance, training=training)
+        return ckpt, training
 
-    report: TrainReporter = reporter if reporter is not None and rank == 0 else SilentReporter()
-    report.start(run_name(meta_base), run.step, cfg.steps)
-    while run.step < cfg.steps:
-        lr_img, hr, names, kinds = batches(run.step)
-        for group in run.opt.param_groups:
-            group["lr"] = learning_rate(run.step, cfg)
-        b = hr.shape[0]
-        mine = slice(rank * b, (rank + 1) * b)  # this rank's part of the global batch's draws
-        t = sample_t(b * world, run.gen, cfg)[mine]
-        eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
-        keep = (torch.rand(b * world, generator=run.gen) >= cfg.tag_dropout)[mine]
-        tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
-        input_kind = run.model.input_index([INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
-        lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
-        if tags is not None:
-            tags, tag_mask = tags.to(device), tag_mask.to(device)
-        x0 = residual_target(hr, lr_img, run.model.cfg)
-        x_t = noisy_sample(x0, eps, t)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            pred = net(x_t, t, lr_img, tags, tag_mask, input_kind)
-        loss = F.mse_loss(pred.float(), x0)
-        mse = float(loss.detach())
-        if perceptual is not None:
-            k = cfg.lpips_samples or b
-            sr = compose_unclamped(lr_img[:k], pred[:k].float(), run.model.cfg)
-            loss = loss + cfg.lpips_weight * perceptual(sr, hr[:k]).mean()
-        value = _global_mean(loss.detach(), world)
-        reason = _check_loss(value, run.recent, cfg)
-        grad_norm = math.nan
-        if not reason:
-            scaler.scale(loss).backward()
-            scaler.unscale_(run.opt)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip))
-            if not math.isfinite(grad_norm) and not scaler.is_enabled():
-                reason = f"gradient norm is {grad_norm}"
-        if reason:
-            run.opt.zero_grad(set_to_none=True)
-            _record_divergence(run_dir, run.step, value, reason, last_ckpt)
-            raise TrainingError(
-                f"training diverged at step {run.step}: {reason}; stopped cleanly, "
-                f"last good checkpoint: {last_ckpt if last_ckpt else 'none (no checkpoint yet)'}"
-            )
-        scaler.step(run.opt)
-        scaler.update()
-        run.finish_step(value)
-        pending.append({"step": run.step, "loss": value, "mse": mse, "grad_norm": grad_norm})
-        if _after_step(run, value, report, result, deadline, checkpoint):
-            break
-    return _finish(run, report, result, last_ckpt)
+    return fit(run, batches, objective, save_checkpoint, run_dir, name=run_name(meta_base), deadline=deadline,
+               reporter=reporter, writer=rank == 0, scaler=scaler)
+
+
+def _perceptual(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
+    """The ST-LPIPS network as a loss (frozen) when the run weighs it, else None."""
+    if cfg.lpips_weight <= 0:
+        return None
+    from linearsr_cli.perceptual import load_stlpips
+
+    return load_stlpips().to(device)
+
+
+GAN_KEYS = ("g_adv", "d_loss", "d_real", "d_fake")
+
+
+def _gan_summary(run: RunState) -> dict[str, Any]:
+    """{"gan": mean critic statistics since the last checkpoint} for an adversarial run, else {}:
+    the checkpoint's record, which select-knee reads."""
+    if run.critic is None:
+        return {}
+    return {"gan": mean_logs(run.pending, GAN_KEYS)}
 
 
 def _global_mean(value: Tensor, world: int) -> float:

@@ -1,59 +1,81 @@
 """Stage 0: fine-tune the pretrained prior (SPAN) for the inputs it will see.
 
 SPAN was trained on bicubic LR; on noisy or JPEG-compressed inputs it sharpens the noise and the
-blocks. Stage 0 starts from the released weights and fine-tunes them with an L1 loss on the
-upscaled image against HR, on the degradation the run's data config names (`mixed` by default:
-half bicubic, half the Real-ESRGAN second-order pipeline). It shares the run-directory layout,
-resume state, warm-up, EMA and divergence guard of the main loop (train/loop.py); checkpoints
-are prior files (priors.save_prior) whose provenance records the fine-tuning, and whose
-metadata holds PSNR-Y of the checkpoint on bicubic and on realistic validation crops.
+blocks. Stage 0 starts from the released weights (or an earlier stage-0 prior) and fine-tunes them
+on the degradation the run's data config names, through the one training loop (train/loop.fit).
+The objective is a sum the run selects by weight (TrainConfig): L1 against HR (or its unsharp
+mask), ST-LPIPS, the U-Net critic's adversarial term, and L1 against a teacher's outputs (the
+Real-ESRGAN recipe is L1 1 + perceptual 1 + GAN 0.1 on unsharp-masked HR). Checkpoints are prior
+files (priors.save_prior) whose provenance records the fine-tuning, with PSNR-Y (and ST-LPIPS for
+a perceptual run) of the EMA prior on bicubic and realistic validation crops, and the critic's
+statistics: `linearsr select-knee` reads them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from linearsr_cli.errors import TrainingError
 from linearsr_cli.esgf.probe import Pair
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.span import Span
 from linearsr_cli.priors import save_prior
+from linearsr_cli.train.adversarial import unsharp_mask
 from linearsr_cli.train.loop import (
+    Batch,
     Batches,
     RunState,
+    StepOutcome,
     TrainConfig,
     TrainResult,
-    _after_step,
-    _check_loss,
-    _finish,
-    _prune_states,
-    _record_divergence,
+    _gan_summary,
+    _perceptual,
     autocast_dtype,
     checkpoint_name,
+    fit,
     learning_rate,
 )
-from linearsr_cli.train.report import SilentReporter, TrainReporter, append_csv, checkpoint_record
+from linearsr_cli.train.report import TrainReporter
 
 
 @torch.no_grad()
-def prior_psnr(span: Span, pairs: Sequence[Pair], device: torch.device) -> float:
-    """Mean PSNR-Y (border = scale) of the prior's clamped output on (name, lr, hr) pairs."""
+def prior_scores(span: Span, pairs: Sequence[Pair], device: torch.device,
+                 perceptual: torch.nn.Module | None = None) -> dict[str, float]:
+    """Mean PSNR-Y (border = scale) of the prior's clamped output on (name, lr, hr) pairs, and
+    its mean ST-LPIPS when a perceptual network is given."""
     was_training = span.training
     span.eval()
-    scores = []
+    psnr, lpips = [], []
     for _, lr, hr in pairs:
-        sr = span(lr[None].to(device)).clamp(0.0, 1.0)[0].cpu()
-        scores.append(psnr_y(sr, hr, border=span.cfg.scale))
+        sr = span(lr[None].to(device)).clamp(0.0, 1.0)
+        psnr.append(psnr_y(sr[0].cpu(), hr, border=span.cfg.scale))
+        if perceptual is not None:
+            lpips.append(float(perceptual(sr, hr[None].to(device)).mean()))
     span.train(was_training)
-    return float(sum(scores) / len(scores)) if scores else math.nan
+    out = {"psnr": float(sum(psnr) / len(psnr)) if psnr else math.nan}
+    if lpips:
+        out["stlpips"] = sum(lpips) / len(lpips)
+    return out
+
+
+def objective_name(cfg: TrainConfig, teacher: bool) -> str:
+    """What the run optimises, in words (the checkpoint's fine-tuning record)."""
+    target = "unsharp-masked HR" if cfg.usm_target else "HR"
+    terms = [f"L1 {cfg.l1_weight:g}"] if cfg.l1_weight else []
+    if cfg.lpips_weight:
+        terms.append(f"ST-LPIPS {cfg.lpips_weight:g}")
+    if cfg.gan_weight:
+        terms.append(f"GAN {cfg.gan_weight:g} (U-Net discriminator, spectral norm)")
+    if teacher and cfg.distill_weight:
+        terms.append(f"L1 to the teacher's output {cfg.distill_weight:g}")
+    return f"fine-tuning of the whole network on the data below: {' + '.join(terms)} against {target}; EMA weights"
 
 
 def train_prior(
@@ -68,75 +90,85 @@ def train_prior(
     deadline: float | None = None,
     data: dict[str, Any] | None = None,
     reporter: TrainReporter | None = None,
+    teacher: Callable[[int], Tensor] | None = None,
+    teacher_record: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune `span` (or resume the newest state in `run_dir`) up to cfg.steps with L1 on the
-    output. `record` is the prior's provenance (priors.convert_source); each checkpoint adds this
-    stage to its "fine_tuning" list. `val` maps a name (e.g. "bicubic", "realistic") to pairs
-    scored at every checkpoint. Returns status "paused" past `deadline`; raises TrainingError on
-    divergence (diverged.json written, the last good checkpoint kept)."""
+    """Fine-tune `span` (or resume the newest state in `run_dir`) up to cfg.steps. `record` is the
+    prior's provenance (priors.convert_source); each checkpoint adds this stage to its
+    "fine_tuning" list (with the teacher's record when one shaped it). `val` maps a name (e.g.
+    "bicubic", "realistic") to pairs scored at every checkpoint; `teacher(step)` gives the
+    teacher's outputs of that step's batch (needed when cfg.distill_weight > 0). Returns status
+    "paused" past `deadline`; raises TrainingError on divergence (diverged.json written, the last
+    good checkpoint kept)."""
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = RunState(span, cfg, device)
-    log = run_dir / "train_log.jsonl"
-    last_ckpt = run.resume_or_reset(run_dir)
-    amp = autocast_dtype(device, cfg.precision)
-    pending: list[dict[str, float]] = []
-    result = TrainResult("done", run.step, last_ckpt)
+    if cfg.distill_weight > 0 and teacher is None:
+        from linearsr_cli.errors import ConfigError
 
-    def checkpoint() -> None:
-        nonlocal last_ckpt, pending
+        raise ConfigError("distill_weight > 0 needs the teacher's outputs (--teacher-crops N)")
+    run = RunState(span, cfg, device)
+    run.resume_or_reset(run_dir)
+    amp = autocast_dtype(device, cfg.precision)
+    perceptual = _perceptual(cfg, device)
+
+    def objective(batch: Batch) -> StepOutcome:
+        lr_img, hr, _names, _kinds = batch
+        lr_img, hr = lr_img.to(device), hr.to(device)
+        target = unsharp_mask(hr) if cfg.usm_target else hr
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = run.model(lr_img)
+        out = out.float()
+        loss = out.new_zeros(())
+        logs: dict[str, float] = {}
+        if cfg.l1_weight:
+            term = F.l1_loss(out, target)
+            loss = loss + cfg.l1_weight * term
+            logs["l1"] = float(term.detach())
+        if perceptual is not None:
+            k = cfg.lpips_samples or out.shape[0]
+            term = perceptual(out[:k], target[:k]).mean()
+            loss = loss + cfg.lpips_weight * term
+            logs["lpips"] = float(term.detach())
+        if cfg.distill_weight > 0 and teacher is not None:
+            term = F.l1_loss(out, teacher(run.step).to(device))
+            loss = loss + cfg.distill_weight * term
+            logs["distill"] = float(term.detach())
+        if run.critic is not None:
+            term = run.critic.generator_loss(out)
+            loss = loss + cfg.gan_weight * term
+            logs["g_adv"] = float(term.detach())
+        return StepOutcome(loss, float(loss.detach()), logs, real=hr, fake=out)
+
+    def save_checkpoint() -> tuple[Path, dict[str, Any]]:
         ema = run.ema_model()
-        scores = {name: prior_psnr(ema, pairs, device) for name, pairs in (val or {}).items()}
-        losses = [p["loss"] for p in pending]
+        scores = {name: prior_scores(ema, pairs, device, perceptual) for name, pairs in (val or {}).items()}
+        losses = [p["loss"] for p in run.pending]
         stage = {
             "stage": 0,
-            "what": "L1 fine-tuning of the whole network on the data below, EMA weights",
+            "what": objective_name(cfg, teacher is not None),
             "step": run.step,
-            "lr": cfg.lr,
+            "lr": learning_rate(max(run.step - 1, 0), cfg),
             "batch_size": cfg.batch_size,
             "data": data or {},
             "loss": sum(losses) / len(losses) if losses else math.nan,
-            "val_psnr": scores,
+            "val_psnr": {name: s["psnr"] for name, s in scores.items()},
+            "val": prior_val(scores),
+            **_gan_summary(run),
+            **({"teacher": teacher_record} if teacher is not None and cfg.distill_weight > 0 else {}),
         }
         rec = {**record, "fine_tuning": [*record.get("fine_tuning", []), stage]}
         ckpt = run_dir / checkpoint_name(run.step)
         save_prior(ckpt, ema, rec)
-        run.save_state(ckpt, {"training": stage})
-        with log.open("a") as fh:
-            fh.writelines(json.dumps(p) + "\n" for p in pending)
-        _prune_states(run_dir, cfg.keep_states)
-        row = checkpoint_record({**stage, "lr": learning_rate(max(run.step - 1, 0), cfg),
-                                 "val": {f"psnr_{k}": v for k, v in scores.items()}}, ckpt)
-        append_csv(run_dir / "checkpoints.csv", row)
-        report.checkpoint(row)
-        pending = []
-        last_ckpt = ckpt
+        return ckpt, stage
 
-    report: TrainReporter = reporter or SilentReporter()
-    report.start("stage 0 (prior)", run.step, cfg.steps)
-    while run.step < cfg.steps:
-        lr_img, hr, _names, _kinds = batches(run.step)
-        for group in run.opt.param_groups:
-            group["lr"] = learning_rate(run.step, cfg)
-        lr_img, hr = lr_img.to(device), hr.to(device)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = run.model(lr_img)
-        loss = F.l1_loss(out.float(), hr)
-        value = float(loss.detach())
-        reason = _check_loss(value, run.recent, cfg)
-        if not reason:
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip))
-            if not math.isfinite(grad_norm):
-                reason = f"gradient norm is {grad_norm}"
-        if reason:
-            run.opt.zero_grad(set_to_none=True)
-            _record_divergence(run_dir, run.step, value, reason, last_ckpt)
-            raise TrainingError(f"stage 0 diverged at step {run.step}: {reason}; last good checkpoint: {last_ckpt}")
-        run.opt.step()
-        run.finish_step(value)
-        pending.append({"step": run.step, "loss": value, "grad_norm": grad_norm})
-        if _after_step(run, value, report, result, deadline, checkpoint):
-            break
-    return _finish(run, report, result, last_ckpt)
+    return fit(run, batches, objective, save_checkpoint, run_dir, name="stage 0 (prior)", deadline=deadline,
+               reporter=reporter)
+
+
+def prior_val(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Flat validation metrics of a prior checkpoint: psnr_<set>, stlpips_<set>; "psnr" (and
+    "stlpips") of the realistic set when there is one, else of the first (select-knee's curve)."""
+    flat = {f"{metric}_{name}": v for name, s in scores.items() for metric, v in s.items()}
+    main = scores.get("realistic") or next(iter(scores.values()), {})
+    return {**{k: v for k, v in main.items()}, **flat}

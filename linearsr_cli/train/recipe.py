@@ -100,10 +100,13 @@ def run_stage0(
     deadline: float | None = None,
     dataset: PairDataset | None = None,
     reporter: TrainReporter | None = None,
+    teacher_crops: int = 0,
 ) -> TrainResult:
     """Stage 0: fine-tune the prior `prior` (a released SPAN name, 'span', or a prior file) on
-    `data`'s degradation with L1, resumable in `run_dir`; every checkpoint is a prior file scored
-    on bicubic and on realistic validation crops."""
+    `data`'s degradation with the objective `cfg` selects (L1; + ST-LPIPS, GAN, unsharp-masked
+    target, distillation), resumable in `run_dir`; every checkpoint is a prior file scored on
+    bicubic and on realistic validation crops. `teacher_crops` > 0: the run draws from that many
+    crops, whose Real-ESRGAN x4plus outputs are computed once into `run_dir` (train/teacher.py)."""
     from linearsr_cli.priors import resolve_prior
     from linearsr_cli.train.prior import train_prior
 
@@ -112,17 +115,40 @@ def run_stage0(
     rank, world = _distributed()
     if world > 1:
         raise TrainingError("stage 0 runs in one process (the prior is small); start it without torchrun")
+    if teacher_crops > 0:
+        data = dataclasses.replace(data, epoch_size=teacher_crops)
     dataset = dataset or PairDataset(data, "train")
     val = {
         kind: (pairs[:val_count] if val_count else pairs)
         for kind in ("bicubic", "realistic")
         for pairs in [validation_pairs(data, size=val_size, degradation=kind)]
     }
+    teacher = None
+    if teacher_crops > 0:
+        teacher = _teacher_outputs(dataset, data, teacher_crops, run_dir, cfg.batch_size, reporter)
     return train_prior(
         span.train(), record, DatasetBatches(dataset, cfg.batch_size), cfg, run_dir, val=val, device=device,
-        deadline=deadline, data={"degradation": data.degradation, "crop": data.crop, "root": data.root},
-        reporter=reporter,
+        deadline=deadline, data={"degradation": data.degradation, "crop": data.crop, "root": data.root,
+                                 **({"crops": teacher_crops} if teacher_crops else {})},
+        reporter=reporter, teacher=teacher, teacher_record=teacher.record if teacher else None,
     )
+
+
+def _teacher_outputs(dataset: PairDataset, data: DataConfig, count: int, run_dir: Path, batch_size: int,
+                     reporter: TrainReporter | None) -> Any:
+    """Real-ESRGAN x4plus's outputs on crops [0, count) of `dataset`, from the run's cache (made
+    once, ncnn on the CPU)."""
+    from linearsr_cli.evaluate.peers import make_peer
+    from linearsr_cli.train.teacher import TeacherOutputs, build_cache, cache_key
+
+    if data.scale != 4:
+        raise ConfigError("the distillation teacher (Real-ESRGAN x4plus) is x4 only")
+    path = Path(run_dir) / f"teacher-{cache_key(data, count)}.safetensors"
+    if not path.is_file():
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        peer = make_peer("realesrgan", 4)
+        build_cache(dataset, count, path, peer.upscale)
+    return TeacherOutputs(path, batch_size)
 
 
 def photo_map(dataset: PairDataset) -> dict[str, Any]:
@@ -262,6 +288,47 @@ def write_bare_expert(init: Path, priors: dict[str, str], out: Path, provenance:
     training = {"stage": 2, "expert": 0, "step": 0, "init": str(init), "init_step": int(info.training.get("step", -1)),
                 "t_range": list(expert_t_range(bare.cfg.with_experts(4), 0)), "note": "prior only (bare expert)"}
     return save_weights(out, bare, provenance=provenance, training=training)
+
+
+def revise_weights(
+    src: Path, out: Path, *, priors: dict[str, str] | None = None, router: dict[str, Any] | None = None,
+    dtype: str = "fp16", note: str = "",
+) -> Path:
+    """Write `src` again as `out` with priors added or replaced (input name -> prior spec, as
+    resolve_prior takes) and/or a router (engine/route.py) set; everything else, the experts and
+    the other priors, is kept as is. `note` is appended to the provenance's "revisions"."""
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    from linearsr_cli.priors import resolve_prior
+
+    model, info = load_weights(src)
+    if priors:
+        unknown = sorted(set(priors) - set(PRIOR_INPUTS))
+        if unknown:
+            raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
+        if not model.cfg.has_prior:
+            raise ConfigError(f"{src}: has no prior to add to")
+        names = tuple(n for n in PRIOR_INPUTS if n in model.cfg.prior_inputs or n in priors)
+        cfg = dataclasses.replace(model.cfg, prior_inputs=names)
+        new = LinearSR(cfg)
+        state = {k: v for k, v in model.state_dict().items()}
+        for name, spec in priors.items():
+            span, record = resolve_prior(spec, cfg.scale)
+            if (span.cfg.channels, span.cfg.blocks) != (cfg.prior_channels, cfg.prior_blocks):
+                raise ConfigError(f"prior {spec}: SPAN shape differs from the file's priors")
+            state.update({f"priors.{name}.{k}": v for k, v in span.state_dict().items()})
+            model.prior_records[name] = record
+        new.load_state_dict(state, strict=True)
+        new.prior_records = {n: model.prior_records[n] for n in names}
+        new.router_record = model.router_record
+        model = new
+    if router is not None:
+        model.router_record = dict(router)
+    prov = dict(info.provenance)
+    prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
+                                                      "router": router is not None, "note": note}]
+    return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
+                        training=info.training, dtype=EXPORT_DTYPES[dtype])
 
 
 def final_checkpoint(run_dir: Path) -> Path:
