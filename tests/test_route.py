@@ -1,0 +1,114 @@
+"""--input auto: the evidence a picture carries, the cost-sensitive gate, the gate inside a weights
+file, and the route (with its evidence) in every --json record."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from linearsr_cli.checkpoints import load_weights, read_info, save_weights
+from linearsr_cli.cli import app
+from linearsr_cli.degrade import jpeg_roundtrip
+from linearsr_cli.engine.route import Evidence, Router, fit_router, measure
+from linearsr_cli.errors import WeightsError
+from linearsr_cli.imageio import decode_image
+from tests.conftest import synthetic_photo
+
+
+def photo(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(synthetic_photo(h, w, seed).transpose(2, 0, 1).copy())
+
+
+def test_evidence_sees_noise_blocks_and_blur() -> None:
+    clean = photo()
+    noisy = (clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert measure(noisy).noise > measure(clean).noise + 3
+    blocky = torch.from_numpy(jpeg_roundtrip(clean.permute(1, 2, 0).numpy(), 10)).permute(2, 0, 1)
+    assert measure(blocky).blockiness > measure(clean).blockiness + 0.1
+    blurred = torch.nn.functional.avg_pool2d(clean[None], 3, 1, 1, count_include_pad=False)[0]
+    assert measure(blurred).detail < measure(clean).detail
+    assert Evidence(1, 0, 0, 72).jpeg == pytest.approx(23 / 30) and Evidence(1, 0, 0, 98).jpeg == 0
+
+
+def test_jpeg_quality_comes_from_the_file() -> None:
+    buf = io.BytesIO()
+    Image.fromarray((synthetic_photo(32, 32) * 255).astype(np.uint8)).save(buf, "JPEG", quality=72)
+    assert decode_image(buf.getvalue()).jpeg_quality == 72
+    png = io.BytesIO()
+    Image.fromarray((synthetic_photo(32, 32) * 255).astype(np.uint8)).save(png, "PNG")
+    assert decode_image(png.getvalue()).jpeg_quality is None
+
+
+def test_gate_minimises_regret_not_mistakes() -> None:
+    rng = np.random.default_rng(0)
+    ev, gain = [], []
+    for _ in range(200):
+        degraded = rng.random() < 0.5
+        noise = rng.normal(6 if degraded else 2, 1)
+        ev.append(Evidence(noise, rng.normal(0, 0.1), rng.normal(0, 0.1)))
+        gain.append(rng.uniform(0.5, 4) if degraded else -rng.uniform(0.2, 2))
+    router = fit_router(ev, gain)
+    assert router.fitted["train_regret_db"] < 0.05
+    assert router.choose(Evidence(8, 0, 0))[0] == "real" and router.choose(Evidence(1, 0, 0))[0] == "clean"
+    assert "noise σ≈8.0" in router.choose(Evidence(8, 0, 0))[1]
+    again = Router.from_dict(json.loads(json.dumps(router.to_dict())))
+    assert again.choose(Evidence(5, 0.1, 0.2)) == router.choose(Evidence(5, 0.1, 0.2))
+    with pytest.raises(WeightsError, match="router"):
+        Router.from_dict({"features": ["noise"], "weights": [1], "bias": 0, "mean": [0], "scale": [1]})
+
+
+def noise_router() -> Router:
+    """A gate that routes by noise and the file's JPEG quality: real above sigma 10 or below q 85."""
+    return Router((1.0, 0.0, 0.0, 30.0), -10.0, (0.0,) * 4, (1.0,) * 4)
+
+
+@pytest.fixture(scope="module")
+def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny weights with a clean and a real prior (different seeds) and the noise gate."""
+    from linearsr_cli.config import tiny_model_config
+    from linearsr_cli.nn.dit import LinearSR
+
+    cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real"), (0,))
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, prior_channels=6, prior_blocks=1, bare_experts=(0,))
+    torch.manual_seed(0)
+    model = LinearSR(cfg)
+    record = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
+    model.prior_records = {"clean": record, "real": record}
+    model.router_record = noise_router().to_dict()
+    path = tmp_path_factory.mktemp("w") / "prior.safetensors"
+    save_weights(path, model)
+    return path
+
+
+def test_weights_carry_the_router(prior_weights: Path) -> None:
+    assert read_info(prior_weights).router["bias"] == -10.0
+    model, _ = load_weights(prior_weights)
+    assert Router.from_dict(model.router_record).choose(Evidence(12, 0, 0))[0] == "real"
+
+
+def test_upscale_auto_routes_each_image_and_says_why(prior_weights: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    clean = (synthetic_photo(24, 24, 1) * 255).astype(np.uint8)
+    Image.fromarray(clean).save(src / "clean.png")
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(src / "noisy.jpg", quality=60)
+    result = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "out"), "--weights", str(prior_weights),
+                                      "--json", "--tags", "off"])
+    assert result.exit_code == 0, result.output
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records["clean.png"]["input_kind"] == "clean" and records["noisy.jpg"]["input_kind"] == "real"
+    assert "jpeg q=60" in records["noisy.jpg"]["input_why"] and "noise σ≈" in records["noisy.jpg"]["input_why"]
+    forced = CliRunner().invoke(app, ["upscale", str(src / "clean.png"), str(tmp_path / "f.png"), "--weights",
+                                      str(prior_weights), "--json", "--tags", "off", "--input", "real"])
+    rec = json.loads(forced.stdout.splitlines()[0])
+    assert rec["input_kind"] == "real" and rec["input_why"] == "--input"
