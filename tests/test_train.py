@@ -245,7 +245,7 @@ def test_training_tags_come_from_each_photo_once_and_respect_dropout():
     pytest.importorskip("efficientnet_lite_pytorch")
     from skimage import data as skdata
 
-    from linearsr_cli.train.loop import make_tag_source
+    from linearsr_cli.tag.training import make_tag_source
 
     photos = {"cat": skdata.chelsea(), "cup": skdata.coffee()}
     source = make_tag_source(True, photos, scale=4)
@@ -269,7 +269,7 @@ def test_visual_training_guidance_is_one_token_per_photo():
     from skimage import data as skdata
 
     from linearsr_cli.errors import TrainingError
-    from linearsr_cli.train.loop import make_tag_source
+    from linearsr_cli.tag.training import make_tag_source
 
     photos = {"cat": skdata.chelsea(), "cup": skdata.coffee()}
     source = make_tag_source(True, photos, scale=4, kind="visual")

@@ -32,17 +32,16 @@ from linearsr_cli.errors import ConfigError, DeviceError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
+from linearsr_cli.tag.training import TagKind, make_tag_source
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
     DatasetBatches,
-    TagKind,
     TrainConfig,
     TrainResult,
     _distributed,
     checkpoint_name,
     expert_t_range,
     list_checkpoints,
-    make_tag_source,
     train,
 )
 from linearsr_cli.train.report import TrainReporter
