@@ -27,7 +27,7 @@ DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.
 # training data's degradation kinds map onto them.
 PRIOR_INPUTS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
-INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name; auto = the file's first ("clean")
+INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name; auto = per image (engine/route.py)
 
 
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:

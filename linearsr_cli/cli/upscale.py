@@ -27,7 +27,7 @@ def upscale(
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
     tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off, or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
     no_tags: Annotated[bool, typer.Option("--no-tags", help="Same as --tags off (the model's null token).")] = False,
-    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG (camera and web photos); auto = clean.")] = "auto",
+    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG (camera and web photos); auto (default) = decided per image from its evidence (the file's JPEG quality, noise, blockiness, detail) by the weights' router; each --json record names the prior and why.")] = "auto",
     tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",

@@ -1,0 +1,92 @@
+"""Regret of `--input auto` on a mixed held-out set, from three `linearsr eval` JSON reports.
+
+Run eval three times on the same images and degradation (`--degradation mixed`: every image
+bicubic and realistic), with `--input clean`, `--input real` and `--input auto`, then:
+
+    python benchmarks/route_regret.py --clean c.json --real r.json --auto a.json [--out regret.json]
+
+Per LinearSR method and image: the better prior's score (PSNR higher, ST-LPIPS lower), auto's,
+and what auto lost against it; the mean loss is the regret. Also the router's own time per image
+(measuring the evidence) against the fidelity preset's time, on the same LR images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def load(path: str) -> dict[str, dict]:
+    report = json.loads(Path(path).read_text())
+    return {img["name"]: img for img in report["images"]}, report
+
+
+def regret(clean: dict, real: dict, auto: dict, method: str) -> dict:
+    rows, lost_psnr, lost_lpips = [], [], []
+    for name in auto:
+        c, r, a = (d[name]["results"].get(method) for d in (clean, real, auto))
+        if not (c and r and a):
+            continue
+        best_psnr, best_lpips = max(c["psnr"], r["psnr"]), min(c["lpips"], r["lpips"])
+        lost_psnr.append(best_psnr - a["psnr"])
+        lost_lpips.append(a["lpips"] - best_lpips)
+        rows.append({"image": name, "auto": auto[name].get("input_kind"), "why": auto[name].get("input_why"),
+                     "psnr_clean": c["psnr"], "psnr_real": r["psnr"], "psnr_auto": a["psnr"],
+                     "lpips_clean": c["lpips"], "lpips_real": r["lpips"], "lpips_auto": a["lpips"]})
+    return {"method": method, "images": len(rows), "regret_psnr_db": statistics.fmean(lost_psnr),
+            "regret_stlpips": statistics.fmean(lost_lpips), "rows": rows}
+
+
+def router_time(report: dict, runs: int = 5) -> dict:
+    """Median seconds of measuring the evidence of the eval's LR images vs the fidelity preset's."""
+    import numpy as np
+    import torch
+
+    from linearsr_cli.engine.route import measure
+    from linearsr_cli.evaluate.run import EvalConfig, list_images, load_pair
+
+    cfg_dict = report["config"]
+    cfg = EvalConfig(hr_dir=Path(cfg_dict["hr_dir"]), scale=cfg_dict["scale"], seed=cfg_dict["seed"],
+                     degradation=cfg_dict["degradation"])
+    lrs = []
+    for path in list_images(cfg.hr_dir):
+        for kind in ("bicubic", "realistic"):
+            lrs.append(torch.from_numpy(load_pair(path, path.relative_to(cfg.hr_dir), cfg, kind)[1]))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for lr in lrs:
+            measure(lr)
+        times.append((time.perf_counter() - start) / len(lrs))
+    fidelity = [img["results"]["linearsr-1"]["seconds"] for img in report["images"] if "linearsr-1" in img["results"]]
+    route = statistics.median(times)
+    fid = float(np.median(fidelity)) if fidelity else float("nan")
+    return {"router_seconds": route, "fidelity_seconds": fid, "ratio": route / fid}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clean", required=True)
+    ap.add_argument("--real", required=True)
+    ap.add_argument("--auto", required=True)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    (clean, _), (real, _), (auto, auto_report) = load(args.clean), load(args.real), load(args.auto)
+    methods = [m for m in ("linearsr-1", "linearsr-ms") if any(m in img["results"] for img in auto.values())]
+    result = {"methods": [regret(clean, real, auto, m) for m in methods], "time": router_time(auto_report)}
+    for m in result["methods"]:
+        print(f"{m['method']}: regret {m['regret_psnr_db']:.3f} dB PSNR, {m['regret_stlpips']:.4f} ST-LPIPS over {m['images']} images")
+        for r in m["rows"]:
+            print(f"  {r['image']:<50} auto={r['auto']:<5} PSNR clean {r['psnr_clean']:.2f} real {r['psnr_real']:.2f} auto {r['psnr_auto']:.2f}"
+                  f" | ST-LPIPS {r['lpips_clean']:.3f} {r['lpips_real']:.3f} {r['lpips_auto']:.3f}")
+    t = result["time"]
+    print(f"router {t['router_seconds'] * 1e3:.1f} ms per image = {t['ratio']:.1%} of the fidelity preset ({t['fidelity_seconds']:.2f} s)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
