@@ -22,12 +22,14 @@ T_LO = 0.02
 DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.0 - T_LO) / T_LO))
 
 
-# The prior variants a weights file may hold, named by the input each serves: "clean" (SPAN as
-# released, bicubic-like LR) and "real" (fine-tuned in stage 0 on noisy/blurred/JPEG LR). The
-# training data's degradation kinds map onto them.
-PRIOR_INPUTS = ("clean", "real")
+# The prior variants a weights file may hold: "clean" (SPAN as released, bicubic-like LR), "real"
+# (fine-tuned in stage 0 on noisy/blurred/JPEG LR, for PSNR) and "texture" (the real prior
+# fine-tuned further with the adversarial recipe, for the look of multi-step runs on real inputs).
+# An input is of one of two kinds; the training data's degradation kinds map onto them.
+PRIOR_INPUTS = ("clean", "real", "texture")
+INPUT_KINDS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
-INPUT_CHOICES = ("auto", *PRIOR_INPUTS)  # --input: a prior by name; auto = per image (engine/route.py)
+INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.py)
 
 
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
@@ -197,6 +199,15 @@ class SamplerConfig:
             raise ConfigError(f"solver must be euler, heun or dpmpp2m, got {self.solver!r}")
         if self.shift <= 0:
             raise ConfigError(f"shift must be > 0, got {self.shift}")
+
+
+def prior_for(input_kind: str, sampler: SamplerConfig, available: tuple[str, ...]) -> str:
+    """The prior that serves an input of `input_kind` in a `sampler` run: the texture prior for
+    real inputs of a multi-step (perceptual) run when the weights have one, else the input's own
+    (fidelity stays with the PSNR-best prior)."""
+    if input_kind == "real" and sampler.steps > 1 and "texture" in available:
+        return "texture"
+    return input_kind
 
 
 PRESETS: dict[str, SamplerConfig] = {

@@ -71,18 +71,18 @@ def noise_router() -> Router:
 
 @pytest.fixture(scope="module")
 def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny weights with a clean and a real prior (different seeds) and the noise gate."""
+    """Tiny weights with a clean, a real and a texture prior and the noise gate."""
     from linearsr_cli.config import tiny_model_config
     from linearsr_cli.nn.dit import LinearSR
 
-    cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real"), (0,))
+    cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real", "texture"), (0,))
     import dataclasses
 
     cfg = dataclasses.replace(cfg, prior_channels=6, prior_blocks=1, bare_experts=(0,))
     torch.manual_seed(0)
     model = LinearSR(cfg)
     record = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
-    model.prior_records = {"clean": record, "real": record}
+    model.prior_records = {"clean": record, "real": record, "texture": record}
     model.router_record = noise_router().to_dict()
     path = tmp_path_factory.mktemp("w") / "prior.safetensors"
     save_weights(path, model)
@@ -112,3 +112,24 @@ def test_upscale_auto_routes_each_image_and_says_why(prior_weights: Path, tmp_pa
                                       str(prior_weights), "--json", "--tags", "off", "--input", "real"])
     rec = json.loads(forced.stdout.splitlines()[0])
     assert rec["input_kind"] == "real" and rec["input_why"] == "--input"
+
+
+def test_texture_prior_serves_real_inputs_of_multistep_runs_only(prior_weights: Path, tmp_path: Path) -> None:
+    from linearsr_cli.config import SamplerConfig, prior_for
+
+    have = ("clean", "real", "texture")
+    assert prior_for("real", SamplerConfig(steps=4), have) == "texture"
+    assert prior_for("real", SamplerConfig(steps=1), have) == "real"
+    assert prior_for("clean", SamplerConfig(steps=4), have) == "clean"
+    assert prior_for("real", SamplerConfig(steps=4), ("clean", "real")) == "real"
+    src = tmp_path / "in.png"
+    Image.fromarray((synthetic_photo(16, 16, 2) * 255).astype(np.uint8)).save(src)
+    out = {}
+    for steps in ("1", "2"):
+        result = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / f"o{steps}.png"), "--weights",
+                                          str(prior_weights), "--json", "--tags", "off", "--input", "real",
+                                          "--steps", steps])
+        assert result.exit_code == 0, result.output
+        out[steps] = json.loads(result.stdout.splitlines()[0])
+    assert out["1"]["prior"] == "real" and out["2"]["prior"] == "texture"
+    assert out["1"]["input_kind"] == out["2"]["input_kind"] == "real"

@@ -114,7 +114,8 @@ class FileRecord:
     tags: list[str] = field(default_factory=list)
     tag_source: str | None = None
     input_kind: str | None = None  # the prior that served it ("clean"/"real"); None without one
-    input_why: str | None = None  # why that prior: "--input", or the evidence --input auto saw
+    input_why: str | None = None  # why: "--input", or the evidence --input auto saw
+    prior: str | None = None  # the prior that served it: clean, real, or texture (real inputs, multi-step)
     passes: list[int] | None = None  # the native model passes, e.g. [4, 2] for --outscale 6
     tta: bool = False
     error: str | None = None
@@ -407,7 +408,7 @@ class Batch:
         chain = [self.models[scale] for scale in passes]
         rgb, route = upscale_chain(chain, img.rgb, self.sampler, tags=tags, input_kind=self.input_kind,
                                    jpeg_quality=img.jpeg_quality, tta=self.tta, progress=progress)
-        record.input_kind, record.input_why = route.input, route.why or None
+        record.input_kind, record.input_why, record.prior = route.input, route.why or None, route.prior
         if record.tag_source is None:
             record.tag_source = "unused" if tags_on else "off"
         total = math.prod(passes)

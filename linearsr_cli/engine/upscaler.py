@@ -15,8 +15,9 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              the tile and retries that evaluation (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
              output stay float32 (a prior always runs in fp32).
-    input:   `input_kind` names the prior that serves this image ("clean" or "real", see
-             config.PRIOR_INPUTS) for weights that carry priors; None = the file's first prior.
+    input:   `input_kind` names the prior that serves this image ("clean", "real" or "texture",
+             see config.PRIOR_INPUTS; `choose_input` picks it) for weights that carry priors;
+             None = the file's first prior.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from torch import Tensor
 
 import linearsr_cli
 from linearsr_cli.checkpoints import WeightsInfo, load_weights, read_info
-from linearsr_cli.config import DEFAULT_PRESET, PRESETS, ModelConfig, SamplerConfig, TileConfig
+from linearsr_cli.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    ModelConfig,
+    SamplerConfig,
+    TileConfig,
+    prior_for,
+)
 from linearsr_cli.engine.device import (
     DevicePlan,
     available_devices,
@@ -59,9 +67,11 @@ DEFAULT_SCALE = 4
 
 @dataclasses.dataclass(frozen=True)
 class Route:
-    """The prior that served an image ("clean"/"real"; None for weights without one) and why."""
+    """What kind of input an image is ("clean"/"real"), the prior that served it ("clean",
+    "real" or "texture"; None for weights without priors) and why."""
 
     input: str | None
+    prior: str | None
     why: str
 
 
@@ -177,21 +187,28 @@ class Upscaler:
         bare = self.cfg.bare_experts
         return any(self.model.expert_index(t) not in bare for t in evaluation_times(sampler))
 
-    def choose_input(self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None) -> Route:
-        """The prior that serves the image `lr` (3, h, w), and why: `requested` ("clean"/"real")
-        when the weights have it (else ConfigError); for "auto", the weights' router decides from
-        the image's evidence (engine/route.py; `jpeg_quality` is what its file says) or, for
-        weights without a router, the file's first prior. Route(None, "") without a prior."""
+    def choose_input(
+        self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
+        sampler: SamplerConfig | None = None,
+    ) -> Route:
+        """Which kind of input the image `lr` (3, h, w) is, the prior that serves it in a `sampler`
+        run (config.prior_for: the texture prior for real inputs of multi-step runs, when the
+        weights have one), and why: `requested` ("clean"/"real") when the weights have that prior
+        (else ConfigError); for "auto", the weights' router decides from the image's evidence
+        (engine/route.py; `jpeg_quality` is what its file says) or, for weights without a
+        router, the file's first prior. Route(None, None, "") without a prior."""
         if not self.cfg.has_prior:
             if requested != "auto":
                 self.input_index(requested)  # raises: no prior to choose
-            return Route(None, "")
+            return Route(None, None, "")
         if requested != "auto":
             self.input_index(requested)  # validates the name
-            return Route(requested, "--input")
-        if self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
-            return Route(*self.router.choose(measure(lr, jpeg_quality)))
-        return Route(self.cfg.prior_inputs[0], "the weights' first prior (they have no router)")
+            kind, why = requested, "--input"
+        elif self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
+            kind, why = self.router.choose(measure(lr, jpeg_quality))
+        else:
+            kind, why = self.cfg.prior_inputs[0], "the weights' first prior (they have no router)"
+        return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why)
 
     def input_index(self, input_kind: str | None) -> Tensor | None:
         """The (1,) prior index for `input_kind`; ConfigError for a name the weights lack."""
@@ -356,14 +373,15 @@ def upscale_chain(
     pass uses `input_kind` (auto: its router looks at `lr`, and `jpeg_quality` of its file);
     later ones see a clean image and get the clean prior. `tags` returns the input's tag tokens;
     it is called only if a pass can use them."""
-    out, first = lr, Route(None, "")
+    out, first = lr, Route(None, None, "")
     for index, up in enumerate(chain):
         if index == 0:
-            route = first = up.choose_input(input_kind, lr, jpeg_quality)
+            route = first = up.choose_input(input_kind, lr, jpeg_quality, sampler)
         else:  # a later pass sees the clean output of the one before
-            route = Route(up.cfg.prior_inputs[0] if up.cfg.has_prior else None, "a later pass")
+            clean = up.cfg.prior_inputs[0] if up.cfg.has_prior else None
+            route = Route(clean, clean, "a later pass")
         tokens, mask = tags() if tags is not None and up.uses_tags(sampler) else (None, None)
-        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=route.input, tta=tta)
+        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=route.prior, tta=tta)
     return out, first
 
 

@@ -342,7 +342,7 @@ class MethodRunner:
         chain = [self._upscaler] * len(self._passes)
         sr, route = upscale_chain(chain, lr_t, sampler, tags=lambda: self._tags(lr_t),
                                   input_kind=self.cfg.input_kind, tta=self.cfg.tta)
-        self.last_input, self.last_why = route.input, route.why
+        self.last_input, self.last_why = route.input, f"{route.why}; prior {route.prior}"
         size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
         return resample(sr, None, size)[0].numpy()
 
