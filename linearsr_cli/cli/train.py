@@ -248,6 +248,28 @@ def train_export(
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
+@train_app.command("revise")
+def train_revise(
+    weights: Annotated[str, typer.Argument(help="The weights file to start from.")],
+    out: Annotated[str, typer.Option(help="Weights file to write.")],
+    prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint) or a released SPAN name; repeatable.")] = [],  # noqa: B006
+    dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+) -> None:
+    """Write a weights file again with priors added or replaced; experts, router and the other priors are kept."""
+    from linearsr_cli.errors import ConfigError, LinearSRError
+    from linearsr_cli.train.recipe import revise_weights
+
+    try:
+        pairs = dict(p.split("=", 1) for p in prior if "=" in p)
+        if len(pairs) != len(prior):
+            raise ConfigError("--prior takes NAME=PRIOR, e.g. --prior texture=runs/tex/gan/ckpt-0001000.safetensors")
+        path = revise_weights(Path(weights), Path(out), priors=pairs, dtype=dtype,
+                              note=", ".join(f"{k} prior from {v}" for k, v in pairs.items()))
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 @train_app.command("router")
 def train_router(
     weights: Annotated[str, typer.Argument(help="A weights file with a clean and a real prior.")],

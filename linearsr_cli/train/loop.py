@@ -391,7 +391,9 @@ class StepOutcome:
     """What one training step's objective returns to `fit`."""
 
     loss: Tensor  # the scalar backward() sees
-    value: float  # the guarded value (the global batch's loss under DDP)
+    value: float  # the guarded value (the global batch's loss under DDP): the reconstruction
+    # terms only; the adversarial term swings by design (a confident critic), and a collapse
+    # shows in the reconstruction terms, the gradient norm or the critic's loss
     logs: dict[str, float] = field(default_factory=dict)  # extra per-step log values
     real: Tensor | None = None  # for the critic's update after the generator step: real HR ...
     fake: Tensor | None = None  # ... and the generator's output (detached there)
@@ -475,6 +477,8 @@ def fit(
         scaler.step(run.opt)
         scaler.update()
         logs = {"step": run.step + 1, "loss": out.value, **out.logs, "grad_norm": grad_norm}
+        if run.critic is not None:
+            logs["total"] = float(out.loss.detach())  # with the adversarial term
         if run.critic is not None and out.real is not None and out.fake is not None:
             logs.update(run.critic.update(out.real, out.fake))
             if not math.isfinite(logs["d_loss"]):
@@ -556,12 +560,13 @@ def train(
             term = perceptual(sr[:k], target[:k]).mean()
             loss = loss + cfg.lpips_weight * term
             logs["lpips"] = float(term.detach())
+        guarded = loss.detach()
         if run.critic is not None:
             assert sr is not None
             term = run.critic.generator_loss(sr)
             loss = loss + cfg.gan_weight * term
             logs["g_adv"] = float(term.detach())
-        return StepOutcome(loss, _global_mean(loss.detach(), world), logs, real=hr, fake=sr)
+        return StepOutcome(loss, _global_mean(guarded, world), logs, real=hr, fake=sr)
 
     def save_checkpoint() -> tuple[Path, dict[str, Any]]:
         ema_model = run.ema_model()

@@ -134,11 +134,12 @@ def train_prior(
             term = F.l1_loss(out, teacher(run.step).to(device))
             loss = loss + cfg.distill_weight * term
             logs["distill"] = float(term.detach())
+        guarded = float(loss.detach())  # the reconstruction terms (StepOutcome.value)
         if run.critic is not None:
             term = run.critic.generator_loss(out)
             loss = loss + cfg.gan_weight * term
             logs["g_adv"] = float(term.detach())
-        return StepOutcome(loss, float(loss.detach()), logs, real=hr, fake=out)
+        return StepOutcome(loss, guarded, logs, real=hr, fake=out)
 
     def save_checkpoint() -> tuple[Path, dict[str, Any]]:
         ema = run.ema_model()
