@@ -327,6 +327,9 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
         stage0=quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3),
         prior=str(_tiny_prior(tmp_path / "span.safetensors")), prior_crop=32,
         val_size=32, val_count=1, export_dtype="fp16",
+        texture=quick_cfg(steps=6, ckpt_every=2, batch_size=2, lr=1e-3, lpips_weight=0.5, lpips_samples=0,
+                          gan_weight=0.1, usm_target=True, disc_channels=4),
+        router_crops=6, router_crop=32,
     )
     done = run_recipe(tmp_path / "run", cfg)
     assert done.done and "stage0" in done.phases
@@ -335,7 +338,13 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
     real, record = load_prior(tmp_path / "run" / "stage0" / "ckpt-0000002.safetensors")
     assert record["fine_tuning"][-1]["step"] == 2 and set(record["fine_tuning"][-1]["val_psnr"]) == {"bicubic", "realistic"}
     model, info = load_weights(done.weights)
-    assert info.config.prior_inputs == ("clean", "real") and info.config.prior_experts == (0,)
+    assert info.config.prior_inputs == ("clean", "real", "texture") and info.config.prior_experts == (0,)
+    knee = json.loads((tmp_path / "run" / "texture-knee.json").read_text())["knee"]["path"]
+    texture, _ = load_prior(knee)
+    for k, v in texture.state_dict().items():
+        assert torch.equal(model.priors["texture"].state_dict()[k], v)
+    assert "GAN 0.1" in info.priors["texture"]["fine_tuning"][-1]["what"]
+    assert info.router["fitted"]["crops"] == 6 and model.router_record == info.router
     assert info.priors["real"]["fine_tuning"][-1]["stage"] == 0 and info.priors["clean"]["licence"] == "Apache-2.0"
     for k, v in real.state_dict().items():
         assert torch.equal(model.priors["real"].state_dict()[k], v)  # fp32 inside an fp16 export

@@ -306,6 +306,8 @@ def train_recipe(
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
     crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
     steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
+    texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.steps,
+    router_crops: Annotated[int, typer.Option(help="Training crops that --input auto's router is fitted on (0 = no router).")] = SHIP.router_crops,
     steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.steps,
     steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.steps,
     lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.lr,
@@ -321,7 +323,7 @@ def train_recipe(
     val_count: ValCount = SHIP.val_count, seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
     *, arch: dict,
 ) -> None:
-    """The whole recipe, resumable: stage 0 (prior) -> stage 1 -> ESGF knee -> stage 2 per expert -> export.
+    """The whole recipe, resumable: stage 0 (prior) -> texture prior -> stage 1 -> ESGF knee -> stage 2 per expert -> export (+ router).
     The defaults are the shipped model's recipe."""
     import shlex
     import sys
@@ -340,6 +342,8 @@ def train_recipe(
                           p_one=p_one, lpips_weight=lpips_weight),
             export_dtype=export_dtype, val_size=val_size, val_count=val_count,
             train_structure_expert=train_structure_expert,
+            texture=dataclasses.replace(SHIP.texture, steps=texture_steps, precision=precision, seed=seed),
+            router_crops=router_crops,
         )
         reporter = _reporter(quiet, json_lines)
         notify = (lambda _msg: None) if quiet or json_lines else (lambda msg: typer.echo(msg, err=True))

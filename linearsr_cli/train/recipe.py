@@ -423,6 +423,18 @@ class RecipeConfig:
     # measured (weights/MODEL_CARD.md): a DiT correction on top of the prior adds nothing, so the
     # structure expert is the prior alone unless asked to train one
     train_structure_expert: bool = False
+    # the texture prior: the real prior fine-tuned further on realistic crops with the Real-ESRGAN
+    # recipe (L1 1 + ST-LPIPS 1 + GAN 0.1 on unsharp-masked HR, EMA); the ESGF knee of its run
+    # serves real inputs of multi-step runs (config.prior_for). steps = 0: no texture prior.
+    texture: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=1000, batch_size=4, lr=1e-4, warmup=0, ckpt_every=100, l1_weight=1.0, lpips_weight=1.0,
+            lpips_samples=0, gan_weight=0.1, usm_target=True,
+        )
+    )
+    texture_degradation: str = "realistic"
+    router_crops: int = 400  # --input auto's gate, fitted on this many training crops (0 = none) ...
+    router_crop: int = 512  # ... of this HR side (the held-out evaluation crops' size)
 
     def __post_init__(self) -> None:
         if self.init not in ("knee", "last"):
@@ -446,6 +458,10 @@ class RecipeConfig:
             "prior_crop": self.prior_crop,
             "prior_degradation": self.prior_degradation,
             "train_structure_expert": self.train_structure_expert,
+            "texture": self.texture.to_dict(),
+            "texture_degradation": self.texture_degradation,
+            "router_crops": self.router_crops,
+            "router_crop": self.router_crop,
         }
 
     @classmethod
@@ -456,8 +472,10 @@ class RecipeConfig:
             stage1=TrainConfig.from_dict(d["stage1"]),
             stage2=TrainConfig.from_dict(d["stage2"]),
             **{k: d[k] for k in ("init", "tags", "export_dtype", "val_size", "val_count")},
-            **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation", "train_structure_expert") if k in d},
+            **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation", "train_structure_expert",
+                                 "texture_degradation", "router_crops", "router_crop") if k in d},
             **({"stage0": TrainConfig.from_dict(d["stage0"])} if "stage0" in d else {}),
+            **({"texture": TrainConfig.from_dict(d["texture"])} if "texture" in d else {}),
         )
 
     @property
@@ -555,6 +573,20 @@ def run_recipe(
         _save_state(out, state)
     priors = {"clean": cfg.prior, "real": str(final_checkpoint(out / "stage0"))} if cfg.prior else None
 
+    texture = cfg.prior and cfg.texture.steps > 0
+    if texture and "texture" not in phases:
+        note(f"texture prior: the real prior, {cfg.texture.steps} adversarial steps on {cfg.texture_degradation} crops")
+        data = dataclasses.replace(cfg.prior_data, degradation=cfg.texture_degradation)
+        r = run_stage0(priors["real"], data, cfg.texture, out / "texture", val_size=cfg.val_size,
+                       val_count=cfg.val_count, device=device, deadline=deadline, reporter=reporter)
+        if (p := paused(r, "texture prior")) is not None:
+            return p
+        sel = select_knee(out / "texture")
+        (out / "texture-knee.json").write_text(json.dumps(sel.to_json(), indent=1))
+        phases["texture"] = {"knee": str(sel.knee_path)}
+        note(f"ESGF: the texture run's knee is step {sel.probes[sel.report.knee].step}")
+        _save_state(out, state)
+
     if phases.get("stage1") != "done":
         note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
         r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
@@ -601,6 +633,17 @@ def run_recipe(
         experts = [final_checkpoint(out / "stage2" / f"expert{e}") for e in range(n)]
         prov = {**provenance, "init_checkpoint": phases["knee"]["chosen"]}
         export_model(experts, weights, dtype=cfg.export_dtype, provenance=prov)
+        if texture:
+            revise_weights(weights, weights, priors={"texture": phases["texture"]["knee"]}, dtype=cfg.export_dtype,
+                           note="the texture prior: the knee of the texture run")
+        if cfg.prior and cfg.router_crops > 0:
+            from linearsr_cli.train.router import fit, router_samples
+
+            model, _ = load_weights(weights)
+            data = dataclasses.replace(cfg.data, crop=cfg.router_crop)
+            router = fit(router_samples(model, data, cfg.router_crops), data)
+            revise_weights(weights, weights, router=router.to_dict(), dtype=cfg.export_dtype,
+                           note=f"router fitted on {cfg.router_crops} training crops")
         phases["export"] = "done"
         _save_state(out, state)
         note(f"exported {weights} ({weights.stat().st_size / 1e6:.1f} MB, {cfg.export_dtype})")
