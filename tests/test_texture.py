@@ -138,3 +138,23 @@ def test_distillation_needs_a_teacher_and_records_it(photos: Path, tmp_path: Pat
     _, record = load_prior(tmp_path / "d" / "ckpt-0000002.safetensors")
     assert record["fine_tuning"][-1]["teacher"]["teacher"] == "Real-ESRGAN x4plus"
     assert "distill" in read_log(tmp_path / "d")[-1]
+
+
+def test_a_wild_gradient_is_skipped_not_followed() -> None:
+    from linearsr_cli.train.loop import _is_spike
+
+    cfg = quick_cfg(spike_factor=20.0, spike_window=50)
+    calm = [5.0 + 0.1 * i for i in range(30)]
+    assert not _is_spike(300.0, calm[:10], cfg)  # too little history to judge
+    assert _is_spike(330.0, calm, cfg) and not _is_spike(60.0, calm, cfg)
+
+
+def test_critic_learning_rate_follows_the_run_on_resume(photos: Path, tmp_path: Path) -> None:
+    batches = DatasetBatches(PairDataset(data_cfg(photos), "train"), 2)
+    train_prior(tiny_span(), dict(RECORD), batches, gan_cfg(steps=3), tmp_path / "run")
+    from linearsr_cli.train.loop import RunState
+
+    run = RunState(tiny_span(), gan_cfg(disc_lr=3e-4), torch.device("cpu"))
+    run.resume_or_reset(tmp_path / "run")
+    assert run.step == 3 and run.critic is not None
+    assert all(g["lr"] == 3e-4 for g in run.critic.opt.param_groups)

@@ -54,6 +54,7 @@ class Critic:
             torch.manual_seed(seed + 7919)  # the critic's init must not shift the run's RNG
             self.net = UNetDiscriminator(cfg).to(device).train()
         self.cfg = cfg
+        self.lr = lr
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.9, 0.99))
 
     def generator_loss(self, fake: Tensor) -> Tensor:
@@ -105,3 +106,5 @@ class Critic:
                 _, _, idx, key = k.split(".", 3)
                 state.setdefault(int(idx), {})[key] = v.to(device) if v.ndim else v
         self.opt.load_state_dict({"state": state, "param_groups": param_groups})
+        for group in self.opt.param_groups:  # the run's configured rate, also when it changed on resume
+            group["lr"] = self.lr

@@ -275,6 +275,7 @@ class RunState:
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.step = 0
         self.recent: list[float] = []
+        self.recent_grads: list[float] = []  # gradient norms of the last spike_window steps
         self.critic: Critic | None = None
         if cfg.gan_weight > 0:
             self.critic = Critic(DiscriminatorConfig(channels=cfg.disc_channels), lr=cfg.disc_lr, device=device,
@@ -299,6 +300,7 @@ class RunState:
             "checkpoint": ckpt.name,
             "param_groups": opt_state["param_groups"],
             "recent_losses": self.recent,
+            "recent_grad_norms": self.recent_grads,
             "train_config": self.cfg.to_dict(),
             **extra,
         }
@@ -362,6 +364,7 @@ class RunState:
             torch.set_rng_state(tensors["rng.torch"])
             self.step = int(meta["step"])
             self.recent = [float(v) for v in meta.get("recent_losses", [])]
+            self.recent_grads = [float(v) for v in meta.get("recent_grad_norms", [])]
         except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
             raise TrainingError(f"{st_path}: cannot resume from this state: {exc}") from None
 
@@ -372,6 +375,14 @@ def _trim_log(log: Path, step: int) -> None:
         return
     keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     log.write_text("".join(f"{ln}\n" for ln in keep))
+
+
+def _is_spike(grad_norm: float, recent: Sequence[float], cfg: TrainConfig) -> bool:
+    """A gradient norm above spike_factor x the median of the recent ones (once there are 20)."""
+    if len(recent) < min(cfg.spike_window, 20):
+        return False
+    med = sorted(recent)[len(recent) // 2]
+    return med > 0 and grad_norm > cfg.spike_factor * med
 
 
 def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:
@@ -454,6 +465,9 @@ def fit(
 
     def diverge(value: float, reason: str) -> TrainingError:
         run.opt.zero_grad(set_to_none=True)
+        if writer:  # the steps since the last checkpoint, for the post-mortem (a resume trims them)
+            with log.open("a") as fh:
+                fh.writelines(json.dumps(p) + "\n" for p in run.pending)
         _record_divergence(run_dir, run.step, value, reason, run.last_ckpt)
         last = run.last_ckpt if run.last_ckpt else "none (no checkpoint yet)"
         return TrainingError(f"{name} diverged at step {run.step}: {reason}; stopped cleanly, last good checkpoint: {last}")
@@ -474,12 +488,19 @@ def fit(
                 reason = f"gradient norm is {grad_norm}"
         if reason:
             raise diverge(out.value, reason)
-        scaler.step(run.opt)
-        scaler.update()
         logs = {"step": run.step + 1, "loss": out.value, **out.logs, "grad_norm": grad_norm}
         if run.critic is not None:
             logs["total"] = float(out.loss.detach())  # with the adversarial term
-        if run.critic is not None and out.real is not None and out.fake is not None:
+        skip = math.isfinite(grad_norm) and _is_spike(grad_norm, run.recent_grads, cfg)
+        if math.isfinite(grad_norm):
+            run.recent_grads = (run.recent_grads + [grad_norm])[-cfg.spike_window :]
+        if skip:  # one wild gradient (seen in adversarial runs) is not followed: no update this step
+            logs["skipped"] = 1.0
+            run.opt.zero_grad(set_to_none=True)
+        else:
+            scaler.step(run.opt)
+            scaler.update()
+        if not skip and run.critic is not None and out.real is not None and out.fake is not None:
             logs.update(run.critic.update(out.real, out.fake))
             if not math.isfinite(logs["d_loss"]):
                 raise diverge(logs["d_loss"], f"discriminator loss is {logs['d_loss']}")
