@@ -279,17 +279,25 @@ def train_router(
     crop: Annotated[int, typer.Option(help="HR crop side of the fitting crops.")] = 512,
     seed: Seed = 0,
     dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+    samples: Annotated[str, typer.Option(help="JSON of the fitting crops' evidence and gains: read it if it exists (no recomputation), else write it.")] = "",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import load_weights
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import revise_weights
-    from linearsr_cli.train.router import fit, router_samples
+    from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
 
     try:
         model, info = load_weights(weights)
         cfg = _data(data, crop, info.config.scale, "mixed", seed)
-        router = fit(router_samples(model, cfg, count), cfg)
+        if samples and Path(samples).is_file():
+            crops = load_samples(samples)
+        else:
+            crops = router_samples(model, cfg, count)
+            if samples:
+                save_samples(crops, samples)
+        count = len(crops)
+        router = fit(crops, cfg)
         path = revise_weights(Path(weights), Path(out), router=router.to_dict(), dtype=dtype,
                               note=f"router fitted on {count} training crops")
     except LinearSRError as exc:

@@ -378,8 +378,8 @@ def _trim_log(log: Path, step: int) -> None:
 
 
 def _is_spike(grad_norm: float, recent: Sequence[float], cfg: TrainConfig) -> bool:
-    """A gradient norm above spike_factor x the median of the recent ones (once there are 20)."""
-    if len(recent) < min(cfg.spike_window, 20):
+    """A gradient norm above spike_factor x the median of the recent ones (once there are 10)."""
+    if len(recent) < min(cfg.spike_window, 10):
         return False
     med = sorted(recent)[len(recent) // 2]
     return med > 0 and grad_norm > cfg.spike_factor * med

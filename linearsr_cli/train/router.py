@@ -61,6 +61,24 @@ def router_samples(
     return out
 
 
+def save_samples(samples: list[RouterSample], path: str) -> None:
+    """The fitting crops' evidence and gains as JSON (to refit or study without recomputing)."""
+    import json
+    from pathlib import Path
+
+    rows = [{"evidence": dataclasses.asdict(s.evidence), "gain": s.gain, "kind": s.kind,
+             "jpeg_quality": s.jpeg_quality} for s in samples]
+    Path(path).write_text(json.dumps(rows))
+
+
+def load_samples(path: str) -> list[RouterSample]:
+    import json
+    from pathlib import Path
+
+    rows = json.loads(Path(path).read_text())
+    return [RouterSample(Evidence(**r["evidence"]), float(r["gain"]), r["kind"], r["jpeg_quality"]) for r in rows]
+
+
 def fit(samples: list[RouterSample], data: DataConfig) -> Router:
     """The gate fitted on `samples`, with a record of how."""
     router = fit_router([s.evidence for s in samples], [s.gain for s in samples])
