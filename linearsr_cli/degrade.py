@@ -18,6 +18,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.special import j1
 
 from linearsr_cli.errors import ConfigError
@@ -179,6 +180,23 @@ def gaussian_kernel(
     quad = inv[0, 0] * xx * xx + (inv[0, 1] + inv[1, 0]) * xx * yy + inv[1, 1] * yy * yy
     k = np.exp(-0.5 * np.power(quad, beta))
     return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, C, H, W) tensor with reflect padding (radius 3 sigma, cut
+    to what reflect padding allows on tiny images)."""
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (r / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
+    if pad < radius:  # tiny images: crop the kernel to what reflect padding allows
+        k = k[radius - pad : radius + pad + 1] / k[radius - pad : radius + pad + 1].sum()
+    y = F.pad(x, (pad, pad, 0, 0), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # (B, C, H, W)
+    y = F.pad(y, (0, 0, pad, pad), mode="reflect")
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # (B, C, H, W)
 
 
 def sinc_kernel(size: int, cutoff: float) -> np.ndarray:

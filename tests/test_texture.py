@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from linearsr_cli.config import tiny_model_config
+from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import scan_checkpoints
 from linearsr_cli.nn.discriminator import DiscriminatorConfig, UNetDiscriminator
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.nn.span import Span, SpanConfig
 from linearsr_cli.priors import load_prior
-from linearsr_cli.train.adversarial import gaussian_blur, unsharp_mask
+from linearsr_cli.train.adversarial import unsharp_mask
 from linearsr_cli.train.data import PairDataset, validation_pairs
 from linearsr_cli.train.loop import DatasetBatches, read_log, train
 from linearsr_cli.train.prior import train_prior

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import WeightsError
 
 FEATURES = ("noise", "blockiness", "detail", "jpeg")
@@ -66,17 +67,6 @@ def _luma(rgb: Tensor) -> Tensor:
     return (rgb.float().cpu() * w).sum(0)[None, None] * 255.0
 
 
-def _blur(y: Tensor, sigma: float) -> Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (r / sigma) ** 2)
-    k = k / k.sum()
-    pad = min(radius, y.shape[-1] - 1, y.shape[-2] - 1)
-    k = k[radius - pad : radius + pad + 1] / k[radius - pad : radius + pad + 1].sum()
-    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
-
-
 def noise_sigma(y: Tensor) -> float:
     """Immerkaer (1996): sigma = sqrt(pi/2) / (6 (W-2)(H-2)) * sum |y * M| for the 3x3 kernel
     M = [[1,-2,1],[-2,4,-2],[1,-2,1]]; y (1, 1, h, w) luma."""
@@ -105,8 +95,8 @@ def blockiness(y: Tensor, block: int = 8) -> float:
 
 def detail(y: Tensor) -> float:
     """log(mean |y - blur_0.7(y)| / mean |y - blur_2(y)|): fine over coarse detail energy."""
-    fine = (y - _blur(y, 0.7)).abs().mean()
-    coarse = (y - _blur(y, 2.0)).abs().mean()
+    fine = (y - gaussian_blur(y, 0.7)).abs().mean()
+    coarse = (y - gaussian_blur(y, 2.0)).abs().mean()
     return float(math.log((fine + 1e-3) / (coarse + 1e-3)))
 
 

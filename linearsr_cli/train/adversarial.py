@@ -18,23 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.nn.discriminator import DiscriminatorConfig, UNetDiscriminator
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with reflect padding (radius 3 sigma)."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (r / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    if pad < radius:  # tiny images: crop the kernel to what reflect padding allows
-        k = k[radius - pad : radius + pad + 1] / k[radius - pad : radius + pad + 1].sum()
-    y = F.pad(x, (pad, pad, 0, 0), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # (B, C, H, W)
-    y = F.pad(y, (0, 0, pad, pad), mode="reflect")
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # (B, C, H, W)
 
 
 def unsharp_mask(x: Tensor, *, weight: float = 0.5, sigma: float = 2.0, threshold: float = 10 / 255) -> Tensor:
