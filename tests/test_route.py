@@ -22,6 +22,11 @@ from linearsr_cli.imageio import decode_image
 from tests.conftest import synthetic_photo
 
 
+def ev(noise: float, blockiness: float = 0.0, detail: float = 0.0, q: int | None = None) -> Evidence:
+    """Evidence with the same noise everywhere and in flat areas."""
+    return Evidence(noise, noise, blockiness, detail, q)
+
+
 def photo(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(synthetic_photo(h, w, seed).transpose(2, 0, 1).copy())
 
@@ -30,11 +35,12 @@ def test_evidence_sees_noise_blocks_and_blur() -> None:
     clean = photo()
     noisy = (clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert measure(noisy).noise > measure(clean).noise + 3
+    assert measure(noisy).flat_noise > measure(clean).flat_noise + 2
     blocky = torch.from_numpy(jpeg_roundtrip(clean.permute(1, 2, 0).numpy(), 10)).permute(2, 0, 1)
     assert measure(blocky).blockiness > measure(clean).blockiness + 0.1
     blurred = torch.nn.functional.avg_pool2d(clean[None], 3, 1, 1, count_include_pad=False)[0]
     assert measure(blurred).detail < measure(clean).detail
-    assert Evidence(1, 0, 0, 72).jpeg == pytest.approx(23 / 30) and Evidence(1, 0, 0, 98).jpeg == 0
+    assert ev(1, q=72).jpeg == pytest.approx(23 / 30) and ev(1, q=98).jpeg == 0
 
 
 def test_jpeg_quality_comes_from_the_file() -> None:
@@ -48,25 +54,25 @@ def test_jpeg_quality_comes_from_the_file() -> None:
 
 def test_gate_minimises_regret_not_mistakes() -> None:
     rng = np.random.default_rng(0)
-    ev, gain = [], []
+    evs, gain = [], []
     for _ in range(200):
         degraded = rng.random() < 0.5
         noise = rng.normal(6 if degraded else 2, 1)
-        ev.append(Evidence(noise, rng.normal(0, 0.1), rng.normal(0, 0.1)))
+        evs.append(ev(noise, rng.normal(0, 0.1), rng.normal(0, 0.1)))
         gain.append(rng.uniform(0.5, 4) if degraded else -rng.uniform(0.2, 2))
-    router = fit_router(ev, gain)
+    router = fit_router(evs, gain)
     assert router.fitted["train_regret_db"] < 0.05
-    assert router.choose(Evidence(8, 0, 0))[0] == "real" and router.choose(Evidence(1, 0, 0))[0] == "clean"
-    assert "noise σ≈8.0" in router.choose(Evidence(8, 0, 0))[1]
+    assert router.choose(ev(8))[0] == "real" and router.choose(ev(1))[0] == "clean"
+    assert "noise σ≈8.0 (flat areas)" in router.choose(ev(8))[1]
     again = Router.from_dict(json.loads(json.dumps(router.to_dict())))
-    assert again.choose(Evidence(5, 0.1, 0.2)) == router.choose(Evidence(5, 0.1, 0.2))
+    assert again.choose(ev(5, 0.1, 0.2)) == router.choose(ev(5, 0.1, 0.2))
     with pytest.raises(WeightsError, match="router"):
         Router.from_dict({"features": ["noise"], "weights": [1], "bias": 0, "mean": [0], "scale": [1]})
 
 
 def noise_router() -> Router:
     """A gate that routes by noise and the file's JPEG quality: real above sigma 10 or below q 85."""
-    return Router((1.0, 0.0, 0.0, 30.0), -10.0, (0.0,) * 4, (1.0,) * 4)
+    return Router((1.0, 0.0, 0.0, 0.0, 30.0), -10.0, (0.0,) * 5, (1.0,) * 5)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_weights_carry_the_router(prior_weights: Path) -> None:
     assert read_info(prior_weights).router["bias"] == -10.0
     model, _ = load_weights(prior_weights)
-    assert Router.from_dict(model.router_record).choose(Evidence(12, 0, 0))[0] == "real"
+    assert Router.from_dict(model.router_record).choose(ev(12))[0] == "real"
 
 
 def test_upscale_auto_routes_each_image_and_says_why(prior_weights: Path, tmp_path: Path) -> None:

@@ -279,7 +279,7 @@ def train_router(
     crop: Annotated[int, typer.Option(help="HR crop side of the fitting crops.")] = 512,
     seed: Seed = 0,
     dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
-    samples: Annotated[str, typer.Option(help="JSON of the fitting crops' evidence and gains: read it if it exists (no recomputation), else write it.")] = "",
+    samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import load_weights

@@ -7,7 +7,8 @@ learned gate like the SNR router: a logistic model over a few measurements of th
 
 - `noise`: the luma noise sigma (8-bit units) by Immerkaer's estimator (J. Immerkaer, "Fast
   noise variance estimation", CVIU 1996): a Laplacian-difference kernel that cancels smooth
-  structure; image texture raises it too, which the other evidence sorts out;
+  structure; image texture raises it too, so also
+- `flat_noise`: the same over the flattest fifth of the image, where texture cannot pass for noise;
 - `blockiness`: log of the mean luma step across the 8x8 JPEG grid over the mean step inside
   the blocks (0 = no grid);
 - `detail`: log of fine over coarse detail energy, mean |x - blur_0.7(x)| / mean |x - blur_2(x)|;
@@ -34,7 +35,7 @@ from torch import Tensor
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import WeightsError
 
-FEATURES = ("noise", "blockiness", "detail", "jpeg")
+FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Evidence:
     """What an image says about how it was degraded (see the module docstring)."""
 
     noise: float
+    flat_noise: float
     blockiness: float
     detail: float
     jpeg_quality: int | None = None
@@ -57,7 +59,8 @@ class Evidence:
     def describe(self) -> str:
         """The evidence in words for a --json record: 'jpeg q=72, noise sigma=4.1, ...'."""
         parts = [f"jpeg q={self.jpeg_quality}"] if self.jpeg_quality is not None else []
-        parts += [f"noise σ≈{self.noise:.1f}", f"blockiness {self.blockiness:.2f}", f"detail {self.detail:.2f}"]
+        parts += [f"noise σ≈{self.flat_noise:.1f} (flat areas) / {self.noise:.1f}", f"blockiness {self.blockiness:.2f}",
+                  f"detail {self.detail:.2f}"]
         return ", ".join(parts)
 
 
@@ -67,14 +70,22 @@ def _luma(rgb: Tensor) -> Tensor:
     return (rgb.float().cpu() * w).sum(0)[None, None] * 255.0
 
 
-def noise_sigma(y: Tensor) -> float:
-    """Immerkaer (1996): sigma = sqrt(pi/2) / (6 (W-2)(H-2)) * sum |y * M| for the 3x3 kernel
-    M = [[1,-2,1],[-2,4,-2],[1,-2,1]]; y (1, 1, h, w) luma."""
+IMMERKAER = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3)
+
+
+def noise_sigmas(y: Tensor, flat_share: float = 0.2) -> tuple[float, float]:
+    """Immerkaer (1996): sigma = sqrt(pi/2) / 6 * mean |y * M| for the 3x3 kernel
+    M = [[1,-2,1],[-2,4,-2],[1,-2,1]] over the whole luma y (1, 1, h, w), and the same over its
+    flattest `flat_share` of pixels (smallest local gradient), where texture cannot pass for noise."""
     if min(y.shape[-2:]) < 3:
-        return 0.0
-    m = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3)
-    resp = F.conv2d(y, m)  # (1, 1, h-2, w-2)
-    return float(math.sqrt(math.pi / 2.0) / 6.0 * resp.abs().mean())
+        return 0.0, 0.0
+    resp = F.conv2d(y, IMMERKAER).abs().flatten()  # (h-2)(w-2)
+    grad = ((y[..., 1:-1, 2:] - y[..., 1:-1, :-2]).abs() + (y[..., 2:, 1:-1] - y[..., :-2, 1:-1]).abs())
+    grad = F.avg_pool2d(grad, 3, 1, 1, count_include_pad=False).flatten()  # local gradient, same size as inner
+    k = max(1, int(flat_share * grad.numel()))
+    flat = resp[torch.topk(grad, k, largest=False).indices]
+    c = math.sqrt(math.pi / 2.0) / 6.0
+    return float(c * resp.mean()), float(c * flat.mean())
 
 
 def blockiness(y: Tensor, block: int = 8) -> float:
@@ -103,7 +114,7 @@ def detail(y: Tensor) -> float:
 def measure(rgb: Tensor, jpeg_quality: int | None = None) -> Evidence:
     """The evidence of an LR image (3, h, w) in [0, 1] (what the router sees)."""
     y = _luma(rgb)
-    return Evidence(noise_sigma(y), blockiness(y), detail(y), jpeg_quality)
+    return Evidence(*noise_sigmas(y), blockiness(y), detail(y), jpeg_quality)
 
 
 @dataclass(frozen=True)

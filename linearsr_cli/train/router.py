@@ -11,12 +11,15 @@ prior over the clean one, each crop weighted by what a wrong route would lose.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
+from linearsr_cli.checkpoints import read_safetensors, write_safetensors
 from linearsr_cli.degrade import jpeg_roundtrip
 from linearsr_cli.engine.route import Evidence, Router, fit_router, measure
 from linearsr_cli.errors import ConfigError
@@ -24,20 +27,26 @@ from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.train.data import DataConfig, PairDataset
 
+SAMPLES_FORMAT = "linearsr-router-samples"
+
 
 @dataclasses.dataclass(frozen=True)
 class RouterSample:
-    evidence: Evidence
+    lr: torch.Tensor  # (3, h, w) the LR crop as the router sees it (after the JPEG save, if any)
     gain: float  # PSNR-Y(real prior) - PSNR-Y(clean prior), dB
     kind: str  # the degradation drawn: bicubic | realistic
     jpeg_quality: int | None
+
+    @property
+    def evidence(self) -> Evidence:
+        return measure(self.lr, self.jpeg_quality)
 
 
 def router_samples(
     model: LinearSR, data: DataConfig, count: int, *, progress: Callable[[int, int], None] | None = None
 ) -> list[RouterSample]:
-    """`count` training crops of `data` (degradation forced to mixed), each with its evidence and
-    the real prior's PSNR-Y gain over the clean prior's."""
+    """`count` training crops of `data` (degradation forced to mixed), each with the real prior's
+    PSNR-Y gain over the clean prior's."""
     if not {"clean", "real"} <= set(model.cfg.prior_inputs):
         raise ConfigError(f"the router chooses between a clean and a real prior; these weights have {model.cfg.prior_inputs}")
     dataset = PairDataset(dataclasses.replace(data, degradation="mixed"), "train")
@@ -55,28 +64,25 @@ def router_samples(
             for name in ("clean", "real"):
                 sr = model.priors[name](lr[None].float()).clamp(0, 1)[0]
                 scores[name] = psnr_y(sr, hr, border=data.scale)
-            out.append(RouterSample(measure(lr, quality), scores["real"] - scores["clean"], str(item["kind"]), quality))
+            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], str(item["kind"]), quality))
             if progress is not None:
                 progress(i + 1, count)
     return out
 
 
-def save_samples(samples: list[RouterSample], path: str) -> None:
-    """The fitting crops' evidence and gains as JSON (to refit or study without recomputing)."""
-    import json
-    from pathlib import Path
-
-    rows = [{"evidence": dataclasses.asdict(s.evidence), "gain": s.gain, "kind": s.kind,
-             "jpeg_quality": s.jpeg_quality} for s in samples]
-    Path(path).write_text(json.dumps(rows))
+def save_samples(samples: list[RouterSample], path: str | os.PathLike[str]) -> None:
+    """The fitting crops (uint8 LR) and their gains, to refit or study without recomputing."""
+    lrs = torch.stack([(s.lr * 255).round().to(torch.uint8) for s in samples])  # (N, 3, h, w)
+    meta = {"format": SAMPLES_FORMAT, "rows": json.dumps([{"gain": s.gain, "kind": s.kind, "jpeg_quality": s.jpeg_quality}
+                                                          for s in samples])}
+    write_safetensors(path, {"lr": lrs}, meta)
 
 
-def load_samples(path: str) -> list[RouterSample]:
-    import json
-    from pathlib import Path
-
-    rows = json.loads(Path(path).read_text())
-    return [RouterSample(Evidence(**r["evidence"]), float(r["gain"]), r["kind"], r["jpeg_quality"]) for r in rows]
+def load_samples(path: str | os.PathLike[str]) -> list[RouterSample]:
+    tensors, meta = read_safetensors(path, SAMPLES_FORMAT)
+    rows = json.loads(meta["rows"])
+    return [RouterSample(tensors["lr"][i].float() / 255.0, float(r["gain"]), r["kind"], r["jpeg_quality"])
+            for i, r in enumerate(rows)]
 
 
 def fit(samples: list[RouterSample], data: DataConfig) -> Router:
