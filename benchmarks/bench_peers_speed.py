@@ -135,7 +135,7 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
             resolved = guidance.auto_tags(lr)
             tokens, mask = guidance.encode(resolved.tags)
             extra["tags"] = list(resolved.tags)
-            return upscaler(lr, perceptual, tags=tokens, tag_mask=mask)
+            return upscaler(lr, perceptual, upscaler.conditioning("auto", tokens, mask))
 
         methods.append(Method("linearsr multi-step + tags", with_tags,
                               note="tagger + encoder + the perceptual run with tag tokens"))

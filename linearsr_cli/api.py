@@ -66,9 +66,11 @@ class Pipeline:
         """(3, h, w) float RGB in [0, 1] -> (3, s h, s w) float32 in [0, 1] on the CPU; `tta`:
         the 8-transform self-ensemble (8x the time)."""
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed)
-        tokens, mask = self._tags(rgb, tags) if self.upscaler.uses_tags(sampler) else (None, None)
-        kind = self.upscaler.choose_input(input)
-        return self.upscaler(rgb, sampler, tags=tokens, tag_mask=mask, input_kind=kind, tta=tta)
+        route = self.upscaler.choose_input(input, rgb, sampler=sampler)  # an unknown prior fails before the tags
+        cond = self.upscaler.conditioning(route.prior)
+        if self.upscaler.uses_tags(sampler):
+            cond = cond.with_tags(*self._tags(rgb, tags))
+        return self.upscaler(rgb, sampler, cond, tta=tta)
 
     def upscale(self, image: Image.Image | np.ndarray | str | Path, **options: Any) -> Image.Image | np.ndarray:
         """Upscale a PIL image, a numpy array or an image file (options as upscale_rgb)."""

@@ -3,6 +3,7 @@ expert, weights files that carry priors with their provenance, and stage 2 / exp
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -200,6 +201,19 @@ def test_prior_config_is_validated():
         tiny_model_config(num_experts=2).with_prior(("clean",), (2,))
     cfg = tiny_model_config(num_experts=4).with_prior(("clean",), (0,))
     assert cfg.with_experts(1).prior_experts == (0,)
+
+
+def test_one_prior_choice_and_unknown_priors_are_errors():
+    both = tiny_model_config().with_prior(("clean", "real"), (0,))
+    real_only = tiny_model_config().with_prior(("real",), (0,))
+    assert both.prior_index("auto") == 0 and both.prior_index("real") == 1
+    assert real_only.prior_index("auto") == 0 and real_only.prior_index("real") == 0
+    assert tiny_model_config().prior_index("auto") is None
+    for cfg, name in [(real_only, "clean"), (tiny_model_config(), "clean"), (both, "noisy")]:
+        with pytest.raises(ConfigError, match="--input"):
+            cfg.prior_index(name)
+    with pytest.raises(ConfigError, match="clean"):  # the model no longer falls back silently
+        LinearSR(dataclasses.replace(real_only, prior_channels=4, prior_blocks=1)).input_index(["clean"])
 
 
 def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from linearsr_cli.checkpoints import WeightsInfo, read_info
-from linearsr_cli.config import INPUT_CHOICES, SamplerConfig, TileConfig
+from linearsr_cli.config import SamplerConfig, TileConfig, check_input_name
 from linearsr_cli.engine.device import plan_device
 from linearsr_cli.engine.upscaler import (
     DEFAULT_SCALE,
@@ -459,8 +459,7 @@ class UpscaleRequest:
     tta: bool = False
 
     def __post_init__(self) -> None:
-        if self.input_kind not in INPUT_CHOICES:
-            raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {self.input_kind!r}")
+        check_input_name(self.input_kind)
 
 
 def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
@@ -486,10 +485,10 @@ def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
                 f"{path}: weights are for x{scale}, but --scale {req.scale} was asked for; give x{req.scale} "
                 f"weights, or --outscale {req.scale} to reach x{req.scale} with this x{scale} model"
             )
-        if req.input_kind != "auto" and req.input_kind not in info.config.prior_inputs:
-            have = info.config.prior_inputs
-            what = f"priors for {', '.join(have)} inputs only" if have else "no prior"
-            raise ConfigError(f"{path}: these weights have {what}, so --input {req.input_kind} does not apply")
+        try:
+            info.config.prior_index(req.input_kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         infos[scale] = info
     return infos
 
