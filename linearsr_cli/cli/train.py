@@ -145,8 +145,9 @@ def train_stage0(
 ) -> None:
     """Stage 0: fine-tune a prior (SPAN, or an earlier stage-0 prior) on real-world degradations:
     L1 by default; --lpips-weight, --gan-weight, --usm and --distill-weight select the texture terms."""
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import run_stage0, training_device
+    from linearsr_cli.train.recipe import run_stage0
 
     try:
         cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed, l1_weight=l1_weight,
@@ -174,8 +175,9 @@ def train_stage1(
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
     from linearsr_cli.config import ModelConfig
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import make_val_pairs, run_stage1, training_device
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage1
 
     try:
         data_cfg = _data(data, crop, scale, degradation, seed)
@@ -207,9 +209,10 @@ def train_stage2(
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
     from linearsr_cli.checkpoints import read_info
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.data import PairDataset
-    from linearsr_cli.train.recipe import make_val_pairs, run_stage2, training_device
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage2
 
     try:
         data_cfg = _data(data, crop, read_info(init).config.scale, degradation, seed)
@@ -337,8 +340,9 @@ def train_recipe(
     import sys
 
     from linearsr_cli.config import ModelConfig
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import run_recipe, training_device
+    from linearsr_cli.train.recipe import run_recipe
 
     try:
         model = ModelConfig(scale=scale, **arch)
