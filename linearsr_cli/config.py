@@ -192,13 +192,6 @@ class ModelConfig:
         )
 
 
-def tiny_model_config(**overrides: Any) -> ModelConfig:
-    """A few-thousand-parameter config for tests: same code paths, milliseconds per forward."""
-    base = dict(dim=32, depth=2, heads=2, ffn_mult=2.0, stem_channels=8, num_experts=4)
-    base.update(overrides)
-    return ModelConfig(**base)
-
-
 @dataclass(frozen=True)
 class SamplerConfig:
     """How to integrate the flow from t = 1 (noise) to t = 0.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig, tiny_model_config
+from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig
 from linearsr_cli.engine.device import (
     DevicePlan,
     choose_device,
@@ -22,7 +22,7 @@ from linearsr_cli.engine.upscaler import Upscaler, auto_tile, resolve_weights, s
 from linearsr_cli.errors import ConfigError, DeviceError, WeightsError
 from linearsr_cli.nn.dit import LinearSR
 from tests.conftest import synthetic_photo
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 CPU = DevicePlan(torch.device("cpu"), None)
 

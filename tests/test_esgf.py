@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import app
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.esgf.knee import Curve, KneeError, analyse, divergence_onset
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 STEPS = tuple(range(0, 10_001, 250))  # 41 checkpoints
 

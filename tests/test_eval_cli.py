@@ -15,12 +15,11 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import app
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.degrade import bicubic_downscale
 from linearsr_cli.evaluate import peers
 from linearsr_cli.evaluate.grid import comparison_grid, grid_size, pick_crop
 from linearsr_cli.evaluate.run import EvalConfig, make_lr
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 runner = CliRunner()
 FAST = ["--tags", "off", "--device", "cpu", "--steps", "2", "-q"]

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from linearsr_cli.checkpoints import load_weights, save_weights
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.ncnn_files import FP16_TAG, io_blobs, package_dir, parse_param, read_weights
 from linearsr_cli.nn.dit import LinearSR, bicubic_upsample, compose_output
@@ -24,7 +23,7 @@ from linearsr_cli.priors import (
     save_prior,
     span_state_from_ncnn,
 )
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 RECORD = {"origin": "test", "licence": "Apache-2.0", "attribution": "test"}
 TINY_SPAN = dict(prior_channels=6, prior_blocks=1)

@@ -311,8 +311,7 @@ def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Pat
     """--input clean|real chooses the structure expert's prior; weights without a prior refuse a
     named input before touching any file; auto takes the first prior (clean)."""
     from linearsr_cli.checkpoints import save_weights
-    from linearsr_cli.config import tiny_model_config
-    from tests.util import random_model
+    from tests.util import random_model, tiny_model_config
 
     cfg = tiny_model_config(prior_channels=6, prior_blocks=1).with_prior(("clean", "real"), (0,))
     model = random_model(cfg, seed=5)

@@ -239,6 +239,3 @@ def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
     base = bicubic_upsample(lr, cfg.scale).float()  # (B, 3, H, W), a fresh tensor
     return base.add_(x0.float(), alpha=cfg.residual_scale).clamp_(0.0, 1.0)  # fused, in place
 
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
