@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import app, fail
+from linearsr_cli.cli.app import ABLATIONS, app, fail
 from linearsr_cli.train.recipe import RecipeConfig
 
 SHIP = RecipeConfig()
@@ -40,7 +40,7 @@ CkptEvery = Annotated[int, typer.Option(help="Checkpoint (and validate) every N 
 Scale = Annotated[int, typer.Option(help="Upscaling factor.")]
 Degradation = Annotated[str, typer.Option(help="bicubic | realistic | mixed (half each).")]
 Tags = Annotated[bool, typer.Option("--tags/--no-tags", help="TAG tags with 50% dropout (null tag if the tag packages are missing).")]
-TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).")]
+TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).", rich_help_panel=ABLATIONS)]
 POne = Annotated[float, typer.Option(help="Share of samples at exactly t = 1 (trains the 1-NFE pass).")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 only where this CPU runs it fast; see linearsr info) | fp32 | bf16 | fp16.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
@@ -196,7 +196,7 @@ def train_stage2(
     init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")],
     out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
-    experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4).")] = SHIP.model.num_experts,
+    experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
     data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: Batch = SHIP.stage2.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
     ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
@@ -326,8 +326,8 @@ def train_recipe(
     ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
     ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
     lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
-    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).")] = SHIP.train_structure_expert,
-    init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.")] = SHIP.init,
+    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).", rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
+    init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.", rich_help_panel=ABLATIONS)] = SHIP.init,
     tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
