@@ -13,7 +13,7 @@ LinearSR uses weights/linearsr-x4.safetensors when it exists, else a random-weig
 default ModelConfig passed with --weights (speed does not depend on the values).
 
     python benchmarks/bench_cli_throughput.py --runs 5
-    python benchmarks/bench_cli_throughput.py --runs 1 --lr-side 96 --extra "--no-tags"   # smoke test
+    python benchmarks/bench_cli_throughput.py --runs 1 --lr-side 96 --extra "--tags off"   # smoke test
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lr-side", type=int, default=512, help="long side of the LR inputs")
-    ap.add_argument("--extra", default="", help="extra upscale options, e.g. '--no-tags'")
+    ap.add_argument("--extra", default="", help="extra upscale options, e.g. '--tags off'")
     ap.add_argument("--json", help="write every run here")
     args = ap.parse_args()
 

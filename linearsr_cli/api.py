@@ -121,7 +121,7 @@ class Pipeline:
         overwrite: bool = False, preset: str = "fidelity", steps: int | None = None, solver: str | None = None,
         seed: int = 0, input: str = "auto", tta: bool = False,
     ) -> FileRecord:
-        """Exactly `linearsr upscale SRC DST --no-tags` for one file; returns its record (status
+        """Exactly `linearsr upscale SRC DST --tags off` for one file; returns its record (status
         "ok", "skipped" or "failed" with the reason)."""
         src, dst = Path(src), Path(dst)
         output = OutputConfig(format=fmt, quality=quality, png_level=png_level, overwrite=overwrite)
