@@ -25,7 +25,7 @@ from PIL import Image
 
 from linearsr_cli.config import TileConfig
 from linearsr_cli.engine.batch import (
-    Batch,
+    BatchRun,
     FileRecord,
     Job,
     OutputConfig,
@@ -126,7 +126,7 @@ class Pipeline:
         src, dst = Path(src), Path(dst)
         output = OutputConfig(format=fmt, quality=quality, png_level=png_level, overwrite=overwrite)
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed)
-        batch = Batch(self.upscaler, sampler, output, None, input, tta=tta)
+        batch = BatchRun(self.upscaler, sampler, output, None, input, tta=tta)
         return batch.process(Job(src, dst, output_format_for(dst, fmt)))
 
 

@@ -32,7 +32,7 @@ app.add_typer(train_app, name="train")
 Out = Annotated[str, typer.Option(help="Run directory (checkpoints + resume state); rerun the same command to resume.")]
 Data = Annotated[str, typer.Option(help="Photo root with train/ and val/ (linearsr data fetch).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-Batch = Annotated[int, typer.Option(help="Batch size.")]
+BatchSize = Annotated[int, typer.Option(help="Batch size.")]
 Crop = Annotated[int, typer.Option(help="HR crop side in pixels.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
 Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
@@ -132,7 +132,7 @@ def _train(base, steps: int, batch: int, lr: float, warmup: int, ckpt_every: int
 def train_stage0(
     out: Out,
     prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.steps,
-    batch: Batch = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
+    batch: BatchSize = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
     warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
     max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
@@ -165,7 +165,7 @@ def train_stage0(
 @with_model_options
 def train_stage1(
     out: Out,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: Batch = SHIP.stage1.batch_size,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: BatchSize = SHIP.stage1.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
     ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
@@ -197,7 +197,7 @@ def train_stage2(
     out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
     experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: Batch = SHIP.stage2.batch_size,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: BatchSize = SHIP.stage2.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
     ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
     tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.p_one,
@@ -315,7 +315,7 @@ def train_router(
 def train_recipe(
     out: Out,
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
-    crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
+    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
     steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
     texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.steps,
     router_crops: Annotated[int, typer.Option(help="Training crops that --input auto's router is fitted on (0 = no router).")] = SHIP.router_crops,

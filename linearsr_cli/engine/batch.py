@@ -333,7 +333,7 @@ def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(alpha[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp_(0, 1)
 
 
-class Batch:
+class BatchRun:
     """One batch run: the native models, the sampler and tag settings, the output size and rules."""
 
     def __init__(
@@ -493,13 +493,13 @@ def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
     return infos
 
 
-def load_batch(req: UpscaleRequest) -> Batch:
+def load_batch(req: UpscaleRequest) -> BatchRun:
     """The models and settings of a request, loaded once (raises WeightsError / DeviceError /
     ConfigError before any file is touched)."""
     plan = plan_device(req.device, req.dtype)
     models = {scale: Upscaler.from_weights(info.path, plan, req.tiles, expect_scale=scale)
               for scale, info in model_files(req).items()}
-    return Batch(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta)
+    return BatchRun(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta)
 
 
 def request_jobs(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> list[Job]:
