@@ -98,6 +98,7 @@ def test_converted_span_matches_ncnn_on_real_images(source):
 
     span, record = convert_source(PRIOR_SOURCES[source])
     assert record["licence"] == "Apache-2.0" and "Wan" in record["attribution"]
+    assert "BSD-3-Clause" in record["packaging"] and "GPL-3.0" in record["packaging"]  # both facts, as the card
     param, weights = PRIOR_SOURCES[source].files()
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
