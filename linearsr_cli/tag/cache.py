@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.guidance import TagConfig, TagGuidance
 
 
@@ -26,14 +25,7 @@ class TrainingTags:
         self,
         cfg: TagConfig | None = None,
         device: torch.device | str = "cpu",
-        *,
-        cache_path: None = None,
-        dropout: float = 0.0,
     ) -> None:
-        # cache_path and dropout are accepted only as train/loop.py still passes them (None, 0.0):
-        # the on-disk cache is gone and the loop draws its own dropout. Remove both with that call.
-        if cache_path is not None or dropout:
-            raise ConfigError("TrainingTags keeps no cache and applies no dropout (the training loop draws it)")
         self.cfg = cfg or TagConfig()
         self.guidance = TagGuidance(self.cfg, torch.device(device))
 
