@@ -60,7 +60,7 @@ def test_arrays_and_images_keep_their_kind(tiny_weights: Path, tmp_path: Path):
     pil = sr.upscale(Image.fromarray(rgb8).convert("LA"))
     assert pil.mode == "LA" and pil.size == (28, 36)
     with pytest.raises(Exception, match="arrays must be"):
-        sr.upscale(np.zeros((4, 4, 2), np.uint8))
+        sr.upscale(np.zeros((4, 4, 5), np.uint8))
     src = tmp_path / "a.png"
     Image.fromarray(rgb8).save(src)
     rec = sr.upscale_file(src, tmp_path / "out" / "a.png")
