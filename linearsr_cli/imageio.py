@@ -56,7 +56,7 @@ _PIL_FORMAT = {
 }
 _SAVE_NAME = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP", "heic": "HEIF", "avif": "AVIF"}
 RECORD_KEY = "linearsr"  # the PNG text keyword / XMP property of the settings record
-HEIF_EXTRA_HINT = "install the heif extra: pip install 'linearsr-cli[heif]' (make install includes it)"
+HEIF_EXTRA_HINT = "install the heif extra: pip install -e '.[heif]' (make install includes it)"
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 

@@ -54,7 +54,7 @@ def upscale(
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
     shard: Annotated[str, typer.Option(help="K/N: only this shard of the files (stable by output path), for N copies of one command (Slurm arrays, Kubernetes indexed Jobs).")] = "0/1",
-    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the [ray] extra; files on a filesystem every node sees.")] = "",
+    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the \\[ray] extra; files on a filesystem every node sees.")] = "",
     ray_actors: Annotated[int, typer.Option(help="Ray actors (0 = one per GPU, else one per node).")] = 0,
     ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor (0 = 1 with GPUs, else all of a node's).")] = 0.0,
     ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (-1 = 1 when the cluster has GPUs, else 0).")] = -1.0,
