@@ -305,3 +305,96 @@ def test_help_texts_survive_rich_markup() -> None:
             assert shown == text.replace("\\[", "["), (name, param.name, text)
     res = CliRunner().invoke(app, ["upscale", "--help"], env={"COLUMNS": "400"})
     assert "Needs the [ray] extra" in res.stdout
+
+
+# ----------------------------------------------------------------------------- the I/O pipeline
+
+
+def _batch(tiny_weights: Path, src: Path, out: Path):
+    from linearsr_cli.config import TileConfig
+    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, load_batch, request_jobs
+    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.tag.config import TagConfig
+
+    req = UpscaleRequest(source=str(src), out=out, weights=tiny_weights, scale=None, sampler=sampler_config(),
+                         tiles=TileConfig(), output=OutputConfig(), tags=TagConfig(enabled=False), device="cpu")
+    return load_batch(req), request_jobs(req)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def start(self, total: int) -> None:
+        pass
+
+    def image_start(self, job, index: int) -> None:
+        self.events.append(("start", job.input.name))
+
+    def image_progress(self, done: int, total: int) -> None:
+        pass
+
+    def image_done(self, record) -> None:
+        self.events.append(("done", Path(record.input).name))
+
+    def finish(self, summary) -> None:
+        pass
+
+
+def test_pipeline_keeps_order_and_bytes_and_bounds_what_is_in_flight(tmp_path: Path, tiny_weights: Path) -> None:
+    import threading
+
+    src = folder(tmp_path / "in", n=7)
+    (src / "p3.png").write_bytes(b"broken")
+    batch, jobs = _batch(tiny_weights, src, tmp_path / "a")
+    decoded, peak, lock = [0], [0], threading.Lock()
+    prepare, compute = batch.prepare, batch.compute
+
+    def counting_prepare(job):
+        got = prepare(job)
+        with lock:
+            decoded[0] += got.image is not None
+            peak[0] = max(peak[0], decoded[0])
+        return got
+
+    def counting_compute(prepared, progress=None):
+        with lock:
+            decoded[0] -= 1
+        return compute(prepared, progress)
+
+    batch.prepare, batch.compute = counting_prepare, counting_compute
+    seen = _Collect()
+    summary = batch.run(jobs, seen, prefetch=2)
+    names = [f"p{i}.png" for i in range(7)]
+    assert [Path(r.input).name for r in summary.records] == names
+    assert [n for kind, n in seen.events if kind == "done"] == names
+    assert [r.status for r in summary.records] == ["ok"] * 3 + ["failed"] + ["ok"] * 3
+    assert peak[0] <= 3  # the one the model holds + 2 read ahead
+    serial_batch, serial_jobs = _batch(tiny_weights, src, tmp_path / "b")
+    serial_batch.run(serial_jobs, _Collect(), prefetch=0)
+    for name in names[:3] + names[4:]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_pipeline_interrupted_leaves_only_whole_files(tmp_path: Path, tiny_weights: Path) -> None:
+    src = folder(tmp_path / "in", n=6)
+    out = tmp_path / "out"
+    batch, jobs = _batch(tiny_weights, src, out)
+    compute, calls = batch.compute, [0]
+
+    def interrupted(prepared, progress=None):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise KeyboardInterrupt
+        return compute(prepared, progress)
+
+    batch.compute = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(jobs, _Collect(), prefetch=2)
+    written = sorted(p.name for p in out.iterdir())
+    assert not [n for n in written if n.startswith(".")]  # no temp file
+    for name in written:
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.size == (32, 24)
+    assert set(written) <= {"p0.png", "p1.png", "p2.png"}

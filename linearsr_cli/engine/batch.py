@@ -23,8 +23,10 @@ import os
 import socket
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +57,7 @@ from linearsr_cli.imageio import (
     FORMATS,
     PNG_LEVEL,
     READABLE_SUFFIXES,
+    ImageData,
     encode_image,
     holds_record,
     read_image,
@@ -64,6 +67,7 @@ from linearsr_cli.imageio import (
 from linearsr_cli.resize import SizeRequest
 
 TEMP_TAG = ".linearsr-tmp"
+PREFETCH = 2  # files decoded ahead of the model, and finished files waiting to be written
 _SUFFIX_FORMAT = {
     ".png": "png",
     ".jpg": "jpg",
@@ -466,14 +470,55 @@ class Batch:
             self._tagger = TagGuidance(self.tags, next(iter(self.models.values())).plan.device)
         return self._tagger
 
-    def run(self, jobs: Sequence[Job], reporter: Reporter) -> BatchSummary:
+    def run(self, jobs: Sequence[Job], reporter: Reporter, *, prefetch: int = PREFETCH) -> BatchSummary:
+        """Every job, in order, as a bounded pipeline: a reader thread triages and decodes the next
+        `prefetch` files and a writer thread encodes and writes finished ones while the model runs
+        the current one, so a folder costs about N x model time. At most `prefetch` decoded inputs
+        and `prefetch` finished outputs wait at any time; records are reported in job order. On an
+        exception (Ctrl-C, a closed pipe) queued work is dropped, a write in progress completes
+        (atomic: a whole file or none), and the exception propagates. `prefetch` 0: one file at a
+        time, all in this thread."""
         summary = BatchSummary()
         reporter.start(len(jobs))
-        for index, job in enumerate(jobs):
-            reporter.image_start(job, index)
-            record = self.process(job, reporter)
-            summary.records.append(record)
-            reporter.image_done(record)
+        if prefetch < 1:
+            for index, job in enumerate(jobs):
+                reporter.image_start(job, index)
+                record = self.process(job, reporter)
+                summary.records.append(record)
+                reporter.image_done(record)
+            reporter.finish(summary)
+            return summary
+        reader = ThreadPoolExecutor(1, thread_name_prefix="linearsr-read")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="linearsr-write")
+        reads: dict[int, Future[_Prepared]] = {}
+        outbox: deque[tuple[FileRecord, Future[None] | None]] = deque()  # in job order
+
+        def report(block: bool) -> None:
+            while outbox and (block or outbox[0][1] is None or outbox[0][1].done() or len(outbox) > prefetch):
+                record, pending = outbox.popleft()
+                if pending is not None:
+                    pending.result()  # the write fills the record; it raises nothing expected
+                summary.records.append(record)
+                reporter.image_done(record)
+
+        try:
+            for index, job in enumerate(jobs):
+                for ahead in range(index, min(index + prefetch + 1, len(jobs))):
+                    if ahead not in reads:
+                        reads[ahead] = reader.submit(self.prepare, jobs[ahead])
+                prepared = reads.pop(index).result()
+                reporter.image_start(job, index)
+                if prepared.image is None:
+                    outbox.append((prepared.record, None))
+                else:
+                    out = self.compute(prepared, reporter.image_progress)
+                    write = None if out is None else writer.submit(self.write, prepared, out)
+                    outbox.append((prepared.record, write))
+                report(block=False)
+            report(block=True)
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=True)
         reporter.finish(summary)
         return summary
 
@@ -500,29 +545,81 @@ class Batch:
                  "tag_source": record.tag_source, "passes": record.passes, "size": record.size}
         return settings_record.dumps(self.settings, image)
 
-    def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
-        """Upscale one file; every expected failure becomes a "failed" record with its reason."""
+    def prepare(self, job: Job) -> _Prepared:
+        """Triage and decode one job (the reader's part): a finished record (skipped, failed...),
+        or the decoded image with the record to fill."""
         started = time.perf_counter()
         done, replaces = triage(job, self.output, self.settings)
         if done is not None:
-            return done
+            return _Prepared(job, done, None)
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed", note=replaces)
         try:
             img = read_image(job.input, max_pixels=self.output.max_pixels)
-            progress = reporter.image_progress if reporter is not None else None
-            rgb, alpha = self.upscale(img, job.input, record, progress)
-            record.size = [int(rgb.shape[-1]), int(rgb.shape[-2])]
-            data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality,
-                                png_level=self.output.png_level, record=self.image_record(record))
-            atomic_write(job.output, data)
-        except (ImageReadError, ImageWriteError, TagError, DeviceError, ConfigError) as exc:
+        except ImageReadError as exc:
             record.error = str(exc)
-            record.size = None
-            record.seconds = round(time.perf_counter() - started, 3)
-            return record
-        record.status = "ok"
-        record.seconds = round(time.perf_counter() - started, 3)
-        return record
+            img = None
+        record.seconds = time.perf_counter() - started
+        return _Prepared(job, record, img)
+
+    def compute(self, prepared: _Prepared, progress: Any = None) -> ImageData | None:
+        """The model's part: the upscaled image, or None with the record failed."""
+        started = time.perf_counter()
+        record = prepared.record
+        try:
+            rgb, alpha = self.upscale(prepared.image, prepared.job.input, record, progress)
+        except (TagError, DeviceError, ConfigError) as exc:
+            record.error = str(exc)
+            record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+            return None
+        finally:
+            prepared.image_done()
+        record.size = [int(rgb.shape[-1]), int(rgb.shape[-2])]
+        record.seconds += time.perf_counter() - started
+        return with_pixels(prepared.original, rgb, alpha)
+
+    def write(self, prepared: _Prepared, out: ImageData) -> None:
+        """Encode and write atomically (the writer's part); fills the record's status."""
+        started = time.perf_counter()
+        record = prepared.record
+        try:
+            data = encode_image(out, prepared.job.format, quality=self.output.quality,
+                                png_level=self.output.png_level, record=self.image_record(record))
+            atomic_write(prepared.job.output, data)
+        except ImageWriteError as exc:
+            record.error, record.size = str(exc), None
+        else:
+            record.status = "ok"
+        record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+
+    def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
+        """Upscale one file in this thread; every expected failure becomes a "failed" record."""
+        prepared = self.prepare(job)
+        if prepared.image is None:
+            prepared.record.seconds = round(prepared.record.seconds, 3)
+            return prepared.record
+        out = self.compute(prepared, reporter.image_progress if reporter is not None else None)
+        if out is not None:
+            self.write(prepared, out)
+        return prepared.record
+
+
+@dataclass
+class _Prepared:
+    """A job through triage and decoding: its record, and the image when it has to run."""
+
+    job: Job
+    record: FileRecord
+    image: ImageData | None
+    original: ImageData | None = None  # the metadata the output is written with
+
+    def __post_init__(self) -> None:
+        self.original = self.image
+
+    def image_done(self) -> None:
+        """Drop the decoded pixels once the model has them (bounded memory); metadata stays."""
+        if self.original is not None:
+            self.original = replace(self.original, rgb=self.original.rgb[:, :0, :0], alpha=None)
+        self.image = None
 
 
 @dataclass(frozen=True)
