@@ -136,6 +136,12 @@ def test_api_outscale_width_fit_and_input(tiny_weights: Path, prior_weights: Pat
     Image.fromarray(rgb).save(src)
     rec = pr.upscale_file(src, tmp_path / "o.png", outscale=3, input="real")
     assert rec.status == "ok" and rec.size == [60, 30] and rec.input_kind == "real"
+    from linearsr_cli.engine.record import loads
+    from linearsr_cli.imageio import read_record
+
+    stored = loads(read_record(tmp_path / "o.png"))  # the requested setting and what it resolved to
+    assert stored["settings"]["input"] == "real" and stored["image"]["prior"] == "real"
+    assert stored["image"]["why"] == "--input"
     assert pr.upscale_file(src, tmp_path / "o.png", outscale=3, input="real").status == "skipped"
     assert pr.upscale_file(src, tmp_path / "o.png", outscale=2, input="real").note.startswith("redone")
     with pytest.raises(Exception, match="--tile must be auto"):

@@ -186,12 +186,9 @@ def upscale_to_size(
     h, w = int(rgb.shape[-2]), int(rgb.shape[-1])
     passes, (out_w, out_h), crop = plan_size(models, size, w, h)
     check_canvas(w, h, passes, max_canvas)
-    chain = [models[scale] for scale in passes]
-    have = chain[0].cfg.prior_inputs
-    if input_kind != "auto" and input_kind not in have:  # as model_files refuses it for the CLI
-        what = f"priors for {', '.join(have)} inputs only" if have else "no prior"
-        raise ConfigError(f"these weights have {what}, so input {input_kind!r} does not apply")
-    out, prior = upscale_chain(chain, rgb, sampler, tags=tags, input_kind=input_kind, tta=tta, progress=progress)
+    chain = [models[scale] for scale in passes]  # the first pass's choose_input refuses an unknown prior
+    out, route = upscale_chain(chain, rgb, sampler, tags=tags, input_kind=input_kind, jpeg_quality=jpeg_quality,
+                               tta=tta, progress=progress)
     up_alpha = None if alpha is None else upscale_alpha(alpha, math.prod(passes))
     out, up_alpha = resample(out, up_alpha, (out_h, out_w))
     if crop is not None:
