@@ -10,8 +10,9 @@ commit message):
 
     LINEARSR_REGEN_HASHES=1 python -m pytest -q tests/test_output_hashes.py
 
-`--input clean` is given explicitly (the default of --input may change) and `--device cpu`
-keeps the numbers independent of an accelerator.
+`--input clean` is given explicitly (the default of --input may change); `--device cpu --dtype
+fp32` keeps the numbers independent of an accelerator and of the CPU bf16 decision, which is
+timed (engine/device.cpu_bf16) and can flip on a loaded machine whose CPU reports bf16.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CASES: dict[str, list[str]] = {
 def _run_case(args: list[str], out: Path) -> dict[str, str]:
     res = CliRunner().invoke(
         app,
-        ["upscale", str(SAMPLES), str(out), "--input", "clean", "--device", "cpu", "--quiet", *args],
+        ["upscale", str(SAMPLES), str(out), "--input", "clean", "--device", "cpu", "--dtype", "fp32", "--quiet", *args],
     )
     assert res.exit_code == EXIT_OK, res.output
     files = sorted(p for p in out.rglob("*") if p.is_file())
