@@ -13,14 +13,14 @@ LinearSR uses weights/linearsr-x4.safetensors when it exists, else a random-weig
 default ModelConfig passed with --weights (speed does not depend on the values).
 
     python benchmarks/bench_cli_throughput.py --runs 5
-    python benchmarks/bench_cli_throughput.py --runs 1 --lr-side 96 --extra "--no-tags"   # smoke test
+    python benchmarks/bench_cli_throughput.py --runs 1 --lr-side 96 --extra "--tags off"   # smoke test
 
 `--pipeline` (issue 20) times, in one run on one folder of 16 LR images 256x256 (crops of the
 photos, else of samples/) -> 1024x1024 PNG, fidelity preset, tags off:
     model only   Upscaler.__call__ on each decoded image (no I/O), summed over the folder
     ncnn loop    SPAN x4 through ncnn over the same folder: PIL decode, ncnn, PNG level 3, write
     batch        engine.batch.upscale_batch in this process (plan, load, the pipelined batch)
-    command      `python -m linearsr_cli upscale IN OUT --preset fidelity --no-tags`, whole
+    command      `python -m linearsr_cli upscale IN OUT --preset fidelity --tags off`, whole
 and prints batch / model-only and batch / ncnn loop (targets 1.1 and 1.2), each the median of
 --runs. `--prefetch 0` runs the batch one file at a time (the pre-pipeline path) for comparison.
 
@@ -152,7 +152,7 @@ def pipeline_check(args: argparse.Namespace) -> None:
             rows["batch"].append(time.perf_counter() - start)
             assert summary.count("ok") == len(files), [r.error for r in summary.records]
             cmd = [sys.executable, "-m", "linearsr_cli", "upscale", str(src), str(tmp_path / f"cmd{run}"), "--json",
-                   "--weights", str(weights), "--preset", "fidelity", "--no-tags"]
+                   "--weights", str(weights), "--preset", "fidelity", "--tags", "off"]
             rows["command"].append(run_once(cmd)[0])
             print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items() if v), flush=True)
     med = {k: statistics.median(v) for k, v in rows.items() if v}
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--prefetch", type=int, default=2, help="with --pipeline: files in flight (0 = serial)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--lr-side", type=int, default=512, help="long side of the LR inputs")
-    ap.add_argument("--extra", default="", help="extra upscale options, e.g. '--no-tags'")
+    ap.add_argument("--extra", default="", help="extra upscale options, e.g. '--tags off'")
     ap.add_argument("--json", help="write every run here")
     args = ap.parse_args()
     if args.pipeline:

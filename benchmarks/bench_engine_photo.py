@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--width", type=int, default=2000)
     parser.add_argument("--height", type=int, default=1500)
-    parser.add_argument("--extra", default="", help="extra upscale options, e.g. '--dtype fp32 --no-tags'")
+    parser.add_argument("--extra", default="", help="extra upscale options, e.g. '--dtype fp32 --tags off'")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

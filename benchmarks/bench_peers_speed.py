@@ -6,7 +6,7 @@ so a slow drift in machine load hits all of them alike), median of `--runs` roun
     bicubic               PyTorch bicubic upsample (the floor)
     span (ncnn)           SPAN x4 through evaluate/peers.py, whole image in one pass
     realesrgan (ncnn)     Real-ESRGAN x4plus through evaluate/peers.py, whole image in one pass
-    rrdbnet fp32 / bf16   the same RRDBNet architecture in PyTorch (evaluate/rrdbnet.py, random
+    rrdbnet fp32 / bf16   the same RRDBNet architecture in PyTorch (benchmarks/rrdbnet.py, random
                           weights), plain fp32 and, where engine.device.cpu_bf16() says bf16 is
                           fast here, under bf16 autocast: framework-fair
     linearsr 1-NFE        the real engine (Upscaler, the default CPU plan, auto tiling), fidelity
@@ -44,12 +44,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
 from benchmarks.timing_weights import timing_weights  # noqa: E402
 from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
 from linearsr_cli.engine.device import cpu_bf16, plan_device  # noqa: E402
 from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
-from linearsr_cli.evaluate.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
 
@@ -135,7 +135,7 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
             resolved = guidance.auto_tags(lr)
             tokens, mask = guidance.encode(resolved.tags)
             extra["tags"] = list(resolved.tags)
-            return upscaler(lr, perceptual, tags=tokens, tag_mask=mask)
+            return upscaler(lr, perceptual, upscaler.conditioning("auto", tokens, mask))
 
         methods.append(Method("linearsr multi-step + tags", with_tags,
                               note="tagger + encoder + the perceptual run with tag tokens"))

@@ -1,7 +1,7 @@
 """Regret of `--input auto` on a mixed held-out set, from three `linearsr eval` JSON reports.
 
 Run eval three times on the same images and degradation (`--degradation mixed`: every image
-bicubic and realistic), with `--input clean`, `--input real` and `--input auto`, then:
+bicubic and realistic; `--json-out c.json` etc.), with `--input clean`, `--input real` and `--input auto`, then:
 
     python benchmarks/route_regret.py --clean c.json --real r.json --auto a.json [--out regret.json]
 

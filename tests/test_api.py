@@ -13,10 +13,10 @@ from PIL import Image
 
 from linearsr_cli import api
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.config import SamplerConfig, tiny_model_config
+from linearsr_cli.config import SamplerConfig
 from linearsr_cli.errors import WeightsError
 from tests.conftest import synthetic_photo
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -36,7 +36,7 @@ def folder(root: Path, n: int = 3, size: tuple[int, int] = (6, 8)) -> Path:
 
 
 def upscale(args: list[str], weights: Path, **kwargs: object):
-    return CliRunner().invoke(app, ["upscale", *args, "--weights", str(weights), "--no-tags"], **kwargs)
+    return CliRunner().invoke(app, ["upscale", *args, "--weights", str(weights), "--tags", "off"], **kwargs)
 
 
 def records(result) -> list[dict]:
@@ -210,7 +210,7 @@ def test_closed_pipe_stops_quietly_with_141(tmp_path: Path, tiny_weights: Path) 
     src = folder(tmp_path / "in", n=8)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "linearsr_cli", "upscale", str(src), str(tmp_path / "out"), "--weights",
-           str(tiny_weights), "--no-tags", "--json"]
+           str(tiny_weights), "--tags", "off", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()  # `| head -1`

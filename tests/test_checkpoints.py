@@ -10,9 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.errors import WeightsError
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 
 @pytest.mark.parametrize("num_experts", [1, 2, 4])

@@ -22,7 +22,6 @@ from linearsr_cli.train.data import (
     DataConfig,
     PairDataset,
     crop_std,
-    make_loader,
     validation_pairs,
 )
 
@@ -178,31 +177,6 @@ def test_small_photos_are_skipped_or_rejected(tmp_path: Path) -> None:
         PairDataset(DataConfig(root=str(tmp_path / "p"), crop=32))
     with pytest.raises(TrainingError):
         PairDataset(DataConfig(root=str(tmp_path / "missing"), crop=32))
-
-
-def test_make_loader_batches_and_resume(photo_root: Path) -> None:
-    cfg = DataConfig(root=str(photo_root), crop=32, degradation="realistic", epoch_size=20)
-    batches = list(make_loader(cfg, "train", 4))
-    assert len(batches) == 5
-    assert batches[0]["lr"].shape == (4, 3, 8, 8) and batches[0]["hr"].shape == (4, 3, 32, 32)
-    assert len(batches[0]["name"]) == 4
-    resumed = next(iter(make_loader(cfg, "train", 4, start=8)))
-    assert torch.equal(resumed["hr"], batches[2]["hr"]) and torch.equal(
-        resumed["lr"], batches[2]["lr"]
-    )
-
-
-def test_loader_workers_after_parent_used_opencv_threads(photo_root: Path) -> None:
-    """Forked workers must keep working after the parent ran OpenCV's thread pool (a worker
-    calling cv2.setNumThreads then deadlocks); results equal the single-process loader."""
-    big = np.random.default_rng(0).random((1500, 1500, 3)).astype(np.float32)
-    cv2.resize(big, (750, 750), interpolation=cv2.INTER_AREA)  # starts OpenCV's thread pool
-    cfg = DataConfig(root=str(photo_root), crop=32, degradation="realistic", epoch_size=8)
-    single = list(make_loader(cfg, "train", 4))
-    multi = list(make_loader(cfg, "train", 4, num_workers=2))
-    assert len(multi) == 2
-    for a, b in zip(single, multi, strict=True):
-        assert torch.equal(a["lr"], b["lr"]) and torch.equal(a["hr"], b["hr"])
 
 
 def test_validation_pairs_fixed_centre_crops(photo_root: Path) -> None:

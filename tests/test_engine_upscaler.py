@@ -8,19 +8,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig, tiny_model_config
+from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig
 from linearsr_cli.engine.device import (
     DevicePlan,
     choose_device,
     choose_dtype,
+    distributed_rank,
     is_out_of_memory,
     plan_device,
+    training_device,
 )
 from linearsr_cli.engine.upscaler import Upscaler, auto_tile, resolve_weights, sampler_config
 from linearsr_cli.errors import ConfigError, DeviceError, WeightsError
 from linearsr_cli.nn.dit import LinearSR
 from tests.conftest import synthetic_photo
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 CPU = DevicePlan(torch.device("cpu"), None)
 
@@ -116,6 +118,19 @@ def test_device_and_dtype_choice() -> None:
     with pytest.raises(DeviceError):
         choose_dtype("int8", torch.device("cpu"))
     assert plan_device("cpu", "fp32").describe() == "cpu fp32"
+
+
+def test_training_device_is_the_same_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert training_device("cpu").type == "cpu"
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")  # never mps
+    with pytest.raises(DeviceError, match="training device"):
+        training_device("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA device"):  # choose_device's own message
+            training_device("cuda")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert distributed_rank() == (3, 4)
 
 
 def test_sampler_presets_and_overrides() -> None:

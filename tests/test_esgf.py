@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import app
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.esgf.knee import Curve, KneeError, analyse, divergence_onset
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 STEPS = tuple(range(0, 10_001, 250))  # 41 checkpoints
 
@@ -140,7 +139,7 @@ def test_select_knee_cli_table_json_plot_link_and_val(tmp_path: Path) -> None:
     (ck / "broken.safetensors").write_bytes(b"\x00" * 5)
     truth = nearest(tuple(steps), kneedle_knee_of_exponential(900.0, steps[-1] - steps[0]) + steps[0])
     val = write_val_pairs(tmp_path / "val")
-    res = runner.invoke(app, ["select-knee", str(ck), "--json", str(tmp_path / "k.json"),
+    res = runner.invoke(app, ["select-knee", str(ck), "--json-out", str(tmp_path / "k.json"),
                               "--plot", str(tmp_path / "knee.png"), "--link", str(tmp_path / "knee.safetensors"),
                               "--val", str(val)])
     assert res.exit_code == 0, res.output
@@ -154,6 +153,10 @@ def test_select_knee_cli_table_json_plot_link_and_val(tmp_path: Path) -> None:
     assert all(c["measured"] and c["psnr"] > 0 and c["max_q"] > 0 for c in report["checkpoints"])
     png = cv2.imread(str(tmp_path / "knee.png"))
     assert png is not None and png.shape[0] > 200
+    lines = runner.invoke(app, ["select-knee", str(ck), "--json"])  # one JSON line on stdout, no table
+    assert lines.exit_code == 0 and json.loads(lines.stdout)["knee"]["step"] in steps
+    old = runner.invoke(app, ["select-knee", str(ck), "--json", str(tmp_path / "k2.json")])
+    assert old.exit_code == 1 and "--json-out" in old.output and not (tmp_path / "k2.json").exists()
 
 
 def test_select_knee_cli_nan_tail(tmp_path: Path) -> None:

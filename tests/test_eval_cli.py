@@ -14,13 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.cli import app
-from linearsr_cli.config import tiny_model_config
+from linearsr_cli.cli import EXIT_USAGE, app
 from linearsr_cli.degrade import bicubic_downscale
 from linearsr_cli.evaluate import peers
 from linearsr_cli.evaluate.grid import comparison_grid, grid_size, pick_crop
 from linearsr_cli.evaluate.run import EvalConfig, make_lr
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 runner = CliRunner()
 FAST = ["--tags", "off", "--device", "cpu", "--steps", "2", "-q"]
@@ -63,7 +62,7 @@ def run(*args: str):
 
 def test_eval_json_schema_and_values(weights, hr_dir, tmp_path):
     out = tmp_path / "r.json"
-    res = run(hr_dir, "--weights", weights, "--methods", "bicubic,linearsr-1,linearsr-ms", "--json", out, *FAST)
+    res = run(hr_dir, "--weights", weights, "--methods", "bicubic,linearsr-1,linearsr-ms", "--json-out", out, *FAST)
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert set(rep) == {"config", "methods", "metrics", "images", "mean", "errors"}
@@ -95,8 +94,16 @@ def test_eval_json_schema_and_values(weights, hr_dir, tmp_path):
     assert "MEAN" in res.stdout and "linearsr-ms" in res.stdout
 
 
+def test_old_json_file_spelling_is_refused_with_a_hint(weights, hr_dir, tmp_path):
+    for old in (["--json", str(tmp_path / "r.json")], ["--json", "-"], [f"--json={tmp_path / 'r.json'}"]):
+        res = run(hr_dir, "--methods", "bicubic", *old, *FAST)
+        assert res.exit_code == EXIT_USAGE, res.output
+        assert "--json is a flag" in res.output and not (tmp_path / "r.json").exists()
+    assert "--json-out" in run(hr_dir, "--json", str(tmp_path / "r.json"), *FAST).output
+
+
 def test_eval_is_deterministic_and_json_to_stdout(weights, hr_dir):
-    args = [hr_dir, "--weights", weights, "--methods", "linearsr-1", "--noref", "", "--no-lpips", "--json", "-", *FAST]
+    args = [hr_dir, "--weights", weights, "--methods", "linearsr-1", "--noref", "", "--no-lpips", "--json", *FAST]
     first, second = run(*args), run(*args)
     assert first.exit_code == 0
     r1, r2 = json.loads(first.stdout), json.loads(second.stdout)
@@ -113,7 +120,7 @@ def test_eval_is_deterministic_and_json_to_stdout(weights, hr_dir):
 )
 def test_tags_auto_records_the_tagger_tags(weights, hr_dir):
     res = run(hr_dir, "--weights", weights, "--methods", "bicubic,linearsr-1", "--tags", "auto",
-              "--limit", "1", "--noref", "", "--json", "-", "--device", "cpu", "-q")
+              "--limit", "1", "--noref", "", "--json", "--device", "cpu", "-q")
     assert res.exit_code == 0, res.output
     (img,) = json.loads(res.stdout)["images"]
     assert isinstance(img["tags"], list) and all(isinstance(t, str) for t in img["tags"])
@@ -125,11 +132,13 @@ def test_tags_auto_records_the_tagger_tags(weights, hr_dir):
     reason="TAG tagger package not installed",
 )
 def test_tags_visual_runs_the_ablation_token_and_changes_the_output(weights, hr_dir):
-    """--tags visual (the TAG ablation's pooled-feature token) reaches the model: recorded as
-    <visual>, and the PSNR differs from --tags off on the same weights."""
+    """--tag-kind visual (the TAG ablation's pooled-feature token) reaches the model: recorded as
+    <visual>, and the PSNR differs from --tags off on the same weights; --tags visual is refused."""
     common = ["--weights", weights, "--methods", "linearsr-1", "--limit", "1", "--noref", "",
-              "--json", "-", "--device", "cpu", "-q"]
-    vis = run(hr_dir, *common, "--tags", "visual")
+              "--json", "--device", "cpu", "-q"]
+    vis = run(hr_dir, *common, "--tag-kind", "visual")
+    old = run(hr_dir, *common, "--tags", "visual")
+    assert old.exit_code == EXIT_USAGE and "--tag-kind visual" in old.output
     off = run(hr_dir, *common, "--tags", "off")
     assert vis.exit_code == 0 and off.exit_code == 0, vis.output + off.output
     (v,), (o,) = json.loads(vis.stdout)["images"], json.loads(off.stdout)["images"]
@@ -161,7 +170,7 @@ def test_lr_folder_pairs_and_missing_lr_is_partial(weights, hr_dir, tmp_path):
     lr = bicubic_downscale(torch.from_numpy(hr.transpose(2, 0, 1).copy()), 4).clamp(0, 1).numpy()
     write_rgb(lr_dir / "ax4.png", (lr.transpose(1, 2, 0) * 255).round().astype(np.uint8))
     out = tmp_path / "r.json"
-    res = run(hr_dir, "--lr", lr_dir, "--methods", "bicubic", "--noref", "", "--json", out, *FAST)
+    res = run(hr_dir, "--lr", lr_dir, "--methods", "bicubic", "--noref", "", "--json-out", out, *FAST)
     assert res.exit_code == 2  # sub/b.png has no LR file
     rep = json.loads(out.read_text())
     assert [i["name"] for i in rep["images"]] == ["a.png"]
@@ -175,7 +184,7 @@ def test_unavailable_peers_and_weights_are_skipped_with_reasons(hr_dir, tmp_path
     monkeypatch.setitem(peers.PEER_SPECS, ("span", 4), ghost)
     monkeypatch.setenv("LINEARSR_WEIGHTS", str(tmp_path / "nothing.safetensors"))
     out = tmp_path / "r.json"
-    res = run(hr_dir, "--methods", "bicubic,span,linearsr-1", "--noref", "", "--json", out, *FAST)
+    res = run(hr_dir, "--methods", "bicubic,span,linearsr-1", "--noref", "", "--json-out", out, *FAST)
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["methods"]["span"]["available"] is False
@@ -218,7 +227,7 @@ def test_eval_at_x2_with_x2_weights_and_with_x4_weights_resampled(hr_dir, weight
     for name, path in (("x2", x2), ("x4", weights)):
         out = tmp_path / f"{name}.json"
         res = run(hr_dir, "--scale", "2", "--methods", methods, "--weights", path, "--noref", "", "--no-lpips",
-                  "--limit", "1", "--json", out, *FAST)
+                  "--limit", "1", "--json-out", out, *FAST)
         assert res.exit_code == 0, res.output
         reports[name] = json.loads(out.read_text())
     for rep in reports.values():

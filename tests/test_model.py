@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from linearsr_cli.config import ModelConfig, SamplerConfig, tiny_model_config
+from linearsr_cli.config import ModelConfig, SamplerConfig
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.nn.dit import LinearSR, compose_output, residual_target
 from linearsr_cli.sampling.samplers import draw_noise, sample
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (1, 9), (7, 5), (8, 8), (13, 4)])

@@ -3,6 +3,7 @@ expert, weights files that carry priors with their provenance, and stage 2 / exp
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -11,7 +12,6 @@ import torch
 from PIL import Image
 
 from linearsr_cli.checkpoints import load_weights, save_weights
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.ncnn_files import FP16_TAG, io_blobs, package_dir, parse_param, read_weights
 from linearsr_cli.nn.dit import LinearSR, bicubic_upsample, compose_output
@@ -23,7 +23,7 @@ from linearsr_cli.priors import (
     save_prior,
     span_state_from_ncnn,
 )
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 RECORD = {"origin": "test", "licence": "Apache-2.0", "attribution": "test"}
 TINY_SPAN = dict(prior_channels=6, prior_blocks=1)
@@ -98,6 +98,7 @@ def test_converted_span_matches_ncnn_on_real_images(source):
 
     span, record = convert_source(PRIOR_SOURCES[source])
     assert record["licence"] == "Apache-2.0" and "Wan" in record["attribution"]
+    assert "BSD-3-Clause" in record["packaging"] and "GPL-3.0" in record["packaging"]  # both facts, as the card
     param, weights = PRIOR_SOURCES[source].files()
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
@@ -200,6 +201,19 @@ def test_prior_config_is_validated():
         tiny_model_config(num_experts=2).with_prior(("clean",), (2,))
     cfg = tiny_model_config(num_experts=4).with_prior(("clean",), (0,))
     assert cfg.with_experts(1).prior_experts == (0,)
+
+
+def test_one_prior_choice_and_unknown_priors_are_errors():
+    both = tiny_model_config().with_prior(("clean", "real"), (0,))
+    real_only = tiny_model_config().with_prior(("real",), (0,))
+    assert both.prior_index("auto") == 0 and both.prior_index("real") == 1
+    assert real_only.prior_index("auto") == 0 and real_only.prior_index("real") == 0
+    assert tiny_model_config().prior_index("auto") is None
+    for cfg, name in [(real_only, "clean"), (tiny_model_config(), "clean"), (both, "noisy")]:
+        with pytest.raises(ConfigError, match="--input"):
+            cfg.prior_index(name)
+    with pytest.raises(ConfigError, match="clean"):  # the model no longer falls back silently
+        LinearSR(dataclasses.replace(real_only, prior_channels=4, prior_blocks=1)).input_index(["clean"])
 
 
 def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):

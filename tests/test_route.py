@@ -78,8 +78,8 @@ def noise_router() -> Router:
 @pytest.fixture(scope="module")
 def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny weights with a clean, a real and a texture prior and the noise gate."""
-    from linearsr_cli.config import tiny_model_config
     from linearsr_cli.nn.dit import LinearSR
+    from tests.util import tiny_model_config
 
     cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real", "texture"), (0,))
     import dataclasses

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from linearsr_cli.config import SamplerConfig, bisect_boundaries, tiny_model_config
+from linearsr_cli.config import SamplerConfig, bisect_boundaries
 from linearsr_cli.sampling.samplers import (
     count_evaluations,
     draw_noise,
@@ -23,7 +23,7 @@ from linearsr_cli.sampling.schedules import (
     log_snr,
     t_from_log_snr,
 )
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 
 def test_log_snr_and_inverse():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.nn.attention import relu_linear_attention, softmax_attention
 from linearsr_cli.nn.blocks import modulate, norm_modulate
 from linearsr_cli.nn.dit import bicubic_upsample, compose_output
+from tests.util import tiny_model_config
 
 
 def _qkv(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

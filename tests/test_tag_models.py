@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import skimage.data
 import torch
 import torch.nn.functional as F
 
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.tag.cache import TrainingTags
 from linearsr_cli.tag.encoder import MAX_TOKENS, TAG_DIM
 from linearsr_cli.tag.guidance import TagConfig, TagGuidance
 from linearsr_cli.tag.tagger import visual_token
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 
 def rgb(name: str) -> torch.Tensor:
@@ -127,20 +124,13 @@ def test_visual_token(guide) -> None:
     assert abs(float(tok.std()) - 0.5) < 0.05
 
 
-def test_training_tags_cache_and_dropout(guide, tmp_path: Path) -> None:
+def test_training_tags(guide) -> None:
     crops = torch.stack([downscale4(rgb("chelsea"))[:, :64, :64], downscale4(rgb("coffee"))[:, :64, :64]])
-    cache = tmp_path / "tag_cache.json"
-    tt = TrainingTags(cache_path=cache, dropout=0.0)
+    tt = TrainingTags()
     tt.guidance._tagger, tt.guidance._encoder = guide.tagger, guide.encoder
-    first = tt.tags_for_training(crops)
-    assert cache.is_file() and len(first) == 2
-    again = TrainingTags(cache_path=cache)  # fresh instance: answers from the file
-    assert again.tags_for_training(crops) == first
-    assert again.guidance._tagger is None  # ... without loading the tagger
-    states, mask = tt.batch(crops)
+    lists = tt.tags_for_training(crops)
+    assert len(lists) == 2 and all(isinstance(t, str) for tags in lists for t in tags)
+    states, mask = tt.encode(lists)
     assert states.shape[:2] == mask.shape and states.shape[0] == 2
-    tt.dropout = 1.0
-    _, dropped = tt.batch(crops)
-    assert not dropped.any()
     tok, vmask = tt.visual_batch(crops, keep=torch.tensor([True, False]))
     assert tok.shape == (2, 1, TAG_DIM) and vmask.tolist() == [[True], [False]]

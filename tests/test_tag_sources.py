@@ -15,7 +15,6 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from linearsr_cli.errors import ConfigError, TagError
-from linearsr_cli.tag.cache import TagCache, apply_tag_dropout, image_key
 from linearsr_cli.tag.guidance import ResolvedTags, TagConfig, TagGuidance
 from linearsr_cli.tag.labels import IMAGENET_LABELS
 from linearsr_cli.tag.metadata import read_keywords, xmp_subjects
@@ -213,34 +212,6 @@ def test_label_table() -> None:
     assert (IMAGENET_LABELS[134], IMAGENET_LABELS[517]) == ("crane (bird)", "crane (machine)")
     assert (IMAGENET_LABELS[657], IMAGENET_LABELS[744]) == ("missile", "projectile")
     assert "cat" in IMAGENET_LABELS[285] and IMAGENET_LABELS[967] == "espresso"
-
-
-def test_image_key_is_content_hash() -> None:
-    img = torch.randint(0, 256, (3, 16, 16)).float() / 255.0
-    assert image_key(img) == image_key(img + 1e-4)  # same 8-bit content, float noise ignored
-    assert image_key(img) != image_key(img.flip(-1))
-    assert image_key(img) != image_key(img.reshape(3, 8, 32))  # shape is part of the key
-
-
-def test_tag_dropout() -> None:
-    lists = [["a"]] * 2000
-    gen = torch.Generator().manual_seed(0)
-    dropped = apply_tag_dropout(lists, 0.25, gen)
-    rate = sum(not t for t in dropped) / len(lists)
-    assert 0.2 < rate < 0.3
-    assert apply_tag_dropout(lists[:5], 0.0) == lists[:5]
-    assert apply_tag_dropout(lists[:5], 1.0) == [[]] * 5
-
-
-def test_tag_cache_file(tmp_path: Path) -> None:
-    path = tmp_path / "cache" / "tags.json"
-    cache = TagCache(path, TagConfig())
-    cache.put("k1", ["cat"])
-    cache.save()
-    assert TagCache(path, TagConfig()).get("k1") == ["cat"]
-    assert TagCache(path, TagConfig(top_k=3)).get("k1") is None  # other settings: not mixed in
-    path.write_text("{broken", encoding="utf-8")
-    assert TagCache(path, TagConfig()).get("k1") is None
 
 
 def test_collect_images(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import scan_checkpoints
@@ -24,6 +23,7 @@ from linearsr_cli.train.loop import DatasetBatches, read_log, train
 from linearsr_cli.train.prior import train_prior
 from linearsr_cli.train.teacher import TeacherOutputs, build_cache, cache_key
 from tests.test_train import data_cfg, quick_cfg, write_photos
+from tests.util import tiny_model_config
 
 RECORD = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from linearsr_cli.config import SamplerConfig, TileConfig, tiny_model_config
+from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import DevicePlan
 from linearsr_cli.engine.tiling import Blender, plan_axis, plan_tiles, window
 from linearsr_cli.engine.upscaler import Upscaler
 from tests.conftest import synthetic_photo
-from tests.util import random_model
+from tests.util import random_model, tiny_model_config
 
 CPU = DevicePlan(torch.device("cpu"), None)
 

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import load_weights, read_info
 from linearsr_cli.cli import app
-from linearsr_cli.config import tiny_model_config
 from linearsr_cli.errors import TrainingError
 from linearsr_cli.esgf.probe import measure_model
 from linearsr_cli.nn.dit import LinearSR
@@ -33,6 +32,7 @@ from linearsr_cli.train.loop import (
     train,
 )
 from linearsr_cli.train.recipe import RecipeConfig, export_model, run_recipe
+from tests.util import tiny_model_config
 
 SCALE = 4
 

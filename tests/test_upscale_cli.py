@@ -312,8 +312,7 @@ def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Pat
     """--input clean|real chooses the structure expert's prior; weights without a prior refuse a
     named input before touching any file; auto takes the first prior (clean)."""
     from linearsr_cli.checkpoints import save_weights
-    from linearsr_cli.config import tiny_model_config
-    from tests.util import random_model
+    from tests.util import random_model, tiny_model_config
 
     cfg = tiny_model_config(prior_channels=6, prior_blocks=1).with_prior(("clean", "real"), (0,))
     model = random_model(cfg, seed=5)
@@ -334,3 +333,14 @@ def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Pat
     assert res.exit_code == EXIT_USAGE and "no prior" in res.output and not (tmp_path / "x").exists()
     res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "y"), "--weights", str(weights), "--input", "noisy"])
     assert res.exit_code == EXIT_USAGE and "--input" in res.output
+
+
+def test_help_panels_and_one_name_for_no_tags() -> None:
+    """Ablation and many-machine options sit in their own --help panels; --tags off is the one
+    spelling shown (the hidden --no-tags still works, see run() above)."""
+    env = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    up = CliRunner().invoke(app, ["upscale", "--help"], env=env).output
+    assert "Many machines" in up and "--ray-actors" in up and "--no-tags" not in up and "--tags" in up
+    assert "Ablations" in CliRunner().invoke(app, ["train", "recipe", "--help"], env=env).output
+    stage2 = CliRunner().invoke(app, ["train", "stage2", "--help"], env=env).output
+    assert "Ablations" in stage2 and "--tag-kind" in stage2 and "--experts" in stage2

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from linearsr_cli.config import ModelConfig, tiny_model_config
+from linearsr_cli.config import ModelConfig
 from linearsr_cli.nn.dit import LinearSR
+
+
+def tiny_model_config(**overrides: Any) -> ModelConfig:
+    """A few-thousand-parameter config for tests: same code paths, milliseconds per forward."""
+    base = dict(dim=32, depth=2, heads=2, ffn_mult=2.0, stem_channels=8, num_experts=4)
+    base.update(overrides)
+    return ModelConfig(**base)
 
 
 def random_model(cfg: ModelConfig | None = None, *, seed: int = 0, std: float = 0.1) -> LinearSR:

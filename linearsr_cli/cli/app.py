@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from linearsr_cli import __version__
 
@@ -67,6 +67,28 @@ class _Group(TyperGroup):
         except _USAGE_ERRORS as exc:
             exc.exit_code = EXIT_USAGE
             raise
+
+
+ABLATIONS = "Ablations"  # help panel of switches that exist for docs/ablation/*.sh, not for users
+MANY_MACHINES = "Many machines"  # help panel of the Ray / sharding options
+
+
+class JsonFlagCommand(TyperCommand):
+    """A command whose `--json` is a flag (JSON on stdout) and whose files go to `--json-out`:
+    the old spelling `--json FILE` (or `--json=FILE`, `--json -`) is refused with that hint
+    instead of a bare "unexpected extra argument"."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        for i, arg in enumerate(args):
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            old = arg.startswith("--json=") or (arg == "--json" and (nxt == "-" or nxt.lower().endswith(".json")))
+            if old:
+                target = arg.partition("=")[2] if "=" in arg else nxt
+                hint = "give --json alone" if target == "-" else f"write the file with --json-out {target}"
+                raise typer.BadParameter(
+                    f"--json is a flag now (JSON on stdout, no value); {hint}", ctx=ctx, param_hint="'--json'"
+                )
+        return super().parse_args(ctx, args)
 
 
 app = typer.Typer(

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import EXIT_OK, EXIT_PARTIAL, app, fail
+from linearsr_cli.cli.app import ABLATIONS, EXIT_OK, EXIT_PARTIAL, JsonFlagCommand, app, fail
+from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
-@app.command("eval")
+@app.command("eval", cls=JsonFlagCommand)
 def eval_cmd(
     hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
     lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
@@ -23,7 +24,8 @@ def eval_cmd(
     solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
     shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
-    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image), off, or visual (the tagger's pooled feature as one token; for weights trained with --tag-kind visual). Default: as upscale.")] = DEFAULT_TAGS,
+    tags: Annotated[str, typer.Option(help="auto (tagger on the LR image) or off. Default: as upscale.")] = DEFAULT_TAGS,
+    tag_kind: Annotated[str, typer.Option(help="tags, or visual: the tagger's pooled feature as one token, for weights trained with train stage2 --tag-kind visual.", rich_help_panel=ABLATIONS)] = "tags",
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="LinearSR with test-time augmentation (as upscale --tta).")] = False,
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
@@ -33,7 +35,8 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
     limit: Annotated[int, typer.Option(help="Evaluate only the first N images (0 = all).")] = 0,
-    json_out: Annotated[str, typer.Option("--json", help="Write the full report as JSON to this file (- = stdout, no table).")] = "",
+    json_lines: Annotated[bool, typer.Option("--json", help="Print the full report as one JSON line on stdout instead of the table.")] = False,
+    json_out: Annotated[Path | None, typer.Option(help="Also write the full report as JSON to this file.")] = None,
     grid: Annotated[Path | None, typer.Option(help="Write a labelled crop grid (LR | methods | HR) PNG here.")] = None,
     grid_images: Annotated[int, typer.Option(help="Rows (images) in the grid.")] = 4,
     grid_crop: Annotated[int, typer.Option(help="Crop side in HR pixels.")] = 128,
@@ -47,6 +50,11 @@ def eval_cmd(
     from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
+    if tags == "visual":
+        raise fail(ConfigError("--tags is auto or off; the ablation's visual token is --tag-kind visual"))
+    if tag_kind not in ("tags", "visual") or (tag_kind == "visual" and tags == "off"):
+        raise fail(ConfigError(f"--tag-kind must be tags or visual (with tags on), got {tag_kind!r} with --tags {tags}"))
+    tags = "visual" if tag_kind == "visual" else tags  # EvalConfig's name for the ablation's token
     try:
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
@@ -59,11 +67,7 @@ def eval_cmd(
             write_grid(report, grid)
     except LinearSRError as exc:
         raise fail(exc) from None
-    text = json.dumps(report.to_dict(), indent=1)
-    if json_out == "-":
-        print(text)
-    else:
-        print(format_table(report))
-        if json_out:
-            Path(json_out).write_text(text + "\n")
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    print(json.dumps(report.to_dict()) if json_lines else format_table(report))
     raise typer.Exit(EXIT_PARTIAL if report.errors else EXIT_OK)

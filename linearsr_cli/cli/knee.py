@@ -6,15 +6,16 @@ from pathlib import Path
 
 import typer
 
-from linearsr_cli.cli.app import app, fail
+from linearsr_cli.cli.app import JsonFlagCommand, app, fail
 
 
-@app.command("select-knee")
+@app.command("select-knee", cls=JsonFlagCommand)
 def select_knee_cmd(
     ckpts: str = typer.Argument(..., help="Directory of checkpoints (ours or any safetensors)."),
     val: str = typer.Option("", help="LR/HR pairs (DIR/lr + DIR/hr, or a photo root with val/) to re-measure PSNR/SSIM."),
     val_count: int = typer.Option(4, help="Pairs used from --val (0 = all)."),
-    json_out: str = typer.Option("", "--json", help="Write the curves and the choice as JSON."),
+    json_lines: bool = typer.Option(False, "--json", help="Print the curves and the choice as one JSON line on stdout instead of the table."),
+    json_out: str = typer.Option("", help="Write the curves and the choice as JSON to this file."),
     plot: str = typer.Option("", help="Write the ESGF plot (PNG)."),
     link: str = typer.Option("", help="Symlink (or copy) the chosen checkpoint here, e.g. knee.safetensors."),
     sensitivity: float = typer.Option(1.0, help="Kneedle sensitivity S."),
@@ -35,20 +36,23 @@ def select_knee_cmd(
         sel = select_knee(ckpts, val_source=source, sensitivity=sensitivity)
     except LinearSRError as exc:
         raise fail(exc) from None
-    table = Table(*TABLE_HEADER, title=f"ESGF: {ckpts}")
-    for row in table_rows(sel.report):
-        table.add_row(*row)
-    Console().print(table)
-    for s in sel.skipped:
-        typer.echo(f"skipped {s.path.name}: {s.reason}")
-    r = sel.report
-    if r.divergence is not None:
-        typer.echo(f"divergence from step {sel.probes[r.divergence].step}: {r.divergence_reason}")
-    typer.echo(f"knee: step {sel.probes[r.knee].step} -> {sel.knee_path}")
+    if json_lines:
+        print(json.dumps(sel.to_json()))
+    else:
+        table = Table(*TABLE_HEADER, title=f"ESGF: {ckpts}")
+        for row in table_rows(sel.report):
+            table.add_row(*row)
+        Console().print(table)
+        for s in sel.skipped:
+            typer.echo(f"skipped {s.path.name}: {s.reason}")
+        r = sel.report
+        if r.divergence is not None:
+            typer.echo(f"divergence from step {sel.probes[r.divergence].step}: {r.divergence_reason}")
+        typer.echo(f"knee: step {sel.probes[r.knee].step} -> {sel.knee_path}")
     if json_out:
         Path(json_out).write_text(json.dumps(sel.to_json(), indent=1))
     if plot:
         write_plot(sel, plot)
     if link:
         link_checkpoint(sel.knee_path, Path(link))
-        typer.echo(f"linked {link} -> {sel.knee_path.name}")
+        typer.echo(f"linked {link} -> {sel.knee_path.name}", err=json_lines)

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import app, fail
+from linearsr_cli.cli.app import ABLATIONS, app, fail
 from linearsr_cli.train.recipe import RecipeConfig
 
 SHIP = RecipeConfig()
@@ -32,7 +32,7 @@ app.add_typer(train_app, name="train")
 Out = Annotated[str, typer.Option(help="Run directory (checkpoints + resume state); rerun the same command to resume.")]
 Data = Annotated[str, typer.Option(help="Photo root with train/ and val/ (linearsr data fetch).")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-Batch = Annotated[int, typer.Option(help="Batch size.")]
+BatchSize = Annotated[int, typer.Option(help="Batch size.")]
 Crop = Annotated[int, typer.Option(help="HR crop side in pixels.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
 Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
@@ -40,7 +40,7 @@ CkptEvery = Annotated[int, typer.Option(help="Checkpoint (and validate) every N 
 Scale = Annotated[int, typer.Option(help="Upscaling factor.")]
 Degradation = Annotated[str, typer.Option(help="bicubic | realistic | mixed (half each).")]
 Tags = Annotated[bool, typer.Option("--tags/--no-tags", help="TAG tags with 50% dropout (null tag if the tag packages are missing).")]
-TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).")]
+TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).", rich_help_panel=ABLATIONS)]
 POne = Annotated[float, typer.Option(help="Share of samples at exactly t = 1 (trains the 1-NFE pass).")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 only where this CPU runs it fast; see linearsr info) | fp32 | bf16 | fp16.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
@@ -132,7 +132,7 @@ def _train(base, steps: int, batch: int, lr: float, warmup: int, ckpt_every: int
 def train_stage0(
     out: Out,
     prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.steps,
-    batch: Batch = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
+    batch: BatchSize = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
     warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
     max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
@@ -145,8 +145,9 @@ def train_stage0(
 ) -> None:
     """Stage 0: fine-tune a prior (SPAN, or an earlier stage-0 prior) on real-world degradations:
     L1 by default; --lpips-weight, --gan-weight, --usm and --distill-weight select the texture terms."""
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import run_stage0, training_device
+    from linearsr_cli.train.recipe import run_stage0
 
     try:
         cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed, l1_weight=l1_weight,
@@ -164,7 +165,7 @@ def train_stage0(
 @with_model_options
 def train_stage1(
     out: Out,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: Batch = SHIP.stage1.batch_size,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: BatchSize = SHIP.stage1.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
     ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
@@ -174,8 +175,9 @@ def train_stage1(
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
     from linearsr_cli.config import ModelConfig
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import make_val_pairs, run_stage1, training_device
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage1
 
     try:
         data_cfg = _data(data, crop, scale, degradation, seed)
@@ -194,8 +196,8 @@ def train_stage2(
     init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")],
     out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
-    experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4).")] = SHIP.model.num_experts,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: Batch = SHIP.stage2.batch_size,
+    experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: BatchSize = SHIP.stage2.batch_size,
     crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
     ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
     tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.p_one,
@@ -207,9 +209,10 @@ def train_stage2(
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
     from linearsr_cli.checkpoints import read_info
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.data import PairDataset
-    from linearsr_cli.train.recipe import make_val_pairs, run_stage2, training_device
+    from linearsr_cli.train.recipe import make_val_pairs, run_stage2
 
     try:
         data_cfg = _data(data, crop, read_info(init).config.scale, degradation, seed)
@@ -312,7 +315,7 @@ def train_router(
 def train_recipe(
     out: Out,
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
-    crop: Crop = SHIP.data.crop, batch: Batch = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
+    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
     steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
     texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.steps,
     router_crops: Annotated[int, typer.Option(help="Training crops that --input auto's router is fitted on (0 = no router).")] = SHIP.router_crops,
@@ -323,8 +326,8 @@ def train_recipe(
     ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
     ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
     lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
-    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).")] = SHIP.train_structure_expert,
-    init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.")] = SHIP.init,
+    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).", rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
+    init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.", rich_help_panel=ABLATIONS)] = SHIP.init,
     tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
@@ -337,8 +340,9 @@ def train_recipe(
     import sys
 
     from linearsr_cli.config import ModelConfig
+    from linearsr_cli.engine.device import training_device
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import run_recipe, training_device
+    from linearsr_cli.train.recipe import run_recipe
 
     try:
         model = ModelConfig(scale=scale, **arch)

@@ -13,6 +13,7 @@ from linearsr_cli.cli.app import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    MANY_MACHINES,
     app,
 )
 from linearsr_cli.tag.config import DEFAULT_TAGS
@@ -33,8 +34,8 @@ def upscale(
     solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
     shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
-    tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off, or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
-    no_tags: Annotated[bool, typer.Option("--no-tags", help="Same as --tags off (the model's null token).")] = False,
+    tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off (the model\'s null token), or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
+    no_tags: Annotated[bool, typer.Option("--no-tags", hidden=True, help="Old spelling of --tags off.")] = False,
     input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG (camera and web photos); auto (default) = decided per image from its evidence (the file's JPEG quality, noise, blockiness, detail) by the weights' router; each --json record names the prior and why.")] = "auto",
     tile: Annotated[str, typer.Option(help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
@@ -53,12 +54,12 @@ def upscale(
     log: Annotated[Path | None, typer.Option(help="Also append one plain line per finished file (and the summary) to this file.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
-    shard: Annotated[str, typer.Option(help="K/N: only this shard of the files (stable by output path), for N copies of one command (Slurm arrays, Kubernetes indexed Jobs).")] = "0/1",
-    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the \\[ray] extra; files on a filesystem every node sees.")] = "",
-    ray_actors: Annotated[int, typer.Option(help="Ray actors (0 = one per GPU, else one per node).")] = 0,
-    ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor (0 = 1 with GPUs, else all of a node's).")] = 0.0,
-    ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (-1 = 1 when the cluster has GPUs, else 0).")] = -1.0,
-    ray_batch: Annotated[int, typer.Option(help="Files per Ray task.")] = 1,
+    shard: Annotated[str, typer.Option(help="K/N: only this shard of the files (stable by output path), for N copies of one command (Slurm arrays, Kubernetes indexed Jobs).", rich_help_panel=MANY_MACHINES)] = "0/1",
+    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the \\[ray] extra; files on a filesystem every node sees.", rich_help_panel=MANY_MACHINES)] = "",
+    ray_actors: Annotated[int, typer.Option(help="Ray actors (0 = one per GPU, else one per node).", rich_help_panel=MANY_MACHINES)] = 0,
+    ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor (0 = 1 with GPUs, else all of a node's).", rich_help_panel=MANY_MACHINES)] = 0.0,
+    ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (-1 = 1 when the cluster has GPUs, else 0).", rich_help_panel=MANY_MACHINES)] = -1.0,
+    ray_batch: Annotated[int, typer.Option(help="Files per Ray task.", rich_help_panel=MANY_MACHINES)] = 1,
 ) -> None:
     """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error or no input; 2: some files failed or conflict with existing outputs; 130: interrupted; 141: output pipe closed."""
     import signal

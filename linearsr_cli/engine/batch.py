@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import torch
 
 from linearsr_cli.checkpoints import WeightsInfo
-from linearsr_cli.config import INPUT_CHOICES, SamplerConfig, TileConfig
+from linearsr_cli.config import SamplerConfig, TileConfig, check_input_name
 from linearsr_cli.engine import record as settings_record
 from linearsr_cli.engine.pipeline import (
     DEFAULT_MAX_CANVAS,
@@ -429,7 +429,7 @@ def check_out(out: Path, jobs: Sequence[Job]) -> None:
             pass
 
 
-class Batch:
+class BatchRun:
     """One batch run: the native models, the sampler and tag settings, the output size and rules."""
 
     def __init__(
@@ -642,8 +642,7 @@ class UpscaleRequest:
     tta: bool = False
 
     def __post_init__(self) -> None:
-        if self.input_kind not in INPUT_CHOICES:
-            raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {self.input_kind!r}")
+        check_input_name(self.input_kind)
 
 
 def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
@@ -657,12 +656,12 @@ def request_settings(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict
                                     input_kind=req.input_kind, tags=req.tags, tta=req.tta)
 
 
-def load_batch(req: UpscaleRequest) -> Batch:
+def load_batch(req: UpscaleRequest) -> BatchRun:
     """The models and settings of a request, loaded once (raises WeightsError / DeviceError /
     ConfigError before any file is touched)."""
     infos = model_files(req)
     models = load_models(infos, device=req.device, dtype=req.dtype, tiles=req.tiles)
-    return Batch(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta,
+    return BatchRun(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta,
                  settings=request_settings(req, infos))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from linearsr_cli.errors import DeviceError
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
+TRAINING_DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -165,6 +167,22 @@ def choose_device(name: str) -> torch.device:
     if name == "mps" and not mps_available():
         raise DeviceError("--device mps asked for, but MPS is not available")
     return torch.device(name)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun (RANK, WORLD_SIZE); (0, 1) in a single process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def training_device(name: str) -> torch.device:
+    """--device for training: auto (cuda if present, else cpu; training does not use MPS), cpu
+    or cuda, which is cuda:LOCAL_RANK under torchrun (one process per GPU)."""
+    if name not in TRAINING_DEVICES:
+        raise DeviceError(f"unknown training device {name!r}; choose {', '.join(TRAINING_DEVICES)}")
+    if name == "auto":
+        name = "cuda" if cuda_available() else "cpu"
+    dev = choose_device(name)  # DeviceError when cuda is asked for and absent
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if dev.type == "cuda" else dev
 
 
 def choose_dtype(name: str, device: torch.device, *, training: bool = False) -> torch.dtype | None:

@@ -77,10 +77,10 @@ def model_files(
                 f"{path}: weights are for x{native}, but --scale {scale} was asked for; give x{scale} "
                 f"weights, or --outscale {scale} to reach x{scale} with this x{native} model"
             )
-        if input_kind != "auto" and input_kind not in info.config.prior_inputs:
-            have = info.config.prior_inputs
-            what = f"priors for {', '.join(have)} inputs only" if have else "no prior"
-            raise ConfigError(f"{path}: these weights have {what}, so --input {input_kind} does not apply")
+        try:
+            info.config.prior_index(input_kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         infos[native] = info
     return infos
 

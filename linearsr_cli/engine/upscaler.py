@@ -15,9 +15,10 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              the tile and retries that evaluation (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
              output stay float32 (a prior always runs in fp32).
-    input:   `input_kind` names the prior that serves this image ("clean", "real" or "texture",
-             see config.PRIOR_INPUTS; `choose_input` picks it) for weights that carry priors;
-             None = the file's first prior.
+    cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
+             it ("clean", "real" or "texture", see config.PRIOR_INPUTS; `choose_input` picks it,
+             ModelConfig.prior_index turns the name into the index and refuses one the weights
+             lack), the tag tokens and their mask; tiles and sampling steps pass it along.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import math
 import os
 import platform
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from linearsr_cli.config import (
     ModelConfig,
     SamplerConfig,
     TileConfig,
+    check_input_name,
     prior_for,
 )
 from linearsr_cli.engine.device import (
@@ -132,6 +135,33 @@ def sampler_config(
     )
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """What one image is conditioned on, beyond its pixels: the prior that serves it (an index
+    into the weights' prior_inputs, None without priors), and its tag tokens (1, M, D) with their
+    mask (1, M), True = a real tag (None, None = the null token)."""
+
+    prior: int | None = None
+    tags: Tensor | None = None
+    tag_mask: Tensor | None = None
+
+    def with_tags(self, tags: Tensor | None, tag_mask: Tensor | None) -> Conditioning:
+        """The same prior with these tag tokens and mask."""
+        return Conditioning(self.prior, tags, tag_mask)
+
+    def to(self, device: torch.device) -> Conditioning:
+        """The same conditioning with its tensors on `device`."""
+        return Conditioning(
+            self.prior,
+            None if self.tags is None else self.tags.to(device),
+            None if self.tag_mask is None else self.tag_mask.to(device),
+        )
+
+    def prior_tensor(self) -> Tensor | None:
+        """The (1,) long prior index the model reads, or None."""
+        return None if self.prior is None else torch.tensor([self.prior], dtype=torch.long)
+
+
 def bytes_per_token(cfg: ModelConfig) -> int:
     """A conservative estimate of activation memory per token in one forward pass (measured
     about 10 KB per token for the default config on the CPU; this says ~16 KB)."""
@@ -195,58 +225,47 @@ class Upscaler:
         self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
         sampler: SamplerConfig | None = None,
     ) -> Route:
-        """Which kind of input the image `lr` (3, h, w) is, the prior that serves it in a `sampler`
-        run (config.prior_for: the texture prior for real inputs of multi-step runs, when the
-        weights have one), and why: `requested` ("clean"/"real") when the weights have that prior
-        (else ConfigError); for "auto", the weights' router decides from the image's evidence
-        (engine/route.py; `jpeg_quality` is what its file says) or, for weights without a
-        router, the file's first prior. Route(None, None, "") without a prior."""
-        if not self.cfg.has_prior:
-            if requested != "auto":
-                self.input_index(requested)  # raises: no prior to choose
+        """The one prior choice for an image: which kind of input `lr` (3, h, w) is, the prior
+        that serves it in a `sampler` run (config.prior_for: the texture prior for real inputs of
+        multi-step runs, when the weights have one), and why. `requested` ("clean"/"real") when
+        the weights have that prior (ModelConfig.prior_index: ConfigError otherwise); for
+        "auto", the weights' router decides from the image's evidence (engine/route.py;
+        `jpeg_quality` is what its file says) or, for weights without a router, the file's first
+        prior. Route(None, None, "") without a prior."""
+        index = self.cfg.prior_index(check_input_name(requested))  # validates against these weights
+        if index is None:
             return Route(None, None, "")
         if requested != "auto":
-            self.input_index(requested)  # validates the name
             kind, why = requested, "--input"
         elif self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
             kind, why = self.router.choose(measure(lr, jpeg_quality))
         else:
-            kind, why = self.cfg.prior_inputs[0], "the weights' first prior (they have no router)"
+            kind, why = self.cfg.prior_inputs[index], "the weights' first prior (they have no router)"
         return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why)
 
-    def input_index(self, input_kind: str | None) -> Tensor | None:
-        """The (1,) prior index for `input_kind`; ConfigError for a name the weights lack."""
-        if not self.cfg.has_prior:
-            if input_kind is not None:
-                raise ConfigError(f"these weights have no prior, so --input {input_kind} does not apply")
-            return None
-        if input_kind is not None and input_kind not in self.cfg.prior_inputs:
-            raise ConfigError(
-                f"these weights have priors for {', '.join(self.cfg.prior_inputs)} inputs, not {input_kind!r}"
-            )
-        return self.model.input_index([input_kind or self.cfg.prior_inputs[0]])
+    def conditioning(
+        self, prior: str | None = None, tags: Tensor | None = None, tag_mask: Tensor | None = None
+    ) -> Conditioning:
+        """An image's Conditioning: the prior named `prior` (a Route's prior; None = the file's
+        first prior, ModelConfig.prior_index; ConfigError for one the weights lack) and its tags."""
+        return Conditioning(self.cfg.prior_index(prior), tags, tag_mask)
 
-    def _forward_tile(
-        self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, tags: Tensor | None, mask: Tensor | None,
-        kind: Tensor | None = None,
-    ) -> Tensor:
+    def _forward_tile(self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, cond: Conditioning, kind: Tensor | None) -> Tensor:
         y0, x0, y1, x1 = tile.lr_box
         hy0, hx0, hy1, hx1 = tile.hr_box
         dev = self.plan.device
         lr_t = lr[..., y0:y1, x0:x1].to(dev)  # (1, 3, th, tw)
         xt_t = x_t[..., hy0:hy1, hx0:hx1].to(dev)  # (1, 3, s th, s tw)
         with self._autocast():
-            out = self.model(xt_t, t, lr_t, tags, mask, kind)
+            out = self.model(xt_t, t, lr_t, cond.tags, cond.tag_mask, kind)
         return out.float().cpu()
 
     def denoise_fn(
         self,
         lr: Tensor,
-        tags: Tensor | None,
-        tag_mask: Tensor | None,
+        cond: Conditioning,
         tile: int,
         on_tile: Callable[[int], None] | None = None,
-        kind: Tensor | None = None,
     ) -> Callable[[Tensor, float], Tensor]:
         """The `denoise(x_t, t) -> x0_hat` the samplers call on the whole (1, 3, sH, sW) canvas;
         tiles and blends inside. `tile` is the starting LR tile side (0 = whole image)."""
@@ -255,14 +274,14 @@ class Upscaler:
         overlap = self.tiles.overlap
         state = {"tile": tile}
         dev = self.plan.device
-        tags = None if tags is None else tags.to(dev)
-        tag_mask = None if tag_mask is None else tag_mask.to(dev)
+        cond = cond.to(dev)
+        kind = cond.prior_tensor()
 
         def denoise(x_t: Tensor, t: float) -> Tensor:
             while True:
                 plan = plan_tiles(h, w, state["tile"], overlap, s, align=k)
                 try:
-                    return self._run_tiles(x_t, t, lr, plan, tags, tag_mask, on_tile, kind)
+                    return self._run_tiles(x_t, t, lr, plan, cond, kind, on_tile)
                 except (RuntimeError, MemoryError) as exc:
                     if not is_out_of_memory(exc):
                         raise
@@ -285,21 +304,20 @@ class Upscaler:
         t: float,
         lr: Tensor,
         plan: list[Tile],
-        tags: Tensor | None,
-        tag_mask: Tensor | None,
+        cond: Conditioning,
+        kind: Tensor | None,
         on_tile: Callable[[int], None] | None,
-        kind: Tensor | None = None,
     ) -> Tensor:
         s = self.scale
         if len(plan) == 1:
-            out = self._forward_tile(x_t, t, lr, plan[0], tags, tag_mask, kind)
+            out = self._forward_tile(x_t, t, lr, plan[0], cond, kind)
             if on_tile is not None:
                 on_tile(1)
             return out
         overlap_hr = self.tiles.overlap * s
         blender = Blender(tuple(x_t.shape), overlap_hr, margin_hr=overlap_hr // 4)
         for tile in plan:
-            blender.add(tile, self._forward_tile(x_t, t, lr, tile, tags, tag_mask, kind))
+            blender.add(tile, self._forward_tile(x_t, t, lr, tile, cond, kind))
             if on_tile is not None:
                 on_tile(1)
         return blender.result()
@@ -314,11 +332,9 @@ class Upscaler:
         self,
         lr: Tensor,
         sampler: SamplerConfig,
+        cond: Conditioning | None = None,
         *,
-        tags: Tensor | None = None,
-        tag_mask: Tensor | None = None,
         progress: Progress = None,
-        input_kind: str | None = None,
         tta: bool = False,
         noise: Tensor | None = None,
     ) -> Tensor:
@@ -331,7 +347,7 @@ class Upscaler:
             noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
         elif tuple(noise.shape) != (1, 3, h * s, w * s):
             raise ValueError(f"noise must be {(1, 3, h * s, w * s)}, got {tuple(noise.shape)}")
-        kind = self.input_index(input_kind)
+        cond = self.conditioning() if cond is None else cond
         transforms = DIHEDRAL if tta else DIHEDRAL[:1]
         per_run = count_evaluations(sampler)
         total = sum(per_run * self.tile_count(*apply(lr, g).shape[-2:]) for g in transforms)
@@ -344,19 +360,18 @@ class Upscaler:
 
         out = None
         for g in transforms:  # the self-ensemble: same noise, transformed alike; outputs averaged
-            sr = invert(self._sample(apply(lr, g), apply(noise, g), sampler, tags, tag_mask, kind, on_tile), g)
+            sr = invert(self._sample(apply(lr, g), apply(noise, g), sampler, cond, on_tile), g)
             out = sr if out is None else out.add_(sr)
         assert out is not None
         return out.div_(len(transforms))[0]
 
     def _sample(
-        self, lr: Tensor, noise: Tensor, sampler: SamplerConfig, tags: Tensor | None, tag_mask: Tensor | None,
-        kind: Tensor | None, on_tile: Callable[[int], None],
+        self, lr: Tensor, noise: Tensor, sampler: SamplerConfig, cond: Conditioning, on_tile: Callable[[int], None]
     ) -> Tensor:
         """One sampling run: (1, 3, h, w) LR and its (1, 3, sH, sW) noise -> (1, 3, sH, sW) in [0, 1]."""
         h, w = lr.shape[-2:]
         tile = auto_tile(self.cfg, self.tiles, h, w)
-        denoise = self.denoise_fn(lr, tags, tag_mask, tile, on_tile, kind)
+        denoise = self.denoise_fn(lr, cond, tile, on_tile)
         x0 = sample(denoise, noise, sampler)
         return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
 
@@ -375,17 +390,18 @@ def upscale_chain(
     """`lr` (3, h, w) through native passes one after another (e.g. x4 then x2 for --outscale 6):
     (3, S h, S w) with S the product of their scales, and the route of the first pass. The first
     pass uses `input_kind` (auto: its router looks at `lr`, and `jpeg_quality` of its file);
-    later ones see a clean image and get the clean prior. `tags` returns the input's tag tokens;
-    it is called only if a pass can use them."""
+    later ones see a clean image and get the file's first (clean) prior. `tags` returns the
+    input's tag tokens; it is called only if a pass can use them."""
     out, first = lr, Route(None, None, "")
     for index, up in enumerate(chain):
-        if index == 0:
-            route = first = up.choose_input(input_kind, lr, jpeg_quality, sampler)
+        if index == 0:  # an unknown prior fails here, before any work
+            first = up.choose_input(input_kind, lr, jpeg_quality, sampler)
+            cond = up.conditioning(first.prior)
         else:  # a later pass sees the clean output of the one before
-            clean = up.cfg.prior_inputs[0] if up.cfg.has_prior else None
-            route = Route(clean, clean, "a later pass")
-        tokens, mask = tags() if tags is not None and up.uses_tags(sampler) else (None, None)
-        out = up(out, sampler, tags=tokens, tag_mask=mask, progress=progress, input_kind=route.prior, tta=tta)
+            cond = up.conditioning(None)
+        if tags is not None and up.uses_tags(sampler):
+            cond = cond.with_tags(*tags())
+        out = up(out, sampler, cond, progress=progress, tta=tta)
     return out, first
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from linearsr_cli.config import INPUT_CHOICES, PRESETS, SamplerConfig, TileConfig
+from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig, check_input_name
 from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
@@ -97,8 +97,7 @@ class EvalConfig:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
-        if self.input_kind not in INPUT_CHOICES:
-            raise ConfigError(f"input must be one of {', '.join(INPUT_CHOICES)}")
+        check_input_name(self.input_kind)
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
             raise ConfigError(f"unknown no-reference metrics {bad}; choose from {NOREF_METRICS}")

@@ -6,7 +6,8 @@ Call contract of `Denoiser.forward` and `LinearSR.forward`:
     lr    (B, 3, h, w) float in [0, 1], the low-res image;
     tags  (B, M, tag_dim) float token states or None; tag_mask (B, M) bool, True = real tag.
     input_kind  (B,) long index into cfg.prior_inputs (which prior serves each sample), or None
-          for the first; only experts with a prior read it.
+          for cfg.prior_index("auto"); only experts with a prior read it. Names are resolved
+          to indices once, by ModelConfig.prior_index, before anything reaches the model.
     Returns the x0 estimate of the residual, (B, 3, H, W), same dtype as x_t.
 Any h, w >= 1 works: inputs are padded (replicate) to whole tokens inside and cropped back.
 """
@@ -155,12 +156,11 @@ class LinearSR(nn.Module):
         self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
 
     def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
-        """(B,) indices into cfg.prior_inputs for input names ("clean"/"real"); a name the file
-        has no prior for falls back to the first prior. None without priors."""
-        names = self.cfg.prior_inputs
-        if not names:
+        """(B,) indices into cfg.prior_inputs for input names (ModelConfig.prior_index: a name the
+        file has no prior for is a ConfigError). None without priors."""
+        if not self.cfg.has_prior:
             return None
-        return torch.tensor([names.index(n) if n in names else 0 for n in inputs], dtype=torch.long)
+        return torch.tensor([self.cfg.prior_index(n) for n in inputs], dtype=torch.long)
 
     def prior_residual(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
         """(prior(LR) - bicubic(LR)) / residual_scale, each sample through the prior of its input
@@ -168,7 +168,7 @@ class LinearSR(nn.Module):
         cfg = self.cfg
         lr32 = lr.float()
         with torch.autocast(lr.device.type, enabled=False):
-            kinds = [0] if input_kind is None else input_kind.unique().tolist()
+            kinds = [cfg.prior_index("auto")] if input_kind is None else input_kind.unique().tolist()
             if len(kinds) == 1:
                 up = self.priors[cfg.prior_inputs[int(kinds[0])]](lr32)  # (B, 3, H, W)
             else:
@@ -239,6 +239,3 @@ def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
     base = bicubic_upsample(lr, cfg.scale).float()  # (B, 3, H, W), a fresh tensor
     return base.add_(x0.float(), alpha=cfg.residual_scale).clamp_(0.0, 1.0)  # fused, in place
 
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -36,7 +36,7 @@ class TagConfig:
 
 
 def tag_config_for(option: str, *, no_tags: bool = False) -> TagConfig:
-    """`--tags` as a TagConfig: "off" (or --no-tags) = no guidance, "auto" = sidecar > metadata
+    """`--tags` as a TagConfig: "off" (or the hidden old --no-tags) = no guidance, "auto" = sidecar > metadata
     keywords > tagger, anything else = those tags for every image ("cat, grass")."""
     text = option.strip()
     if no_tags or text == "off":

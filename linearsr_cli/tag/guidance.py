@@ -7,7 +7,7 @@ condition the denoiser through cross-attention. Sources, highest precedence firs
     sidecar   photo.jpg.tags next to the image  UTF-8, comma- or newline-separated
     metadata  XMP dc:subject / IPTC 2:25        keywords a photo pipeline already wrote
     tagger    EfficientNet-Lite0 on the LR image top-k ImageNet labels over a threshold
-    off       --no-tags                          no tokens: the model's learned null token
+    off       --tags off                         no tokens: the model's learned null token
 
 The tagger and the text encoder are loaded lazily, once, on the chosen device, and reused for
 every image of the batch. Nothing here touches the network.

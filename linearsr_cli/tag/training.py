@@ -80,7 +80,7 @@ def make_tag_source(
         if not bool(keep.any()):
             return None, None
         if not holder:
-            holder.append(TrainingTags(cache_path=None, dropout=0.0))
+            holder.append(TrainingTags())
         if kind == "visual":
             rows = [visual_of(n, lr[i]) if bool(keep[i]) else lr.new_zeros(1, 384) for i, n in enumerate(names)]
             states = torch.stack([r.to(lr) for r in rows])  # (B, 1, 384)

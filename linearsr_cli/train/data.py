@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
 from linearsr_cli.errors import ConfigError, TrainingError
@@ -189,46 +189,6 @@ class PairDataset(Dataset):
             kind = "realistic" if rng.random() < 0.5 else "bicubic"
         lr, hr = make_pair(patch, self.cfg, kind, rng)
         return {"lr": lr, "hr": hr, "name": self.names[k], "kind": kind}
-
-
-def collate_pairs(items: list[dict[str, Tensor | str]]) -> dict[str, Tensor | list[str]]:
-    """Stack items into a batch with numpy: torch.stack runs an OpenMP region that took ~50 ms per
-    batch here when other processes kept the cores busy (numpy: ~0.1 ms)."""
-    batch: dict[str, Tensor | list[str]] = {}
-    for key in ("lr", "hr"):
-        batch[key] = torch.from_numpy(
-            np.stack([item[key].numpy() for item in items])
-        )  # (B, 3, h, w)
-    batch["name"] = [str(item["name"]) for item in items]
-    batch["kind"] = [str(item["kind"]) for item in items]
-    return batch
-
-
-def make_loader(
-    cfg: DataConfig, split: str, batch_size: int, *, num_workers: int = 0, start: int = 0
-) -> DataLoader:
-    """Batches of pairs in index order from `start` (resume = start at step * batch_size).
-
-    Batches are {"lr": (B, 3, h, w), "hr": (B, 3, H, W), "name": list[str]}; the last partial
-    batch is dropped. Photos are decoded once in the main process; forked workers share them
-    (copy-on-write). Workers must not call cv2.setNumThreads: after the parent has used OpenCV's
-    thread pool that call hangs in a forked child. A stuck worker raises after 10 minutes.
-    """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    dataset = PairDataset(cfg, split)
-    if not 0 <= start < len(dataset):
-        raise ConfigError(f"start ({start}) must lie in [0, {len(dataset)})")
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=range(start, len(dataset)),
-        num_workers=num_workers,
-        drop_last=True,
-        collate_fn=collate_pairs,
-        persistent_workers=num_workers > 0,
-        timeout=600.0 if num_workers > 0 else 0.0,
-    )
 
 
 def validation_pairs(

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
-from linearsr_cli.engine.device import choose_dtype
+from linearsr_cli.engine.device import choose_dtype, distributed_rank
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, measure_model
 from linearsr_cli.nn.discriminator import DiscriminatorConfig
@@ -183,11 +183,11 @@ def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | 
 # ----------------------------------------------------------------------------- data and tags
 
 
-Batch = tuple[Tensor, Tensor, list[str], list[str]]  # lr (B,3,h,w), hr (B,3,H,W), names, kinds
+PairBatch = tuple[Tensor, Tensor, list[str], list[str]]  # lr (B,3,h,w), hr (B,3,H,W), names, kinds
 
 
 class Batches(Protocol):
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int) -> PairBatch:
         """The (lr, hr, photo names, degradation kinds) batch of training step `step`."""
         ...
 
@@ -201,7 +201,7 @@ class DatasetBatches:
             raise TrainingError("the training dataset must be map-style (indexable)")
         self.dataset, self.batch_size, self.rank, self.world = dataset, batch_size, rank, world
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int) -> PairBatch:
         base = (step * self.world + self.rank) * self.batch_size
         n = len(self.dataset) if hasattr(self.dataset, "__len__") else 0
         items = [self.dataset[(base + j) % n if n else base + j] for j in range(self.batch_size)]
@@ -248,13 +248,6 @@ class TrainResult:
     step: int
     last_checkpoint: Path | None
     losses: list[float] = field(default_factory=list)  # per-step losses of this call
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun; (0, 1) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -410,7 +403,7 @@ class StepOutcome:
     fake: Tensor | None = None  # ... and the generator's output (detached there)
 
 
-Objective = Callable[[Batch], StepOutcome]
+Objective = Callable[[PairBatch], StepOutcome]
 SaveCheckpoint = Callable[[], tuple[Path, dict[str, Any]]]  # writes the weights; (path, training record)
 
 
@@ -532,7 +525,7 @@ def train(
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = _distributed()
+    rank, world = distributed_rank()
     run = RunState(model, cfg, device)
     run.resume_or_reset(run_dir)
 
@@ -553,7 +546,7 @@ def train(
     perceptual = _perceptual(cfg, device)
     meta_base = dict(training_meta or {})
 
-    def objective(batch: Batch) -> StepOutcome:
+    def objective(batch: PairBatch) -> StepOutcome:
         lr_img, hr, names, kinds = batch
         b = hr.shape[0]
         mine = slice(rank * b, (rank + 1) * b)  # this rank's part of the global batch's draws
@@ -648,7 +641,7 @@ def _global_mean(value: Tensor, world: int) -> float:
 
 def _any_rank(flag: bool) -> bool:
     """True on every rank when it is True on any (so all ranks pause at the same step)."""
-    _, world = _distributed()
+    _, world = distributed_rank()
     if world <= 1:
         return flag
     import torch.distributed as dist

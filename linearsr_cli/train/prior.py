@@ -29,8 +29,8 @@ from linearsr_cli.nn.span import Span
 from linearsr_cli.priors import save_prior
 from linearsr_cli.train.adversarial import unsharp_mask
 from linearsr_cli.train.loop import (
-    Batch,
     Batches,
+    PairBatch,
     RunState,
     StepOutcome,
     TrainConfig,
@@ -112,7 +112,7 @@ def train_prior(
     amp = autocast_dtype(device, cfg.precision)
     perceptual = _perceptual(cfg, device)
 
-    def objective(batch: Batch) -> StepOutcome:
+    def objective(batch: PairBatch) -> StepOutcome:
         lr_img, hr, _names, _kinds = batch
         lr_img, hr = lr_img.to(device), hr.to(device)
         target = unsharp_mask(hr) if cfg.usm_target else hr

@@ -28,7 +28,8 @@ import torch
 
 from linearsr_cli.checkpoints import load_weights, save_weights
 from linearsr_cli.config import PRIOR_INPUTS, ModelConfig
-from linearsr_cli.errors import ConfigError, DeviceError, TrainingError
+from linearsr_cli.engine.device import distributed_rank
+from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
@@ -38,7 +39,6 @@ from linearsr_cli.train.loop import (
     DatasetBatches,
     TrainConfig,
     TrainResult,
-    _distributed,
     checkpoint_name,
     expert_t_range,
     list_checkpoints,
@@ -48,17 +48,6 @@ from linearsr_cli.train.report import TrainReporter
 
 EXPORT_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 Notify = Callable[[str], None]
-
-
-def training_device(name: str) -> torch.device:
-    """--device for training: auto (cuda if present, else cpu), cpu, cuda (cuda:LOCAL_RANK under torchrun)."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise DeviceError(f"unknown training device {name!r}; choose auto, cpu or cuda")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise DeviceError("--device cuda asked for, but no CUDA device is available")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _hardware(device: torch.device) -> str:
@@ -111,7 +100,7 @@ def run_stage0(
 
     torch.manual_seed(cfg.seed)
     span, record = resolve_prior(prior, data.scale)
-    rank, world = _distributed()
+    rank, world = distributed_rank()
     if world > 1:
         raise TrainingError("stage 0 runs in one process (the prior is small); start it without torchrun")
     if teacher_crops > 0:
@@ -172,7 +161,7 @@ def run_stage1(
     """Stage 1: one base denoiser (num_experts = 1) over all t, resumable in `run_dir`."""
     torch.manual_seed(cfg.seed)
     model = LinearSR(model_cfg.with_experts(1))
-    rank, world = _distributed()
+    rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg.batch_size, rank=rank, world=world)
     return train(
@@ -230,7 +219,7 @@ def run_stage2(
     cfg2 = stage2_config(cfg, full, expert)
     if priors and expert in prior_experts:
         model = attach_priors(model, priors)
-    rank, world = _distributed()
+    rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg2.batch_size, rank=rank, world=world)
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),

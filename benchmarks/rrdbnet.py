@@ -1,6 +1,6 @@
 """RRDBNet, the generator of ESRGAN / Real-ESRGAN x4plus, written for a framework-fair speed peer.
 
-Real-ESRGAN x4plus runs in `ncnn` (evaluate/peers.py); this is the same architecture in PyTorch
+Real-ESRGAN x4plus runs in `ncnn` (linearsr_cli/evaluate/peers.py); this is the same architecture in PyTorch
 so that it can be timed with the same framework, threads and autocast as LinearSR. The weights
 are not needed for timing (cost does not depend on the values), so the module is built with
 PyTorch's default initialisation and is never loaded from a file here.
