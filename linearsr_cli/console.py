@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job
+from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job, OutputConfig, triage
 from linearsr_cli.train.report import SilentReporter
 
 err_console = Console(stderr=True, highlight=False)
@@ -42,10 +42,66 @@ def info(message: str) -> None:
 
 
 def summary_line(summary: BatchSummary) -> str:
-    return (
-        f"{summary.count('ok')} upscaled, {summary.count('skipped')} skipped (output exists), "
-        f"{summary.failed} failed"
-    )
+    """'N upscaled (R redone), S skipped (same settings), [K kept, C conflicts,] F failed[, I ignored]'."""
+    parts = [f"{summary.count('ok')} upscaled" + (f" ({summary.redone} redone: other settings)" if summary.redone else ""),
+             f"{summary.count('skipped')} skipped (same settings)"]
+    if summary.count("kept"):
+        parts.append(f"{summary.count('kept')} kept (--keep-existing)")
+    if summary.conflicts:
+        parts.append(f"{summary.conflicts} conflicts (outputs without a LinearSR record; --overwrite replaces them)")
+    parts.append(f"{summary.failed} failed")
+    if summary.count("ignored"):
+        parts.append(f"{summary.count('ignored')} ignored (not image files)")
+    return ", ".join(parts)
+
+
+def ignored_record(job: Job) -> FileRecord:
+    """The record of a file passed over for its extension."""
+    return triage(job, OutputConfig())[0]  # type: ignore[return-value]
+
+
+def silence_broken_pipe(*streams: Any) -> None:
+    """After a BrokenPipeError: point the streams' descriptors at /dev/null so that Python's
+    final flush does not print a second error (the recipe of the Python signal docs)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in streams:
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real descriptor (a test runner's buffer)
+            pass
+    os.close(devnull)
+
+
+def _one_line(text: object) -> str:
+    """Text on one line whatever it holds (a newline in a file name is written as \\n)."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def problem_lines(record: FileRecord) -> list[str]:
+    """The lines --quiet prints for a record: its failure or conflict, and its warnings."""
+    lines = []
+    if record.status == "failed":
+        lines.append(f"failed: {_one_line(record.input)}: {_one_line(record.error)}")
+    elif record.status == "conflict":
+        lines.append(f"conflict: {_one_line(record.input)} -> {_one_line(record.output)}: {_one_line(record.note)}")
+    lines.extend(f"warning: {_one_line(record.input)}: {_one_line(w)}" for w in record.warnings)
+    return lines
+
+
+def record_line(record: FileRecord) -> str | None:
+    """The plain log line of a finished file (None for ignored ones): `ok|skip|keep  IN -> OUT
+    1.23s` plus why, or the --quiet lines of a failure or conflict."""
+    if record.status == "ignored":
+        return None
+    if record.status in ("failed", "conflict"):
+        return "\n".join(problem_lines(record))
+    word = {"ok": "ok", "skipped": "skip", "kept": "keep"}.get(record.status, record.status)
+    line = f"{word:<4}  {_one_line(record.input)} -> {_one_line(record.output)}  {record.seconds:.2f}s"
+    if record.note and record.status != "skipped":
+        line += f"  ({_one_line(record.note)})"
+    return "\n".join([line, *problem_lines(record)])
 
 
 def _progress(console: Console, *middle: ProgressColumn) -> Progress:
@@ -69,11 +125,73 @@ class QuietReporter:
         pass
 
     def image_done(self, record: FileRecord) -> None:
-        if record.status == "failed":
-            print(f"failed: {record.input}: {record.error}", file=sys.stderr, flush=True)
+        for line in problem_lines(record):
+            print(line, file=sys.stderr, flush=True)
 
     def finish(self, summary: BatchSummary) -> None:
         pass
+
+
+class LineReporter(QuietReporter):
+    """stderr (or `stream`) is not a terminal: one plain line per finished file, never wrapped
+    and never redrawn, then the summary line. Also what --log FILE writes."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def _write(self, text: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
+
+    def image_done(self, record: FileRecord) -> None:
+        line = record_line(record)
+        if line is not None:
+            self._write(line)
+
+    def finish(self, summary: BatchSummary) -> None:
+        self._write(summary_line(summary))
+
+
+class TeeReporter:
+    """Every call to each of `reporters` (the console one, then --log's)."""
+
+    def __init__(self, *reporters: Any) -> None:
+        self.reporters = reporters
+
+    def start(self, total: int) -> None:
+        for r in self.reporters:
+            r.start(total)
+
+    def image_start(self, job: Job, index: int) -> None:
+        for r in self.reporters:
+            r.image_start(job, index)
+
+    def image_progress(self, done: int, total: int) -> None:
+        for r in self.reporters:
+            r.image_progress(done, total)
+
+    def image_done(self, record: FileRecord) -> None:
+        for r in self.reporters:
+            r.image_done(record)
+
+    def finish(self, summary: BatchSummary) -> None:
+        for r in self.reporters:
+            r.finish(summary)
+
+
+def upscale_reporter(*, json_lines: bool = False, quiet: bool = False, log: Any = None) -> Any:
+    """--json (records on stdout) / --quiet (failures only) / progress bars on a terminal / plain
+    lines when stderr is a pipe or a file; with `log` (an open text file) the lines go there too."""
+    if json_lines:
+        main: Any = JsonReporter()
+    elif quiet:
+        main = QuietReporter()
+    elif err_console.is_terminal:
+        main = RichReporter()
+    else:
+        main = LineReporter()
+    return main if log is None else TeeReporter(main, LineReporter(log))
 
 
 class JsonReporter(QuietReporter):
@@ -105,10 +223,9 @@ class RichReporter:
         self.progress.update(self.image_task, completed=done, total=total)
 
     def image_done(self, record: FileRecord) -> None:
-        if record.status == "failed":
-            self.progress.console.print(
-                f"[red]failed[/] {escape(record.input)}: {escape(record.error or '')}"
-            )
+        for line in problem_lines(record):
+            word, _, rest = line.partition(":")
+            self.progress.console.print(f"[red]{word}[/]:{escape(rest)}")
         self.progress.advance(self.batch_task)
 
     def finish(self, summary: BatchSummary) -> None:

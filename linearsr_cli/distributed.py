@@ -28,8 +28,10 @@ from linearsr_cli.engine.batch import (
     Job,
     Reporter,
     UpscaleRequest,
+    check_out,
     model_files,
     request_jobs,
+    request_settings,
     triage,
 )
 from linearsr_cli.errors import ConfigError
@@ -124,12 +126,13 @@ def upscale_batch_ray(
     if not ray_available():
         raise ConfigError(INSTALL_HINT)
     jobs = request_jobs(req, stdin_lines)
-    model_files(req)  # fail fast, on the driver, for a bad file
+    settings = request_settings(req, model_files(req))  # fail fast, on the driver, for a bad file
+    check_out(req.out, jobs)
     summary = BatchSummary()
     reporter.start(len(jobs))
     pending: dict[str, tuple[int, Job]] = {}
     for index, job in enumerate(jobs):
-        done = triage(job, req.output)
+        done, _ = triage(job, req.output, settings)
         if done is None:
             pending[str(job.output.resolve())] = (index, job)
             continue

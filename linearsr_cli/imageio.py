@@ -6,18 +6,26 @@ file was (gray or colour, 8 or 16 bit, format, ICC profile, EXIF with the orient
 `encode_image` can write the upscaled result back in kind.
 
 Decoders: Pillow for 8-bit images and 16-bit gray; OpenCV for 16-bit colour PNG and tifffile
-for 16-bit colour TIFF (Pillow holds those only at 8 bits). 16-bit PNGs are written by a small
+for 16-bit colour TIFF (Pillow holds those only at 8 bits); HEIC/HEIF through `pillow-heif` and
+AVIF through Pillow's own plugin (the `heif` extra; 8 bits). 16-bit PNGs are written by a small
 PNG writer here so gray+alpha and the iCCP/eXIf chunks work at 16 bits.
+
+Outputs can carry a text record (the settings that made them, engine/record.py) in a metadata
+chunk that leaves the pixels alone: a PNG tEXt chunk, a JPEG comment, a TIFF ImageDescription,
+XMP in WebP/HEIC/AVIF; BMP holds none.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import unescape as xml_unescape
 
 import numpy as np
 import torch
@@ -34,13 +42,44 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_PIXELS = 64_000_000
-FORMATS = ("png", "jpg", "webp", "tiff", "bmp")
-EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "heic", "avif")
+EXTENSIONS = {
+    "png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp", "heic": ".heic", "avif": ".avif",
+}
 READABLE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".hif",
+     ".avif"}
 )
-_PIL_FORMAT = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "WEBP": "webp", "BMP": "bmp"}
-_SAVE_NAME = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}
+_PIL_FORMAT = {
+    "PNG": "png", "JPEG": "jpg", "MPO": "jpg", "TIFF": "tiff", "WEBP": "webp", "BMP": "bmp", "HEIF": "heic",
+    "AVIF": "avif",
+}
+_SAVE_NAME = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP", "heic": "HEIF", "avif": "AVIF"}
+RECORD_KEY = "linearsr"  # the PNG text keyword / XMP property of the settings record
+HEIF_EXTRA_HINT = "install the heif extra: pip install -e '.[heif]' (make install includes it)"
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def heif_available() -> bool:
+    """Whether HEIC/HEIF can be read and written (pillow-heif importable); registers its opener."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def avif_available() -> bool:
+    """Whether Pillow reads and writes AVIF (its own plugin, Pillow >= 11.3 wheels)."""
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def _container_brand(data: bytes) -> bytes | None:
+    """The major brand of an ISO-BMFF file (HEIF/AVIF: 'ftyp' at byte 4), else None."""
+    return data[8:12] if len(data) >= 12 and data[4:8] == b"ftyp" else None
 
 
 @dataclass(frozen=True)
@@ -203,6 +242,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageD
     """Decode image bytes (see read_image)."""
     if not data:
         raise ImageReadError("empty file (0 bytes)")
+    brand = _container_brand(data)
+    if brand in _HEIF_BRANDS and not heif_available():
+        raise ImageReadError(f"HEIC/HEIF image, but pillow-heif is not installed: {HEIF_EXTRA_HINT}")
+    if brand in (b"avif", b"avis") and not avif_available():
+        raise ImageReadError(f"AVIF image, but this Pillow cannot read AVIF: {HEIF_EXTRA_HINT}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -267,14 +311,70 @@ def _jpeg_quality(im: Image.Image) -> int | None:
         return None
 
 
+def from_pil(im: Image.Image) -> tuple[ImageData, str]:
+    """A PIL image as ImageData, the way read_image decodes a file (EXIF orientation applied,
+    16-bit gray kept at 16 bits), and the PIL mode `to_pil` should give back."""
+    orientation, exif = _exif_bytes(im)
+    mode = im.mode
+    if mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.float32)[..., None] / 65535.0
+        gray, depth, back = True, 16, "I;16"
+    else:
+        arr, gray = _decode_eight(im)
+        wide = mode == "I" and np.asarray(im).max() > 255  # as _decode_eight scaled it
+        depth = 16 if wide else 8
+        back = {"I": "I", "F": "F", "1": "L", "L": "L", "LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA"}.get(mode)
+        if back is None:
+            back = "RGBA" if arr.shape[2] == 4 else "RGB"  # P, PA, CMYK, YCbCr, LAB, HSV
+    arr = orient(arr, orientation)
+    channels = arr.shape[2]
+    colour = arr[..., :1].repeat(3, axis=2) if channels <= 2 else arr[..., :3]
+    rgb = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1))).float()  # (3, h, w)
+    alpha = torch.from_numpy(np.ascontiguousarray(arr[..., -1][None])).float() if channels in (2, 4) else None
+    icc = im.info.get("icc_profile") or None
+    if icc_colour_space(icc) != ("GRAY" if gray else "RGB"):
+        icc = None
+    data = ImageData(rgb=rgb, alpha=alpha, gray=gray, bit_depth=depth, format="png", icc=icc, exif=exif,
+                     jpeg_quality=_jpeg_quality(im))  # a JPEG opened with PIL routes as its file would
+    return data, back
+
+
+def to_pil(img: ImageData, mode: str | None = None) -> Image.Image:
+    """ImageData as a PIL image of `mode` (from_pil's second value; default: the image's own kind):
+    I;16 and I keep 16 bits, F stays float; L, LA, RGB, RGBA at 8 bits. PIL has no 16-bit colour or
+    16-bit gray+alpha mode: those come back at 8 bits. ICC and EXIF go into .info."""
+    if mode is None:
+        mode = ("I;16" if img.alpha is None else "LA") if img.gray and img.bit_depth == 16 else None
+        mode = mode or ("L" if img.gray else "RGB") + ("A" if img.alpha is not None else "")
+    if mode == "F":
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        out = Image.fromarray((img.rgb.clamp(0, 1) * luma).sum(0).numpy().astype(np.float32), mode="F")
+    else:
+        keep16 = mode in ("I;16", "I") and img.bit_depth == 16
+        arr, depth = _to_array(replace(img, bit_depth=16 if keep16 else 8), "png")  # (h, w, c)
+        if mode in ("I;16", "I") and depth == 16:
+            plane = arr[..., 0]
+            out = Image.fromarray(plane.astype(np.int32), mode="I") if mode == "I" else Image.fromarray(plane)
+        elif mode == "I":
+            out = Image.fromarray(arr[..., 0].astype(np.int32), mode="I")
+        else:
+            pil_mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+            out = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode=pil_mode)
+    if img.icc:
+        out.info["icc_profile"] = img.icc
+    if img.exif:
+        out.info["exif"] = img.exif
+    return out
+
+
 def _to_array(img: ImageData, fmt: str) -> tuple[np.ndarray, int]:
     """The pixels to write as (h, w, c) uint8/uint16 for `fmt`, and the bit depth chosen."""
     rgb = img.rgb.clamp(0, 1)
     if img.gray:
         luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
         chans = [(rgb * luma).sum(0, keepdim=True)]  # (1, H, W)
-        if fmt == "webp":
-            chans = [rgb]  # WebP has no gray mode
+        if fmt in ("webp", "heic", "avif"):
+            chans = [rgb]  # WebP, HEIC and AVIF (as written here) have no gray mode
     else:
         chans = [rgb]
     alpha = img.alpha.clamp(0, 1) if img.alpha is not None else None
@@ -298,10 +398,11 @@ PNG_LEVEL = 3  # zlib level of PNG output: 2.6x faster than 6 for ~8 % larger fi
 
 
 def png16_bytes(
-    arr: np.ndarray, *, icc: bytes | None = None, exif: bytes | None = None, level: int = PNG_LEVEL
+    arr: np.ndarray, *, icc: bytes | None = None, exif: bytes | None = None, level: int = PNG_LEVEL,
+    record: str | None = None,
 ) -> bytes:
     """A 16-bit PNG (PNG spec, ISO 15948) of an (h, w, c) uint16 array, c in 1..4, with the
-    'Up' row filter, and optional iCCP and eXIf chunks."""
+    'Up' row filter, and optional iCCP, eXIf and tEXt (`record`, keyword RECORD_KEY) chunks."""
     h, w, c = arr.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     rows = arr.astype(">u2").reshape(h, w * c).view(np.uint8)  # (h, 2 w c) big-endian bytes
@@ -313,25 +414,82 @@ def png16_bytes(
         out.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
     if exif:
         out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if record:
+        out.append(_png_chunk(b"tEXt", RECORD_KEY.encode("latin-1") + b"\x00" + record.encode("latin-1")))
     out.append(_png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)))
     out.append(_png_chunk(b"IEND", b""))
     return b"".join(out)
 
 
-def encode_image(img: ImageData, fmt: str, *, quality: int = 95, png_level: int = PNG_LEVEL) -> bytes:
-    """Encode `img` as `fmt` (one of FORMATS) in memory, keeping ICC/EXIF where the format can.
+def holds_record(fmt: str) -> bool:
+    """Whether outputs of `fmt` carry a settings record (every format but BMP)."""
+    return fmt != "bmp"
 
-    16-bit stays 16-bit in PNG and TIFF; JPEG, WebP and BMP get 8 bits. Alpha is kept except in
-    JPEG, where the image is flattened onto white.
+
+def _xmp_packet(record: str) -> bytes:
+    """A minimal XMP packet holding `record` as the text of one linearsr:record property."""
+    return (
+        '<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        f'xmlns:{RECORD_KEY}="https://linearsr.invalid/ns/1.0/"><{RECORD_KEY}:record>{xml_escape(record)}'
+        f'</{RECORD_KEY}:record></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="r"?>'
+    ).encode("utf-8")
+
+
+_XMP_RECORD = re.compile(rf"<{RECORD_KEY}:record>(.*?)</{RECORD_KEY}:record>", re.S)
+
+
+def read_record(path: str | Path) -> str | None:
+    """The settings record an output carries (see the module docstring), or None: no record, or
+    not an image we can open. Reads the header only."""
+    try:
+        data = Path(path).read_bytes()
+        if _container_brand(data) in _HEIF_BRANDS:
+            heif_available()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            if im.format == "PNG":
+                text = im.info.get(RECORD_KEY)
+                return text if isinstance(text, str) else None
+            if im.format in ("JPEG", "MPO"):
+                comment = im.info.get("comment")
+                return comment.decode("utf-8", "replace") if isinstance(comment, bytes) and comment else None
+            if im.format == "TIFF":
+                text = im.tag_v2.get(270)
+                return text if isinstance(text, str) and text.startswith("{") else None
+            xmp = im.info.get("xmp")
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, UnidentifiedImageError):
+        return None
+    if isinstance(xmp, bytes | str):
+        text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+        found = _XMP_RECORD.search(text)
+        return xml_unescape(found.group(1)) if found else None
+    return None
+
+
+def encode_image(
+    img: ImageData, fmt: str, *, quality: int = 95, png_level: int = PNG_LEVEL, record: str | None = None
+) -> bytes:
+    """Encode `img` as `fmt` (one of FORMATS) in memory, keeping ICC/EXIF where the format can,
+    with `record` (ASCII text) in a metadata chunk when the format holds one (holds_record).
+
+    16-bit stays 16-bit in PNG and TIFF; JPEG, WebP, HEIC, AVIF and BMP get 8 bits. Alpha is kept
+    except in JPEG, where the image is flattened onto white.
     """
     if fmt not in FORMATS:
         raise ImageWriteError(f"unknown output format {fmt!r}")
+    if fmt == "heic" and not heif_available():
+        raise ImageWriteError(f"HEIC output needs pillow-heif: {HEIF_EXTRA_HINT}")
+    if fmt == "avif" and not avif_available():
+        raise ImageWriteError(f"AVIF output needs a Pillow with AVIF: {HEIF_EXTRA_HINT}")
     arr, depth = _to_array(img, fmt)
     icc = img.icc if fmt != "bmp" else None
-    exif = img.exif if fmt in ("png", "jpg", "webp", "tiff") else None
+    exif = img.exif if fmt in ("png", "jpg", "webp", "tiff", "heic", "avif") else None
+    record = record if holds_record(fmt) else None
     try:
         if depth == 16 and fmt == "png":
-            return png16_bytes(arr, icc=icc, exif=exif, level=png_level)
+            return png16_bytes(arr, icc=icc, exif=exif, level=png_level, record=record)
         if depth == 16:
             import tifffile
 
@@ -344,6 +502,7 @@ def encode_image(img: ImageData, fmt: str, *, quality: int = 95, png_level: int 
                 extrasamples=["unassalpha"] if c in (2, 4) else None,
                 compression="zlib",
                 iccprofile=icc,
+                **({"description": record, "metadata": None} if record else {}),
             )
             return buf.getvalue()
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
@@ -355,8 +514,20 @@ def encode_image(img: ImageData, fmt: str, *, quality: int = 95, png_level: int 
             params["icc_profile"] = icc
         if exif:
             params["exif"] = exif
-        if fmt in ("jpg", "webp"):
+        if fmt in ("jpg", "webp", "heic", "avif"):
             params["quality"] = int(quality)
+        if record and fmt == "png":
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            info.add_text(RECORD_KEY, record)
+            params["pnginfo"] = info
+        elif record and fmt == "jpg":
+            params["comment"] = record.encode("utf-8")
+        elif record and fmt == "tiff":
+            params["description"] = record
+        elif record:
+            params["xmp"] = _xmp_packet(record)
         if fmt == "webp" and quality >= 100:
             params["lossless"] = True  # --quality 100 = lossless WebP
         if fmt == "png":

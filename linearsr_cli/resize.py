@@ -4,7 +4,9 @@ anti-aliased resample to the exact size. Pure tensor math: no I/O, no device cho
     --outscale F        output round(F w) x round(F h)
     --width W           output W x round(W h / w)          (aspect kept)
     --height H          output round(H w / h) x H
-    --width and --height    exactly W x H
+    --width and --height    a W x H box, by --fit: contain (default; the largest size inside the
+                            box with the input's aspect ratio), cover (fill the box, centre crop)
+                            or stretch (exactly W x H, distorted)
 The model runs the shortest chain of native passes whose product is the smallest scale >= the
 factor the output needs (e.g. x2 for 1.5, x4 for 3, x4 then x2 for 6), then one resample brings
 it down to the exact size: antialiased bicubic (PIL's kernel, a = -0.5, support widened by the
@@ -25,6 +27,7 @@ from torch import Tensor
 from linearsr_cli.errors import ConfigError
 
 MAX_PASSES = 3  # x4 three times is x64: beyond any sensible request
+FITS = ("contain", "cover", "stretch")
 _EPS = 1e-9
 
 
@@ -35,8 +38,11 @@ class SizeRequest:
     outscale: float | None = None
     width: int | None = None
     height: int | None = None
+    fit: str = "contain"  # with both width and height: contain | cover | stretch
 
     def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ConfigError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.outscale is not None and (not math.isfinite(self.outscale) or self.outscale <= 0):
             raise ConfigError(f"--outscale must be a number > 0, got {self.outscale}")
         for name, value in (("width", self.width), ("height", self.height)):
@@ -52,6 +58,29 @@ class SizeRequest:
 
     def target(self, w: int, h: int, native: int) -> tuple[int, int]:
         """The output (width, height) for a w x h input; `native` when nothing was asked."""
+        size, crop = self.resize_and_crop(w, h, native)
+        return size if crop is None else (crop[2] - crop[0], crop[3] - crop[1])
+
+    def aspect_differs(self, w: int, h: int) -> bool:
+        """True when --width and --height ask for a box whose aspect ratio is not the input's."""
+        if self.width is None or self.height is None:
+            return False
+        return _fit_size(w, h, self.width, self.height, cover=False) != (self.width, self.height)
+
+    def resize_and_crop(
+        self, w: int, h: int, native: int
+    ) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+        """The (width, height) to resample to, and the centre crop box (x0, y0, x1, y1) of --fit
+        cover (else None)."""
+        if self.width is not None and self.height is not None and self.fit != "stretch":
+            size = _fit_size(w, h, self.width, self.height, cover=self.fit == "cover")
+            if self.fit == "contain" or size == (self.width, self.height):
+                return size, None
+            x0, y0 = (size[0] - self.width) // 2, (size[1] - self.height) // 2
+            return size, (x0, y0, x0 + self.width, y0 + self.height)
+        return self._size(w, h, native), None
+
+    def _size(self, w: int, h: int, native: int) -> tuple[int, int]:
         if self.outscale is not None:
             return max(1, round(self.outscale * w)), max(1, round(self.outscale * h))
         if self.width is not None and self.height is not None:
@@ -61,6 +90,15 @@ class SizeRequest:
         if self.height is not None:
             return max(1, round(self.height * w / h)), self.height
         return native * w, native * h
+
+
+def _fit_size(w: int, h: int, box_w: int, box_h: int, *, cover: bool) -> tuple[int, int]:
+    """w x h scaled by one factor to fit inside (cover=False) or cover (True) box_w x box_h."""
+    f = max(box_w / w, box_h / h) if cover else min(box_w / w, box_h / h)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if cover:
+        return max(size[0], box_w), max(size[1], box_h)
+    return min(size[0], box_w), min(size[1], box_h)
 
 
 def needed_factor(w: int, h: int, target: tuple[int, int]) -> float:

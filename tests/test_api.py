@@ -44,6 +44,8 @@ def test_readme_snippet_runs_as_written(tmp_path, monkeypatch, prior_weights):
     exec(compile(readme_snippet(), "README.md", "exec"), scope)
     big = scope["big"]
     assert isinstance(big, Image.Image) and big.size == (96, 80) and big.mode == "RGB"
+    web = scope["web"]
+    assert isinstance(web, Image.Image) and web.size == (72, 60) and web.mode == "RGB"
 
 
 def test_arrays_and_images_keep_their_kind(tiny_weights: Path, tmp_path: Path):
@@ -60,7 +62,7 @@ def test_arrays_and_images_keep_their_kind(tiny_weights: Path, tmp_path: Path):
     pil = sr.upscale(Image.fromarray(rgb8).convert("LA"))
     assert pil.mode == "LA" and pil.size == (28, 36)
     with pytest.raises(Exception, match="arrays must be"):
-        sr.upscale(np.zeros((4, 4, 2), np.uint8))
+        sr.upscale(np.zeros((4, 4, 5), np.uint8))
     src = tmp_path / "a.png"
     Image.fromarray(rgb8).save(src)
     rec = sr.upscale_file(src, tmp_path / "out" / "a.png")
@@ -78,3 +80,69 @@ def test_tta_and_scale_options(tiny_weights: Path, monkeypatch):
     monkeypatch.delenv("LINEARSR_WEIGHTS", raising=False)
     with pytest.raises(WeightsError, match="no x3 LinearSR model is shipped"):
         api.load(scale=3)
+
+
+def test_pil_modes_and_bit_depth_are_kept(tiny_weights: Path):
+    """16-bit gray stays 16-bit and keeps its level (it came back almost white at 8 bits)."""
+    sr = api.load(tiny_weights, device="cpu")
+    gray = (synthetic_photo(10, 12)[..., 0] * 65535).astype(np.uint16)
+    i16 = Image.fromarray(gray)
+    assert i16.mode == "I;16"
+    out = sr.upscale(i16)
+    assert out.mode == "I;16" and out.size == (48, 40)
+    assert abs(np.asarray(out).astype(np.float64).mean() - gray.mean()) < 0.05 * 65535
+    assert np.asarray(out).max() > 255  # really 16 bits, not 8 bits stretched
+    i32 = sr.upscale(Image.fromarray(gray.astype(np.int32), mode="I"))
+    assert i32.mode == "I" and abs(np.asarray(i32).mean() - gray.mean()) < 0.05 * 65535
+    rgb = (synthetic_photo(10, 12) * 255).astype(np.uint8)
+    for mode in ("L", "LA", "RGB", "RGBA"):
+        im = Image.fromarray(rgb).convert(mode)
+        res = sr.upscale(im)
+        assert res.mode == mode and res.size == (48, 40)
+        assert abs(np.asarray(res, np.float64).mean() - np.asarray(im, np.float64).mean()) < 0.05 * 255
+    rgb16 = (synthetic_photo(10, 12) * 65535).astype(np.uint16)
+    res16 = sr.upscale(rgb16)
+    assert res16.dtype == np.uint16 and res16.shape == (40, 48, 3)
+    assert abs(res16.astype(np.float64).mean() - rgb16.mean()) < 0.05 * 65535
+    la16 = np.stack([gray, np.full_like(gray, 65535)], axis=2)
+    assert sr.upscale(la16).shape == (40, 48, 2)
+
+
+def test_pil_exif_orientation_is_applied_like_a_file(tiny_weights: Path, tmp_path: Path):
+    sr = api.load(tiny_weights, device="cpu")
+    im = Image.fromarray((synthetic_photo(6, 10) * 255).astype(np.uint8))  # 10 wide, 6 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(tmp_path / "r.jpg") as opened:
+        from_pil = sr.upscale(opened)
+    from_path = sr.upscale(tmp_path / "r.jpg")
+    assert from_pil.size == from_path.size == (24, 40)
+    assert np.array_equal(np.asarray(from_pil), np.asarray(from_path))
+
+
+def test_api_outscale_width_fit_and_input(tiny_weights: Path, prior_weights: Path, tmp_path: Path):
+    sr = api.load(tiny_weights, device="cpu")
+    rgb = (synthetic_photo(10, 20) * 255).astype(np.uint8)
+    assert sr.upscale(rgb, outscale=2.5).shape == (25, 50, 3)
+    assert sr.upscale(rgb, width=30).shape == (15, 30, 3)
+    assert sr.upscale(rgb, width=40, height=40).shape == (20, 40, 3)  # contain
+    assert sr.upscale(rgb, width=40, height=40, fit="cover").shape == (40, 40, 3)
+    with pytest.raises(Exception, match="does not apply|no prior"):
+        sr.upscale(rgb, input="real")
+    pr = api.load(prior_weights, device="cpu")
+    assert not np.array_equal(pr.upscale(rgb, input="real"), pr.upscale(rgb, input="clean"))
+    src = tmp_path / "a.png"
+    Image.fromarray(rgb).save(src)
+    rec = pr.upscale_file(src, tmp_path / "o.png", outscale=3, input="real")
+    assert rec.status == "ok" and rec.size == [60, 30] and rec.input_kind == "real"
+    from linearsr_cli.engine.record import loads
+    from linearsr_cli.imageio import read_record
+
+    stored = loads(read_record(tmp_path / "o.png"))  # the requested setting and what it resolved to
+    assert stored["settings"]["input"] == "real" and stored["image"]["prior"] == "real"
+    assert stored["image"]["why"] == "--input"
+    assert pr.upscale_file(src, tmp_path / "o.png", outscale=3, input="real").status == "skipped"
+    assert pr.upscale_file(src, tmp_path / "o.png", outscale=2, input="real").note.startswith("redone")
+    with pytest.raises(Exception, match="--tile must be auto"):
+        api.load(tiny_weights, tile="big")

@@ -54,7 +54,12 @@ def test_size_request_targets() -> None:
     assert SizeRequest(outscale=1.5).target(13, 9, 4) == (20, 14)  # round(19.5) = 20, round(13.5) = 14
     assert SizeRequest(width=300).target(200, 100, 4) == (300, 150)
     assert SizeRequest(height=50).target(200, 100, 4) == (100, 50)
-    assert SizeRequest(width=30, height=40).target(200, 100, 4) == (30, 40)
+    assert SizeRequest(width=30, height=40, fit="stretch").target(200, 100, 4) == (30, 40)
+    assert SizeRequest(width=30, height=40).target(200, 100, 4) == (30, 15)  # contain: inside the box
+    assert SizeRequest(width=30, height=40, fit="cover").target(200, 100, 4) == (30, 40)
+    assert SizeRequest(width=30, height=40, fit="cover").resize_and_crop(200, 100, 4) == ((80, 40), (25, 0, 55, 40))
+    assert SizeRequest(width=30, height=40).aspect_differs(200, 100)
+    assert not SizeRequest(width=400, height=200).aspect_differs(200, 100)
 
 
 def test_resample_exact_size_linear_light_and_alpha() -> None:

@@ -78,7 +78,8 @@ def test_folder_tree_mirrored_bad_files_reported_and_json(tmp_path: Path, tiny_w
     )
     assert res.exit_code == EXIT_PARTIAL, res.output
     recs = {Path(r["input"]).name: r for r in records(res)}
-    assert set(recs) == {"a.png", "b.jpg", "c.webp", "empty.png", "text.jpg", "truncated.png", "big.png"}
+    assert set(recs) == {"a.png", "b.jpg", "c.webp", "empty.png", "text.jpg", "truncated.png", "big.png", "notes.txt"}
+    assert recs["notes.txt"]["status"] == "ignored" and ".txt" in recs["notes.txt"]["note"]
     assert recs["a.png"]["status"] == "ok" and recs["a.png"]["size"] == [48, 32]
     assert recs["a.png"]["tag_source"] == "off" and recs["a.png"]["seconds"] > 0
     assert "empty file" in recs["empty.png"]["error"]

@@ -9,14 +9,21 @@ builds a config and calls one tested function (see cli/app.py for the exit codes
 
 from __future__ import annotations
 
-from linearsr_cli.cli.app import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, app
+from linearsr_cli.cli.app import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    app,
+)
 
 # isort: off
 # importing a command module registers its commands; this order is the order of `linearsr --help`
 from linearsr_cli.cli import upscale, tag, train, knee, eval, data, info  # noqa: F401, E402
 # isort: on
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "main"]
 
 
 def main() -> None:

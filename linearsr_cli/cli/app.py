@@ -4,9 +4,13 @@ Commands only parse options, build configs, call one tested function and map pro
 exit codes:
 
     0    everything asked for was done
-    1    usage or setup error (bad option, missing weights, unusable device)
-    2    the run went through but some inputs failed (each one reported)
+    1    usage or setup error (bad option, missing weights, unusable device, OUT not writable),
+         or no input found
+    2    the run went through but some inputs failed or conflict with existing outputs (each
+         one reported)
     130  interrupted (Ctrl-C / SIGTERM); finished outputs are kept, a rerun resumes
+    141  the pipe that stdout/stderr writes to was closed (`--json | head -1`): 128 + SIGPIPE,
+         as a shell reports a command killed by it; stops quietly
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_PARTIAL = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: finished files are kept, no partial file is left
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout/stderr went away
 
 
 def _usage_error_types() -> tuple[type[Exception], ...]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from linearsr_cli.cli.app import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -20,12 +21,13 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 
 @app.command()
 def upscale(
-    source: Annotated[str, typer.Argument(metavar="IN", help="An image, a folder (recursive, tree mirrored) or - for a list of paths on stdin.")],
+    source: Annotated[str, typer.Argument(metavar="IN", help="An image, a folder (recursive, tree mirrored) or - for a list of paths on stdin (mirrored under OUT relative to the deepest folder holding them all).")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder, or an output file name when IN is one image.")],
     scale: Annotated[int | None, typer.Option(help="The native model: 2 or 4 (the shipped weights/linearsr-x2|x4.safetensors); must match --weights. Default: 4, or the weights' own scale.")] = None,
     outscale: Annotated[float | None, typer.Option(help="Any output factor > 0 (1.5, 3, 6...): the native model(s) reaching the smallest scale >= it, then an antialiased resample (linear light) to exactly round(F x size).")] = None,
     width: Annotated[int | None, typer.Option(help="Output width in pixels (height follows the aspect ratio unless --height is given too).")] = None,
     height: Annotated[int | None, typer.Option(help="Output height in pixels (width follows the aspect ratio unless --width is given too).")] = None,
+    fit: Annotated[str, typer.Option(help="--width with --height of another aspect ratio: contain (fit inside the box), cover (fill it, centre crop) or stretch (exactly W x H, distorted).")] = "contain",
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the 8 flips/rotations (each with the same noise, transformed alike); 8x the time for a small PSNR gain (BENCHMARKS.md).")] = False,
     preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
     steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
@@ -44,42 +46,65 @@ def upscale(
     fmt: Annotated[str, typer.Option("--format", help="keep, png, jpg, webp or tiff (bmp also works).")] = "keep",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
     png_level: Annotated[int, typer.Option(help="PNG/16-bit PNG zlib level, 0-9: 9 smallest, 1 fastest.")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs (default: skip them, so reruns resume).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace every existing output. Default: skip outputs made with the same settings, redo those made with others, report outputs without a LinearSR record as conflicts (exit 2).")] = False,
+    keep_existing: Annotated[bool, typer.Option("--keep-existing", help="Keep existing outputs made with other settings or by another tool (reported as kept) instead of redoing them or calling them conflicts.")] = False,
     max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression-bomb guard).")] = 64_000_000,
+    max_canvas: Annotated[int, typer.Option(help="Refuse a file whose chain of native passes would build a larger canvas, in pixels, before the final resample (--outscale 16 of 12 MP is 3 GP).")] = 1_024_000_000,
+    null: Annotated[bool, typer.Option("--null", "-0", help="With IN = -: paths on stdin are separated by NUL bytes (find -print0), not lines.")] = False,
+    log: Annotated[Path | None, typer.Option(help="Also append one plain line per finished file (and the summary) to this file.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures (for cron).")] = False,
     shard: Annotated[str, typer.Option(help="K/N: only this shard of the files (stable by output path), for N copies of one command (Slurm arrays, Kubernetes indexed Jobs).", rich_help_panel=MANY_MACHINES)] = "0/1",
-    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the optional ray extra of the package; files on a filesystem every node sees.", rich_help_panel=MANY_MACHINES)] = "",
+    ray: Annotated[str, typer.Option(help="Run on Ray: auto (a running cluster, else a local one), local, or a Ray address. Needs the \\[ray] extra; files on a filesystem every node sees.", rich_help_panel=MANY_MACHINES)] = "",
     ray_actors: Annotated[int, typer.Option(help="Ray actors (0 = one per GPU, else one per node).", rich_help_panel=MANY_MACHINES)] = 0,
     ray_cpus: Annotated[float, typer.Option(help="CPUs per Ray actor (0 = 1 with GPUs, else all of a node's).", rich_help_panel=MANY_MACHINES)] = 0.0,
     ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor (-1 = 1 when the cluster has GPUs, else 0).", rich_help_panel=MANY_MACHINES)] = -1.0,
     ray_batch: Annotated[int, typer.Option(help="Files per Ray task.", rich_help_panel=MANY_MACHINES)] = 1,
 ) -> None:
-    """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error; 2: some files failed; 130: interrupted."""
+    """Upscale images. Exit 0: all done (or skipped); 1: usage/setup error or no input; 2: some files failed or conflict with existing outputs; 130: interrupted; 141: output pipe closed."""
     import signal
+    import sys
 
     from linearsr_cli import console
     from linearsr_cli.config import TileConfig
-    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, parse_shard, upscale_batch
+    from linearsr_cli.engine.batch import (
+        NoInputError,
+        OutputConfig,
+        UpscaleRequest,
+        parse_shard,
+        stdin_paths,
+        upscale_batch,
+    )
+    from linearsr_cli.engine.pipeline import parse_tile
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.resize import SizeRequest
     from linearsr_cli.tag.config import tag_config_for
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
-    reporter = console.JsonReporter() if json_lines else console.QuietReporter() if quiet else console.RichReporter()
     try:
-        tile_px = 0 if tile == "auto" else int(tile)
         req = UpscaleRequest(
             source=source, out=out, weights=weights, scale=scale,
             sampler=sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift),
-            tiles=TileConfig(tile=tile_px, overlap=tile_overlap),
-            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite, max_pixels=max_pixels),
+            tiles=TileConfig(tile=parse_tile(tile), overlap=tile_overlap),
+            output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite,
+                                max_pixels=max_pixels, keep_existing=keep_existing, max_canvas=max_canvas),
             tags=tag_config_for(tags, no_tags=no_tags),
             device=device, dtype=dtype, input_kind=input_kind, shard=parse_shard(shard),
-            size=SizeRequest(outscale=outscale, width=width, height=height), tta=tta,
+            size=SizeRequest(outscale=outscale, width=width, height=height, fit=fit), tta=tta,
         )
-        stdin = typer.get_text_stream("stdin") if source == "-" else None
+        if null and source != "-":
+            raise LinearSRError("--null/-0 reads a list from stdin: give - as IN")
+        log_file = open(log, "a", encoding="utf-8", errors="backslashreplace") if log is not None else None  # noqa: SIM115
+    except LinearSRError as exc:
+        console.error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        console.error(f"cannot open --log {log}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    reporter = console.upscale_reporter(json_lines=json_lines, quiet=quiet, log=log_file)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    try:
+        stdin = stdin_paths(typer.get_text_stream("stdin"), null=null) if source == "-" else None
         if ray:
             from linearsr_cli.distributed import RayConfig, upscale_batch_ray
 
@@ -87,8 +112,11 @@ def upscale(
             summary = upscale_batch_ray(req, cfg, reporter, stdin)
         else:
             summary = upscale_batch(req, reporter, stdin)
-    except ValueError:
-        console.error(f"--tile must be auto or a number of pixels, got {tile!r}")
+    except NoInputError as exc:
+        if json_lines:  # --json lists what was passed over, then the reason
+            for job in exc.ignored:
+                reporter.image_done(console.ignored_record(job))
+        console.error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except LinearSRError as exc:
         console.error(str(exc))
@@ -96,6 +124,11 @@ def upscale(
     except KeyboardInterrupt:
         console.error("interrupted; finished outputs are kept and a rerun resumes")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        console.silence_broken_pipe(sys.stdout, sys.stderr)  # `--json | head -1`: stop quietly
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    raise typer.Exit(EXIT_PARTIAL if summary.failed else EXIT_OK)
+        if log_file is not None:
+            log_file.close()
+    raise typer.Exit(EXIT_PARTIAL if summary.failed or summary.conflicts else EXIT_OK)

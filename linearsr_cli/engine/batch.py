@@ -1,45 +1,54 @@
 """Batches: walk the inputs, name the outputs, skip/resume, write atomically, one record per file.
 
-A batch never stops for one bad file: every input ends as a `FileRecord` with status "ok",
-"skipped" (the output already exists) or "failed" (with the reason). Outputs are written to a
-hidden temp file in the destination folder and renamed into place, so an interrupted run never
-leaves a half-written image under the final name, and a rerun skips what is already done.
-Nothing here prints; progress goes through the `Reporter` protocol (see console.py).
+A batch never stops for one bad file: every input ends as a `FileRecord` with a status:
+
+    ok        written (`note` says when it replaced an output made with other settings)
+    skipped   the output exists and its settings record matches this run
+    kept      the output exists, made with other settings or by another tool; --keep-existing
+    conflict  the output exists without a settings record (another tool's): never overwritten
+              without --overwrite; the run exits 2
+    failed    with the reason
+    ignored   a file in an input folder whose extension is not an image we read
+
+Every output carries the settings that made it (engine/record.py), so a rerun redoes what was
+made differently and skips only what it would make again. Outputs are written to a hidden temp
+file in the destination folder and renamed into place, so an interrupted run never leaves a
+half-written image under the final name. Nothing here prints; progress goes through the
+`Reporter` protocol (see console.py).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 
-from linearsr_cli.checkpoints import WeightsInfo, read_info
+from linearsr_cli.checkpoints import WeightsInfo
 from linearsr_cli.config import SamplerConfig, TileConfig, check_input_name
-from linearsr_cli.engine.device import plan_device
-from linearsr_cli.engine.upscaler import (
-    DEFAULT_SCALE,
-    WEIGHTS_ENV,
-    Upscaler,
-    installed_scales,
-    resolve_weights,
-    upscale_chain,
+from linearsr_cli.engine import record as settings_record
+from linearsr_cli.engine.pipeline import (
+    DEFAULT_MAX_CANVAS,
+    image_tags,
+    load_models,
+    upscale_to_size,
 )
+from linearsr_cli.engine.pipeline import model_files as _model_files
+from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.errors import (
     ConfigError,
     DeviceError,
     ImageReadError,
     ImageWriteError,
     TagError,
-    WeightsError,
 )
 from linearsr_cli.fileio import write_atomic
 from linearsr_cli.imageio import (
@@ -48,13 +57,17 @@ from linearsr_cli.imageio import (
     FORMATS,
     PNG_LEVEL,
     READABLE_SUFFIXES,
+    ImageData,
     encode_image,
+    holds_record,
     read_image,
+    read_record,
     with_pixels,
 )
-from linearsr_cli.resize import SizeRequest, needed_factor, plan_passes, resample
+from linearsr_cli.resize import SizeRequest
 
 TEMP_TAG = ".linearsr-tmp"
+PREFETCH = 2  # files decoded ahead of the model, and finished files waiting to be written
 _SUFFIX_FORMAT = {
     ".png": "png",
     ".jpg": "jpg",
@@ -65,6 +78,10 @@ _SUFFIX_FORMAT = {
     ".tiff": "tiff",
     ".webp": "webp",
     ".bmp": "bmp",
+    ".heic": "heic",
+    ".heif": "heic",
+    ".hif": "heic",
+    ".avif": "avif",
 }
 
 
@@ -78,8 +95,14 @@ class OutputConfig:
     png_level: int = PNG_LEVEL
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    keep_existing: bool = False  # keep outputs made with other settings (or by another tool)
+    max_canvas: int = DEFAULT_MAX_CANVAS  # largest canvas of a pass chain, in pixels
 
     def __post_init__(self) -> None:
+        if self.overwrite and self.keep_existing:
+            raise ConfigError("--overwrite and --keep-existing contradict each other; give one")
+        if self.max_canvas < 1:
+            raise ConfigError(f"--max-canvas must be >= 1, got {self.max_canvas}")
         if self.format != "keep" and self.format not in FORMATS:
             raise ConfigError(f"--format must be keep or one of {', '.join(FORMATS)}, got {self.format!r}")
         if not 1 <= self.quality <= 100:
@@ -100,6 +123,7 @@ class Job:
     output: Path
     format: str
     problem: str | None = None
+    ignored: bool = False  # a file of an input folder with an extension we do not read
 
 
 @dataclass
@@ -108,7 +132,7 @@ class FileRecord:
 
     input: str
     output: str
-    status: str  # "ok" | "skipped" | "failed"
+    status: str  # "ok" | "skipped" | "kept" | "conflict" | "failed" | "ignored" (module docstring)
     size: list[int] | None = None  # output [width, height]
     seconds: float = 0.0
     tags: list[str] = field(default_factory=list)
@@ -119,6 +143,8 @@ class FileRecord:
     passes: list[int] | None = None  # the native model passes, e.g. [4, 2] for --outscale 6
     tta: bool = False
     error: str | None = None
+    note: str | None = None  # why skipped/kept/conflict, or what an "ok" replaced
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +160,14 @@ class BatchSummary:
     @property
     def failed(self) -> int:
         return self.count("failed")
+
+    @property
+    def conflicts(self) -> int:
+        return self.count("conflict")
+
+    @property
+    def redone(self) -> int:
+        return sum(r.status == "ok" and r.note is not None for r in self.records)
 
 
 class Reporter(Protocol):
@@ -170,8 +204,9 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
 
 
-def walk_folder(root: Path, exclude: Path | None = None) -> list[Path]:
-    """Image files under `root`, recursively, sorted; hidden files/folders and `exclude` skipped."""
+def walk_folder(root: Path, exclude: Path | None = None, ignored: list[Path] | None = None) -> list[Path]:
+    """Image files under `root`, recursively, sorted; hidden files/folders and `exclude` skipped.
+    Other (not hidden) files are appended to `ignored` when given."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -179,43 +214,55 @@ def walk_folder(root: Path, exclude: Path | None = None) -> list[Path]:
             d for d in dirnames
             if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
         )
-        found.extend(here / f for f in sorted(filenames) if _is_image_name(here / f))
+        for name in sorted(filenames):
+            if _is_image_name(here / name):
+                found.append(here / name)
+            elif ignored is not None and not name.startswith("."):
+                ignored.append(here / name)
     return found
 
 
-def _stdin_relative(path: Path) -> Path:
-    """Where a path read from stdin lands under OUT: mirrored when relative and inside the
-    current folder, else just its name."""
-    if not path.is_absolute() and ".." not in path.parts:
-        return path
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return Path(path.name)
+def stdin_paths(stream: Any, *, null: bool = False) -> list[str]:
+    """The paths listed on `stream`: one per line (blank lines and # comments skipped), or with
+    `null` separated by NUL bytes as `find -print0` writes them (every name kept as is)."""
+    if not null:
+        return [line.strip() for line in stream if line.strip() and not line.strip().startswith("#")]
+    raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+    return [os.fsdecode(part) for part in data.split(b"\0") if part]
+
+
+def common_parent(paths: Sequence[Path]) -> Path:
+    """The deepest folder holding every path (absolute, lexically normalised: symlinks are not
+    followed, so the rule does not depend on the current folder's real location)."""
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    return Path(os.path.commonpath(folders)) if folders else Path.cwd()
 
 
 def plan_jobs(
     source: str, out: Path, cfg: OutputConfig, stdin_lines: Iterable[str] | None = None
 ) -> list[Job]:
-    """The jobs for IN = a file, a folder (tree mirrored under OUT) or '-' (paths on stdin).
+    """The jobs for IN = a file, a folder (tree mirrored under OUT) or '-' (paths on stdin,
+    mirrored under OUT relative to the deepest folder that holds all of them).
 
     Raises ConfigError for a missing IN or an OUT that contradicts --format; per-file problems
     (missing listed file, output equal to the input, two inputs on one output) go into
-    Job.problem so the batch reports them and carries on.
+    Job.problem so the batch reports them and carries on. Files of a folder that we do not read
+    come back as `ignored` jobs (listed, never run).
     """
     pairs: list[tuple[Path, Path]] = []  # (input, output folder relative placement)
     jobs: list[Job] = []
+    ignored: list[Path] = []
     if source == "-":
-        for line in stdin_lines or ():
-            name = line.strip()
-            if not name or name.startswith("#"):
-                continue
-            path = Path(name)
-            pairs.append((path, out / _stdin_relative(path).parent))
+        listed = [Path(name) for name in (stdin_lines or ()) if name]  # parsed by stdin_paths
+        root = common_parent(listed)
+        for path in listed:
+            rel = Path(os.path.abspath(path)).relative_to(root)
+            pairs.append((path, out / rel.parent))
     else:
         src = Path(source)
         if src.is_dir():
-            for path in walk_folder(src, exclude=out.resolve()):
+            for path in walk_folder(src, exclude=out.resolve(), ignored=ignored):
                 pairs.append((path, out / path.parent.relative_to(src)))
         elif src.is_file():
             explicit = out.suffix.lower() in _SUFFIX_FORMAT and not out.is_dir()
@@ -238,6 +285,7 @@ def plan_jobs(
         planned = [job for job in planned if job.input.resolve() not in outputs]
     for job in planned:
         jobs.append(_finish_job(job, seen))
+    jobs.extend(Job(path, path, "", ignored=True) for path in ignored)
     return jobs
 
 
@@ -282,14 +330,42 @@ def shard_jobs(jobs: Sequence[Job], out: Path, shard: tuple[int, int]) -> list[J
     return [job for job in jobs if zlib.crc32(shard_key(job, out).encode("utf-8")) % n == k]
 
 
-def triage(job: Job, output: OutputConfig) -> FileRecord | None:
-    """The record of a job that needs no model: failed (a planning problem) or skipped (the
-    output exists and --overwrite is off). None: it has to run."""
+def triage(job: Job, output: OutputConfig, settings: dict[str, Any] | None = None) -> tuple[FileRecord | None, str | None]:
+    """(the record of a job that needs no model, or None when it has to run; what a run replaces).
+
+    Ignored and failed (a planning problem) jobs end here. An existing output is skipped when its
+    settings record equals `settings`; made with other settings it is redone (the second value
+    says why) or, with --keep-existing, kept; without a record it is a conflict (kept with
+    --keep-existing). --overwrite redoes every existing output. `settings` None: any existing
+    output is skipped (the rule before records)."""
+    def done(status: str, note: str | None = None, error: str | None = None) -> FileRecord:
+        return FileRecord(input=str(job.input), output=str(job.output), status=status, note=note, error=error)
+
+    if job.ignored:
+        return done("ignored", note=f"not an image file we read ({job.input.suffix or 'no extension'})"), None
     if job.problem:
-        return FileRecord(input=str(job.input), output=str(job.output), status="failed", error=job.problem)
-    if job.output.exists() and not output.overwrite:
-        return FileRecord(input=str(job.input), output=str(job.output), status="skipped")
-    return None
+        return done("failed", error=job.problem), None
+    if not job.output.exists():
+        return None, None
+    if output.overwrite:
+        return None, "replaced an existing output (--overwrite)"
+    if settings is None:
+        return done("skipped", note="output exists"), None
+    stored = settings_record.loads(read_record(job.output))
+    if stored is None:
+        if not holds_record(job.format):
+            return done("skipped", note=f"output exists ({job.format.upper()} holds no settings record)"), None
+        if output.keep_existing:
+            return done("kept", note="output exists without a LinearSR settings record; kept (--keep-existing)"), None
+        return done("conflict", note="output exists and has no LinearSR settings record (made by another tool?); "
+                    "--overwrite replaces it, --keep-existing keeps it"), None
+    diff = settings_record.differences(stored["settings"], settings)
+    if not diff:
+        return done("skipped", note="output exists, made with the same settings"), None
+    why = "made with other settings: " + "; ".join(diff)
+    if output.keep_existing:
+        return done("kept", note=why + " (--keep-existing)"), None
+    return None, "redone: output was " + why
 
 
 def _temp_path(path: Path) -> Path:
@@ -328,9 +404,29 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
-    """Alpha (1, h, w) in [0, 1] upscaled by bicubic interpolation and clamped."""
-    return F.interpolate(alpha[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp_(0, 1)
+def check_out(out: Path, jobs: Sequence[Job]) -> None:
+    """Fail fast (ConfigError) when OUT cannot take files: a file where a folder is needed, a
+    folder that cannot be created, or one where a file cannot be written (probed with a hidden
+    temp file). OUT is the folder of the outputs (its parent for an explicit output file name)."""
+    runnable = [j for j in jobs if not j.ignored and not j.problem]
+    folder = runnable[0].output.parent if len(runnable) == 1 and runnable[0].output == out else out
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"OUT {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create OUT {folder}: {exc.strerror or exc}") from None
+    probe = folder / f".linearsr-probe.{_host()}-{os.getpid()}{TEMP_TAG}"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+    except OSError as exc:
+        raise ConfigError(f"cannot write to OUT {folder}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 class BatchRun:
@@ -345,12 +441,14 @@ class BatchRun:
         input_kind: str = "auto",
         size: SizeRequest = SizeRequest(),
         tta: bool = False,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """`models` maps scale -> a loaded model (or one model); `tags` is a
         linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
-        `input_kind` auto|clean|real picks the prior of the first pass (Upscaler.choose_input;
-        a second pass sees a clean image and gets the default prior); `size` the output size
-        (resize.py); `tta` the 8-transform self-ensemble."""
+        `input_kind` picks the prior of the first pass (Upscaler.choose_input; a second pass
+        sees a clean image and gets the default prior); `size` the output size (resize.py);
+        `tta` the 8-transform self-ensemble; `settings` the record written into every output
+        and compared with existing ones (engine/record.py; default: made from the above)."""
         self.models = dict(sorted(models.items())) if isinstance(models, dict) else {models.scale: models}
         self.sampler = sampler
         self.output = output
@@ -359,6 +457,10 @@ class BatchRun:
         self.tta = tta
         self.tags = tags
         self._tagger: Any = None
+        self.settings = settings if settings is not None else settings_record.settings(
+            models={s: up.info.path for s, up in self.models.items() if up.info is not None},
+            size=size, sampler=sampler, input_kind=input_kind, tags=tags, tta=tta,
+        )
 
     def _guidance(self) -> Any:
         """The tag guidance (tagger + encoder), made on first use."""
@@ -368,75 +470,156 @@ class BatchRun:
             self._tagger = TagGuidance(self.tags, next(iter(self.models.values())).plan.device)
         return self._tagger
 
-    def passes(self, w: int, h: int) -> tuple[tuple[int, ...], tuple[int, int]]:
-        """The native passes and the exact output (width, height) for a w x h input."""
-        if not self.size.exact:
-            native = next(iter(self.models)) if len(self.models) == 1 else DEFAULT_SCALE
-            return (native,), (native * w, native * h)
-        target = self.size.target(w, h, DEFAULT_SCALE)
-        return plan_passes(needed_factor(w, h, target), tuple(self.models)), target
-
-    def run(self, jobs: Sequence[Job], reporter: Reporter) -> BatchSummary:
+    def run(self, jobs: Sequence[Job], reporter: Reporter, *, prefetch: int = PREFETCH) -> BatchSummary:
+        """Every job, in order, as a bounded pipeline: a reader thread triages and decodes the next
+        `prefetch` files and a writer thread encodes and writes finished ones while the model runs
+        the current one, so a folder costs about N x model time. At most `prefetch` decoded inputs
+        and `prefetch` finished outputs wait at any time; records are reported in job order. On an
+        exception (Ctrl-C, a closed pipe) queued work is dropped, a write in progress completes
+        (atomic: a whole file or none), and the exception propagates. `prefetch` 0: one file at a
+        time, all in this thread."""
         summary = BatchSummary()
         reporter.start(len(jobs))
-        for index, job in enumerate(jobs):
-            reporter.image_start(job, index)
-            record = self.process(job, reporter)
-            summary.records.append(record)
-            reporter.image_done(record)
+        if prefetch < 1:
+            for index, job in enumerate(jobs):
+                reporter.image_start(job, index)
+                record = self.process(job, reporter)
+                summary.records.append(record)
+                reporter.image_done(record)
+            reporter.finish(summary)
+            return summary
+        reader = ThreadPoolExecutor(1, thread_name_prefix="linearsr-read")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="linearsr-write")
+        reads: dict[int, Future[_Prepared]] = {}
+        outbox: deque[tuple[FileRecord, Future[None] | None]] = deque()  # in job order
+
+        def report(block: bool) -> None:
+            while outbox and (block or outbox[0][1] is None or outbox[0][1].done() or len(outbox) > prefetch):
+                record, pending = outbox.popleft()
+                if pending is not None:
+                    pending.result()  # the write fills the record; it raises nothing expected
+                summary.records.append(record)
+                reporter.image_done(record)
+
+        try:
+            for index, job in enumerate(jobs):
+                for ahead in range(index, min(index + prefetch + 1, len(jobs))):
+                    if ahead not in reads:
+                        reads[ahead] = reader.submit(self.prepare, jobs[ahead])
+                prepared = reads.pop(index).result()
+                reporter.image_start(job, index)
+                if prepared.image is None:
+                    outbox.append((prepared.record, None))
+                else:
+                    out = self.compute(prepared, reporter.image_progress)
+                    write = None if out is None else writer.submit(self.write, prepared, out)
+                    outbox.append((prepared.record, write))
+                report(block=False)
+            report(block=True)
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=True)
         reporter.finish(summary)
         return summary
 
-    def upscale(self, img: Any, path: Path, record: FileRecord, progress: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def upscale(self, img: Any, path: Path | None, record: FileRecord, progress: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image's pixels through the native passes, then resampled to the exact size;
-        fills the record's tags, prior and passes."""
-        w, h = img.width, img.height
-        passes, (out_w, out_h) = self.passes(w, h)
-        record.passes, record.tta = list(passes), self.tta
+        fills the record's tags, prior, passes and warnings."""
         tags_on = self.tags is not None and self.tags.enabled
-        encoded: list[tuple[Any, Any]] = []
-
-        def tags() -> tuple[Any, Any]:  # resolved and encoded once, for the passes that use them
-            if not tags_on:
-                return None, None
-            if not encoded:
-                resolved = self._guidance().resolve(path, img.rgb)
-                record.tags, record.tag_source = list(resolved.tags), resolved.source
-                encoded.append(self._guidance().encode(resolved.tags))
-            return encoded[0]
-
-        chain = [self.models[scale] for scale in passes]
-        rgb, route = upscale_chain(chain, img.rgb, self.sampler, tags=tags, input_kind=self.input_kind,
-                                   jpeg_quality=img.jpeg_quality, tta=self.tta, progress=progress)
-        record.input_kind, record.input_why, record.prior = route.input, route.why or None, route.prior
-        if record.tag_source is None:
+        tags = image_tags(self._guidance, path, img.rgb) if tags_on else None
+        done = upscale_to_size(self.models, img.rgb, img.alpha, self.sampler, size=self.size, tags=tags,
+                               input_kind=self.input_kind, jpeg_quality=img.jpeg_quality, tta=self.tta,
+                               progress=progress, max_canvas=self.output.max_canvas)
+        record.passes, record.tta = list(done.passes), self.tta
+        record.input_kind, record.input_why, record.prior = done.route.input, done.route.why or None, done.route.prior
+        record.warnings = done.warnings
+        if tags is not None and tags.source is not None:
+            record.tags, record.tag_source = tags.tags, tags.source
+        else:
             record.tag_source = "unused" if tags_on else "off"
-        total = math.prod(passes)
-        alpha = None if img.alpha is None else upscale_alpha(img.alpha, total)
-        return resample(rgb, alpha, (out_h, out_w))
+        return done.rgb, done.alpha
 
-    def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
-        """Upscale one file; every expected failure becomes a "failed" record with its reason."""
+    def image_record(self, record: FileRecord) -> str:
+        """The settings record text for an output (what was asked + what this image resolved to)."""
+        image = {"input_kind": record.input_kind, "prior": record.prior, "why": record.input_why, "tags": record.tags,
+                 "tag_source": record.tag_source, "passes": record.passes, "size": record.size}
+        return settings_record.dumps(self.settings, image)
+
+    def prepare(self, job: Job) -> _Prepared:
+        """Triage and decode one job (the reader's part): a finished record (skipped, failed...),
+        or the decoded image with the record to fill."""
         started = time.perf_counter()
-        done = triage(job, self.output)
+        done, replaces = triage(job, self.output, self.settings)
         if done is not None:
-            return done
-        record = FileRecord(input=str(job.input), output=str(job.output), status="failed")
+            return _Prepared(job, done, None)
+        record = FileRecord(input=str(job.input), output=str(job.output), status="failed", note=replaces)
         try:
             img = read_image(job.input, max_pixels=self.output.max_pixels)
-            progress = reporter.image_progress if reporter is not None else None
-            rgb, alpha = self.upscale(img, job.input, record, progress)
-            data = encode_image(with_pixels(img, rgb, alpha), job.format, quality=self.output.quality,
-                                png_level=self.output.png_level)
-            atomic_write(job.output, data)
-        except (ImageReadError, ImageWriteError, TagError, DeviceError, ConfigError) as exc:
+        except ImageReadError as exc:
             record.error = str(exc)
-            record.seconds = round(time.perf_counter() - started, 3)
-            return record
-        record.status = "ok"
+            img = None
+        record.seconds = time.perf_counter() - started
+        return _Prepared(job, record, img)
+
+    def compute(self, prepared: _Prepared, progress: Any = None) -> ImageData | None:
+        """The model's part: the upscaled image, or None with the record failed."""
+        started = time.perf_counter()
+        record = prepared.record
+        try:
+            rgb, alpha = self.upscale(prepared.image, prepared.job.input, record, progress)
+        except (TagError, DeviceError, ConfigError) as exc:
+            record.error = str(exc)
+            record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+            return None
+        finally:
+            prepared.image_done()
         record.size = [int(rgb.shape[-1]), int(rgb.shape[-2])]
-        record.seconds = round(time.perf_counter() - started, 3)
-        return record
+        record.seconds += time.perf_counter() - started
+        return with_pixels(prepared.original, rgb, alpha)
+
+    def write(self, prepared: _Prepared, out: ImageData) -> None:
+        """Encode and write atomically (the writer's part); fills the record's status."""
+        started = time.perf_counter()
+        record = prepared.record
+        try:
+            data = encode_image(out, prepared.job.format, quality=self.output.quality,
+                                png_level=self.output.png_level, record=self.image_record(record))
+            atomic_write(prepared.job.output, data)
+        except ImageWriteError as exc:
+            record.error, record.size = str(exc), None
+        else:
+            record.status = "ok"
+        record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+
+    def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
+        """Upscale one file in this thread; every expected failure becomes a "failed" record."""
+        prepared = self.prepare(job)
+        if prepared.image is None:
+            prepared.record.seconds = round(prepared.record.seconds, 3)
+            return prepared.record
+        out = self.compute(prepared, reporter.image_progress if reporter is not None else None)
+        if out is not None:
+            self.write(prepared, out)
+        return prepared.record
+
+
+@dataclass
+class _Prepared:
+    """A job through triage and decoding: its record, and the image when it has to run."""
+
+    job: Job
+    record: FileRecord
+    image: ImageData | None
+    original: ImageData | None = None  # the metadata the output is written with
+
+    def __post_init__(self) -> None:
+        self.original = self.image
+
+    def image_done(self) -> None:
+        """Drop the decoded pixels once the model has them (bounded memory); metadata stays."""
+        if self.original is not None:
+            self.original = replace(self.original, rgb=self.original.rgb[:, :0, :0], alpha=None)
+        self.image = None
 
 
 @dataclass(frozen=True)
@@ -463,58 +646,62 @@ class UpscaleRequest:
 
 
 def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
-    """The weights files a request runs, by scale, read and checked (WeightsError / ConfigError
-    before any file is touched): --weights or $LINEARSR_WEIGHTS (its scale must be --scale's
-    when given); else the shipped file of --scale; else, for --outscale/--width/--height, every
-    shipped scale; else the shipped x4."""
-    explicit = req.weights is not None or bool(os.environ.get(WEIGHTS_ENV))
-    if explicit:
-        paths = [resolve_weights(req.weights)]
-    elif req.scale is not None:
-        paths = [resolve_weights(None, req.scale)]
-    elif req.size.exact and installed_scales():
-        paths = [resolve_weights(None, s) for s in installed_scales()]
-    else:
-        paths = [resolve_weights(None, DEFAULT_SCALE)]
-    infos = {}
-    for path in paths:
-        info = read_info(path)
-        scale = info.config.scale
-        if req.scale is not None and scale != req.scale:
-            raise WeightsError(
-                f"{path}: weights are for x{scale}, but --scale {req.scale} was asked for; give x{req.scale} "
-                f"weights, or --outscale {req.scale} to reach x{req.scale} with this x{scale} model"
-            )
-        try:
-            info.config.prior_index(req.input_kind)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        infos[scale] = info
-    return infos
+    """The weights files a request runs, by scale (engine.pipeline.model_files)."""
+    return _model_files(req.weights, req.scale, req.size, req.input_kind)
+
+
+def request_settings(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict[str, Any]:
+    """The settings record of a request (engine/record.py)."""
+    return settings_record.settings(models={s: i.path for s, i in infos.items()}, size=req.size, sampler=req.sampler,
+                                    input_kind=req.input_kind, tags=req.tags, tta=req.tta)
 
 
 def load_batch(req: UpscaleRequest) -> BatchRun:
     """The models and settings of a request, loaded once (raises WeightsError / DeviceError /
     ConfigError before any file is touched)."""
-    plan = plan_device(req.device, req.dtype)
-    models = {scale: Upscaler.from_weights(info.path, plan, req.tiles, expect_scale=scale)
-              for scale, info in model_files(req).items()}
-    return BatchRun(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta)
+    infos = model_files(req)
+    models = load_models(infos, device=req.device, dtype=req.dtype, tiles=req.tiles)
+    return BatchRun(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta,
+                 settings=request_settings(req, infos))
 
 
 def request_jobs(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> list[Job]:
     """The request's jobs, planned once (walk, name outputs, refuse overwriting inputs) and
-    narrowed to its --shard."""
-    return shard_jobs(plan_jobs(req.source, req.out, req.output, stdin_lines), req.out, req.shard)
+    narrowed to its --shard. ConfigError when IN holds no input at all (an empty folder, one of
+    files we do not read, an empty list): a run that can do nothing is not a success."""
+    jobs = plan_jobs(req.source, req.out, req.output, stdin_lines)
+    if not any(not job.ignored for job in jobs):
+        raise NoInputError(no_input_reason(req.source, jobs), [j for j in jobs if j.ignored])
+    return shard_jobs(jobs, req.out, req.shard)
+
+
+class NoInputError(ConfigError):
+    """IN holds nothing to upscale; `ignored` are the files passed over for their extension."""
+
+    def __init__(self, message: str, ignored: list[Job]) -> None:
+        super().__init__(message)
+        self.ignored = ignored
+
+
+def no_input_reason(source: str, jobs: Sequence[Job]) -> str:
+    if source == "-":
+        return "no input found: the list on stdin names no files"
+    if not jobs:
+        return f"no input found: {source} holds no image files"
+    exts = sorted({j.input.suffix.lower() or "(none)" for j in jobs})
+    return (f"no input found: {source} holds no image files we read, only {len(jobs)} other file(s) "
+            f"({', '.join(exts[:8])}); readable: {', '.join(sorted(READABLE_SUFFIXES))}")
 
 
 def upscale_batch(
     req: UpscaleRequest, reporter: Reporter, stdin_lines: Iterable[str] | None = None
 ) -> BatchSummary:
-    """Plan the jobs, load the model once, run the batch.
+    """Plan the jobs, check OUT, load the model once, run the batch.
 
-    Raises ConfigError / WeightsError / DeviceError for setup problems (nothing is written);
-    per-file problems end up in the summary's records.
+    Raises ConfigError (NoInputError for an IN without input) / WeightsError / DeviceError for
+    setup problems (nothing is written); per-file problems end up in the summary's records.
     """
     jobs = request_jobs(req, stdin_lines)
+    model_files(req)  # a missing or wrong weights file is reported before OUT is made
+    check_out(req.out, jobs)
     return load_batch(req).run(jobs, reporter)

@@ -53,6 +53,7 @@ from linearsr_cli.engine.device import (
     choose_dtype,
     cpu_bf16,
     is_out_of_memory,
+    prefers_channels_last,
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.route import Router, measure
@@ -188,6 +189,9 @@ class Upscaler:
         if plan.device.type == "cpu":
             tune_cpu_allocator()
         self.model = model.to(plan.device).eval()
+        if prefers_channels_last(plan.device) and hasattr(self.model, "priors"):
+            for prior in self.model.priors.values():  # the convolution-only SPAN priors
+                prior.to(memory_format=torch.channels_last)
         self.cfg: ModelConfig = model.cfg
         self.plan = plan
         self.tiles = tiles

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -47,7 +48,7 @@ from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
-from linearsr_cli.resize import plan_passes, resample
+from linearsr_cli.resize import SizeRequest
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
@@ -245,6 +246,8 @@ class MethodRunner:
         self.status: dict[str, dict[str, Any]] = {}
         self.fns: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._upscaler = None
+        self._models: dict[int, Any] = {}
+        self._size = SizeRequest()
         self._passes: tuple[int, ...] = (cfg.scale,)
         self._guidance = None
         self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
@@ -303,13 +306,16 @@ class MethodRunner:
 
     def _load_upscaler(self):
         if self._upscaler is None:
-            from linearsr_cli.engine.device import plan_device
-            from linearsr_cli.engine.upscaler import Upscaler, resolve_weights
+            from linearsr_cli.engine.pipeline import load_models, model_files, plan_size
+            from linearsr_cli.engine.upscaler import WEIGHTS_ENV
 
-            path = resolve_weights(self.cfg.weights, self.cfg.scale)
-            plan = plan_device(self.cfg.device, self.cfg.dtype)
-            self._upscaler = Upscaler.from_weights(path, plan, self.cfg.tiles)
-            self._passes = plan_passes(self.cfg.scale, (self._upscaler.scale,))
+            explicit = self.cfg.weights is not None or bool(os.environ.get(WEIGHTS_ENV))  # any scale: resampled
+            infos = model_files(self.cfg.weights, None if explicit else self.cfg.scale, SizeRequest())
+            self._models = load_models(infos, device=self.cfg.device, dtype=self.cfg.dtype, tiles=self.cfg.tiles)
+            self._upscaler = next(iter(self._models.values()))
+            if self._upscaler.scale != self.cfg.scale:  # as `upscale --outscale`: native passes, then resample
+                self._size = SizeRequest(outscale=float(self.cfg.scale))
+            self._passes = plan_size(self._models, self._size, 1, 1)[0]
         return self._upscaler
 
     def _tags(self, lr: torch.Tensor) -> tuple[Any, Any]:
@@ -335,15 +341,13 @@ class MethodRunner:
         return self._tag_cache[key][:2]
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
-        from linearsr_cli.engine.upscaler import upscale_chain
+        from linearsr_cli.engine.pipeline import upscale_to_size
 
         lr_t = torch.from_numpy(lr)
-        chain = [self._upscaler] * len(self._passes)
-        sr, route = upscale_chain(chain, lr_t, sampler, tags=lambda: self._tags(lr_t),
-                                  input_kind=self.cfg.input_kind, tta=self.cfg.tta)
-        self.last_input, self.last_why = route.input, f"{route.why}; prior {route.prior}"
-        size = (lr_t.shape[1] * self.cfg.scale, lr_t.shape[2] * self.cfg.scale)
-        return resample(sr, None, size)[0].numpy()
+        done = upscale_to_size(self._models, lr_t, None, sampler, size=self._size, tags=lambda: self._tags(lr_t),
+                               input_kind=self.cfg.input_kind, tta=self.cfg.tta)
+        self.last_input, self.last_why = done.route.input, f"{done.route.why}; prior {done.route.prior}"
+        return done.rgb.numpy()
 
 
 def score(
