@@ -11,5 +11,5 @@ for input in clean real auto; do
   $L eval data/eval/val512 --methods linearsr-1,linearsr-ms --input $input --degradation mixed --seed 0 \
     --json-out docs/texture/mixed_$input.json > /dev/null 2>&1
 done
-python benchmarks/route_regret.py --clean docs/texture/mixed_clean.json --real docs/texture/mixed_real.json \
+${PYTHON:-.venv/bin/python} benchmarks/route_regret.py --clean docs/texture/mixed_clean.json --real docs/texture/mixed_real.json \
   --auto docs/texture/mixed_auto.json --out docs/texture/regret.json > docs/texture/regret.txt
