@@ -95,7 +95,12 @@ def cpu_bf16() -> Bf16Decision:
     cap = cpu_capability()
     if not cpu_supports_bf16():
         return Bf16Decision(False, f"no native bf16 matmuls on this CPU (capability {cap}): fp32", cap)
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    # interleaved rounds, best of each: one stall of a busy or throttled machine cannot flip it
+    # (a single round once chose emulated bf16 on an AVX-512 CPU whose bf16 is 5.6x slower)
+    fp32, bf16 = 0.0, 0.0
+    for _ in range(5):
+        fp32 = max(fp32, matmul_gflops(torch.float32))
+        bf16 = max(bf16, matmul_gflops(torch.bfloat16))
     if bf16 >= 1.2 * fp32:
         return Bf16Decision(True, f"native bf16, measured {bf16:.0f} vs fp32 {fp32:.0f} GFLOP/s: bf16", cap, fp32, bf16)
     return Bf16Decision(
