@@ -339,8 +339,7 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
     assert record["fine_tuning"][-1]["step"] == 2 and set(record["fine_tuning"][-1]["val_psnr"]) == {"bicubic", "realistic"}
     model, info = load_weights(done.weights)
     assert info.config.prior_inputs == ("clean", "real", "texture") and info.config.prior_experts == (0,)
-    knee = json.loads((tmp_path / "run" / "texture-knee.json").read_text())["knee"]["path"]
-    texture, _ = load_prior(knee)
+    texture, _ = load_prior(tmp_path / "run" / "texture" / "ckpt-0000006.safetensors")
     for k, v in texture.state_dict().items():
         assert torch.equal(model.priors["texture"].state_dict()[k], v)
     assert "GAN 0.1" in info.priors["texture"]["fine_tuning"][-1]["what"]
