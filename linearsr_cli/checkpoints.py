@@ -86,7 +86,7 @@ def save_weights(
         if missing:
             raise WeightsError(f"cannot save priors without their provenance (origin, licence): {missing}")
         meta["priors"] = json.dumps({n: model.prior_records[n] for n in cfg.prior_inputs})
-    if getattr(model, "router_record", None):
+    if model.router_record:
         meta["router"] = json.dumps(model.router_record)
     tensors = {}
     for name, value in model.state_dict().items():

@@ -61,6 +61,7 @@ Usm = Annotated[bool, typer.Option("--usm/--no-usm", help="Regress onto the unsh
 DistillWeight = Annotated[float, typer.Option(help="Weight of L1 against Real-ESRGAN x4plus's output (stage 0; needs --teacher-crops).")]
 TeacherCrops = Annotated[int, typer.Option(help="Train on this many crops and distil from Real-ESRGAN x4plus's outputs on them, computed once into the run directory (0 = no teacher).")]
 EmaDecay = Annotated[float, typer.Option(help="EMA decay of the weights that checkpoints store.")]
+ExportDtype = Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON record per checkpoint on stdout (no progress bar).")]
 
@@ -237,7 +238,7 @@ def train_stage2(
 def train_export(
     experts: Annotated[list[str], typer.Argument(help="Expert checkpoints or run dirs, expert 0 first (newest checkpoint of a dir).")],
     out: Annotated[str, typer.Option(help="Weights file to write.")],
-    dtype: Annotated[str, typer.Option(help="Storage dtype: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+    dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
     """Assemble stage-2 experts into one LinearSR weights file."""
     from linearsr_cli.errors import LinearSRError
@@ -256,7 +257,7 @@ def train_revise(
     weights: Annotated[str, typer.Argument(help="The weights file to start from.")],
     out: Annotated[str, typer.Option(help="Weights file to write.")],
     prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint) or a released SPAN name; repeatable.")] = [],  # noqa: B006
-    dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+    dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
     """Write a weights file again with priors added or replaced; experts, router and the other priors are kept."""
     from linearsr_cli.errors import ConfigError, LinearSRError
@@ -281,32 +282,21 @@ def train_router(
     count: Annotated[int, typer.Option(help="Training crops to fit on (half bicubic, half realistic).")] = 400,
     crop: Annotated[int, typer.Option(help="HR crop side of the fitting crops.")] = 512,
     seed: Seed = 0,
-    dtype: Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")] = SHIP.export_dtype,
+    dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
-    from linearsr_cli.checkpoints import load_weights
+    from linearsr_cli.checkpoints import read_info
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.recipe import revise_weights
-    from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
+    from linearsr_cli.train.recipe import add_router
 
     try:
-        model, info = load_weights(weights)
-        cfg = _data(data, crop, info.config.scale, "mixed", seed)
-        if samples and Path(samples).is_file():
-            crops = load_samples(samples)
-        else:
-            crops = router_samples(model, cfg, count)
-            if samples:
-                save_samples(crops, samples)
-        count = len(crops)
-        router = fit(crops, cfg)
-        path = revise_weights(Path(weights), Path(out), router=router.to_dict(), dtype=dtype,
-                              note=f"router fitted on {count} training crops")
+        cfg = _data(data, crop, read_info(weights).config.scale, "mixed", seed)
+        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype)
     except LinearSRError as exc:
         raise fail(exc) from None
     fitted = router.fitted or {}
-    typer.echo(f"wrote {path}: router fitted on {count} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
+    typer.echo(f"wrote {path}: router fitted on {fitted.get('crops', count)} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
                f"(oracle gain {fitted.get('oracle_gain_db', 0):.2f} dB), accuracy {fitted.get('train_accuracy', 0):.1%}")
 
 

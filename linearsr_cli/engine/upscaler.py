@@ -196,7 +196,8 @@ class Upscaler:
         self.plan = plan
         self.tiles = tiles
         self.info = info
-        self.router = Router.from_dict(model.router_record) if getattr(model, "router_record", None) else None
+        record = getattr(model, "router_record", None)  # wrappers and test doubles may have none
+        self.router = Router.from_dict(record) if record else None
 
     @classmethod
     def from_weights(

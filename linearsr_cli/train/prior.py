@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from linearsr_cli.errors import ConfigError
 from linearsr_cli.esgf.probe import Pair
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.span import Span
@@ -104,8 +105,6 @@ def train_prior(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.distill_weight > 0 and teacher is None:
-        from linearsr_cli.errors import ConfigError
-
         raise ConfigError("distill_weight > 0 needs the teacher's outputs (--teacher-crops N)")
     run = RunState(span, cfg, device)
     run.resume_or_reset(run_dir)
@@ -172,4 +171,4 @@ def prior_val(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     "stlpips") of the realistic set when there is one, else of the first (select-knee's curve)."""
     flat = {f"{metric}_{name}": v for name, s in scores.items() for metric, v in s.items()}
     main = scores.get("realistic") or next(iter(scores.values()), {})
-    return {**{k: v for k, v in main.items()}, **flat}
+    return {**main, **flat}

@@ -299,7 +299,7 @@ def revise_weights(
         names = tuple(n for n in PRIOR_INPUTS if n in model.cfg.prior_inputs or n in priors)
         cfg = dataclasses.replace(model.cfg, prior_inputs=names)
         new = LinearSR(cfg)
-        state = {k: v for k, v in model.state_dict().items()}
+        state = dict(model.state_dict())
         for name, spec in priors.items():
             span, record = resolve_prior(spec, cfg.scale)
             if (span.cfg.channels, span.cfg.blocks) != (cfg.prior_channels, cfg.prior_blocks):
@@ -317,6 +317,27 @@ def revise_weights(
                                                       "router": router is not None, "note": note}]
     return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
                         training=info.training, dtype=EXPORT_DTYPES[dtype])
+
+
+def add_router(
+    src: Path, out: Path, data: DataConfig, count: int, *, samples: str = "", dtype: str = "fp16",
+) -> tuple[Path, Any]:
+    """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
+    and write `src` again as `out` with it; `samples` names a file of fitting crops to reuse when
+    it exists, or to write. Returns (the written path, the Router)."""
+    from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
+
+    if samples and Path(samples).is_file():
+        crops = load_samples(samples)
+    else:
+        model, _ = load_weights(src)
+        crops = router_samples(model, data, count)
+        if samples:
+            save_samples(crops, samples)
+    router = fit(crops, data)
+    path = revise_weights(src, out, router=router.to_dict(), dtype=dtype,
+                          note=f"router fitted on {len(crops)} training crops")
+    return path, router
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -625,13 +646,8 @@ def run_recipe(
             revise_weights(weights, weights, priors={"texture": phases["texture"]["checkpoint"]},
                            dtype=cfg.export_dtype, note="the texture prior: the last checkpoint of the texture run")
         if cfg.prior and cfg.router_crops > 0:
-            from linearsr_cli.train.router import fit, router_samples
-
-            model, _ = load_weights(weights)
-            data = dataclasses.replace(cfg.data, crop=cfg.router_crop)
-            router = fit(router_samples(model, data, cfg.router_crops), data)
-            revise_weights(weights, weights, router=router.to_dict(), dtype=cfg.export_dtype,
-                           note=f"router fitted on {cfg.router_crops} training crops")
+            add_router(weights, weights, dataclasses.replace(cfg.data, crop=cfg.router_crop), cfg.router_crops,
+                       dtype=cfg.export_dtype)
         phases["export"] = "done"
         _save_state(out, state)
         note(f"exported {weights} ({weights.stat().st_size / 1e6:.1f} MB, {cfg.export_dtype})")
