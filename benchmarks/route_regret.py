@@ -46,14 +46,14 @@ def router_time(report: dict, runs: int = 5) -> dict:
     import torch
 
     from linearsr_cli.engine.route import measure
-    from linearsr_cli.evaluate.run import EvalConfig, list_images, load_pair
+    from linearsr_cli.evaluate.run import MIXED_KINDS, EvalConfig, list_images, load_pair
 
     cfg_dict = report["config"]
     cfg = EvalConfig(hr_dir=Path(cfg_dict["hr_dir"]), scale=cfg_dict["scale"], seed=cfg_dict["seed"],
                      degradation=cfg_dict["degradation"])
     lrs = []
     for path in list_images(cfg.hr_dir):
-        for kind in ("bicubic", "realistic"):
+        for kind in MIXED_KINDS:
             lrs.append(torch.from_numpy(load_pair(path, path.relative_to(cfg.hr_dir), cfg, kind)[1]))
     times = []
     for _ in range(runs):

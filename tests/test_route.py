@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.cli import app
 from linearsr_cli.degrade import jpeg_roundtrip
-from linearsr_cli.engine.route import Evidence, Router, fit_router, measure
+from linearsr_cli.engine.route import FEATURES, Evidence, Router, fit_router, measure
 from linearsr_cli.errors import WeightsError
 from linearsr_cli.imageio import decode_image
 from tests.conftest import synthetic_photo
@@ -67,12 +67,44 @@ def test_gate_minimises_regret_not_mistakes() -> None:
     again = Router.from_dict(json.loads(json.dumps(router.to_dict())))
     assert again.choose(ev(5, 0.1, 0.2)) == router.choose(ev(5, 0.1, 0.2))
     with pytest.raises(WeightsError, match="router"):
-        Router.from_dict({"features": ["noise"], "weights": [1], "bias": 0, "mean": [0], "scale": [1]})
+        Router.from_dict({"features": ["colour"], "weights": [1], "bias": 0, "mean": [0], "scale": [1]})
+    with pytest.raises(WeightsError, match="router"):
+        Router.from_dict({"features": ["noise"], "weights": [1, 2], "bias": 0, "mean": [0], "scale": [1]})
+    older = Router.from_dict({"features": ["noise"], "weights": [1], "bias": -5, "mean": [0], "scale": [1]})
+    assert older.choose(ev(6))[0] == "real" and older.choose(ev(4))[0] == "clean"  # a file's older gate decides as before
+
+
+def test_jpeg_evidence_only_pushes_towards_real() -> None:
+    """Blocks and a low JPEG quality are evidence of a degraded file: even where the crops' gains
+    would reward the opposite, the fit keeps their weights >= 0."""
+    rng = np.random.default_rng(1)
+    evs, gain = [], []
+    for _ in range(300):
+        noisy = rng.random() < 0.5
+        blocks = rng.normal(0.3, 0.1)
+        evs.append(Evidence(rng.normal(6 if noisy else 2, 1), 0.0, blocks, 0.0, None, blocks))
+        gain.append((1.0 if noisy else -1.0) - 3.0 * (blocks - 0.3))  # blockier crops "prefer" clean
+    router = fit_router(evs, gain)
+    for name in ("blockiness", "jpeg", "jpeg_grid"):
+        assert router.weights[FEATURES.index(name)] >= 0.0
+
+
+def test_jpeg_grid_sees_quantised_pixels_whatever_the_file() -> None:
+    """The pixels of a JPEG decoded at this size sit on the quantisation lattice of the 8x8 DCT;
+    those of a bicubic downscale, or of a JPEG shifted off the grid, do not."""
+    rgb = photo(128, 128, seed=3)
+    hwc = rgb.permute(1, 2, 0).numpy()
+    clean = measure((rgb * 255).round() / 255).jpeg_grid
+    for quality in (60, 85):
+        jpeg = torch.from_numpy(jpeg_roundtrip(hwc, quality)).permute(2, 0, 1)
+        assert measure(jpeg).jpeg_grid > clean + 0.2, quality
+        assert measure(jpeg[:, 3:, 5:]).jpeg_grid < measure(jpeg).jpeg_grid - 0.2  # off the grid
+    assert clean < 0.15
 
 
 def noise_router() -> Router:
     """A gate that routes by noise and the file's JPEG quality: real above sigma 10 or below q 85."""
-    return Router((1.0, 0.0, 0.0, 0.0, 30.0), -10.0, (0.0,) * 5, (1.0,) * 5)
+    return Router((1.0, 0.0, 0.0, 0.0, 30.0, 0.0), -10.0, (0.0,) * 6, (1.0,) * 6)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +171,41 @@ def test_texture_prior_serves_real_inputs_of_multistep_runs_only(prior_weights: 
         out[steps] = json.loads(result.stdout.splitlines()[0])
     assert out["1"]["prior"] == "real" and out["2"]["prior"] == "texture"
     assert out["1"]["input_kind"] == out["2"]["input_kind"] == "real"
+
+
+def _weights_with_router(src: Path, dst: Path, router: dict | None) -> Path:
+    model, _ = load_weights(src)
+    model.router_record = router or {}
+    save_weights(dst, model)
+    return dst
+
+
+def test_auto_is_the_measured_constant_where_the_gate_lost(prior_weights: Path, tmp_path: Path) -> None:
+    """Router.fixed: for multi-step runs --input auto is 'clean' without looking; 1-step runs
+    still route by the evidence; the record says why."""
+    fixed = {**noise_router().to_dict(), "fixed": {"multi-step": "clean"}}
+    weights = _weights_with_router(prior_weights, tmp_path / "fixed.safetensors", fixed)
+    noisy = np.clip((synthetic_photo(24, 24, 1) * 255) + np.random.default_rng(0).normal(0, 25, (24, 24, 3)), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")
+    out = {}
+    for steps in ("1", "2"):
+        result = CliRunner().invoke(app, ["upscale", str(tmp_path / "noisy.png"), str(tmp_path / f"o{steps}.png"),
+                                          "--weights", str(weights), "--json", "--tags", "off", "--steps", steps])
+        assert result.exit_code == 0, result.output
+        out[steps] = json.loads(result.stdout.splitlines()[0])
+    assert out["1"]["input_kind"] == "real" and "noise σ≈" in out["1"]["input_why"]
+    assert out["2"]["input_kind"] == "clean" and "fixed to 'clean' for multi-step runs" in out["2"]["input_why"]
+    with pytest.raises(WeightsError, match="router"):
+        Router.from_dict({**noise_router().to_dict(), "fixed": {"two-step": "clean"}})
+
+
+def test_auto_without_a_router_warns(prior_weights: Path, tmp_path: Path) -> None:
+    """Weights with two priors and no router cannot look at the image: the record says so."""
+    weights = _weights_with_router(prior_weights, tmp_path / "norouter.safetensors", None)
+    Image.fromarray((synthetic_photo(16, 16, 2) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(app, ["upscale", str(tmp_path / "a.png"), str(tmp_path / "o.png"),
+                                      "--weights", str(weights), "--json", "--tags", "off"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["input_kind"] == "clean"
+    assert any("has no router" in w and "--input real" in w for w in record["warnings"])

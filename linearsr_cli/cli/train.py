@@ -284,15 +284,21 @@ def train_router(
     seed: Seed = 0,
     dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
+    fixed: Annotated[list[str] | None, typer.Option(help="KIND=INPUT (1-step|multi-step = clean|real): --input auto is that constant for such runs, where the gate lost to it on held-out photos.")] = None,
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info
-    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.engine.route import parse_fixed
+    from linearsr_cli.errors import ConfigError, LinearSRError
     from linearsr_cli.train.recipe import add_router
 
     try:
+        routes = parse_fixed(fixed or [])
+    except ValueError as exc:
+        raise fail(ConfigError(str(exc))) from None
+    try:
         cfg = _data(data, crop, read_info(weights).config.scale, "mixed", seed)
-        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype)
+        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype, fixed=routes)
     except LinearSRError as exc:
         raise fail(exc) from None
     fitted = router.fitted or {}

@@ -195,7 +195,7 @@ def upscale_to_size(
         x0, y0, x1, y1 = crop
         out = out[:, y0:y1, x0:x1].contiguous()
         up_alpha = None if up_alpha is None else up_alpha[:, y0:y1, x0:x1].contiguous()
-    notes = []
+    notes = [route.warning] if route.warning else []
     if size.aspect_differs(w, h):
         notes.append(
             f"--width {size.width} --height {size.height} has another aspect ratio than the {w}x{h} input; "

@@ -13,11 +13,16 @@ learned gate like the SNR router: a logistic model over a few measurements of th
   the blocks (0 = no grid);
 - `detail`: log of fine over coarse detail energy, mean |x - blur_0.7(x)| / mean |x - blur_2(x)|;
   a soft (blurred or resized) image has little fine detail relative to its coarse detail;
-- `jpeg`: what the file says: (95 - q) / 30 for a JPEG saved at quality q < 95, else 0,
+- `jpeg`: what the file says: (95 - q) / 30 for a JPEG saved at quality q < 95, else 0;
+- `jpeg_grid`: what the pixels say about JPEG, whatever the file: how strongly the 8x8 block DCT
+  coefficients of the luma cluster on multiples of one quantisation step (a JPEG decoded at this
+  size and grid, e.g. a phone JPEG saved again as PNG); 0 for pixels never quantised on the grid,
 
 fitted by `linearsr train router` on training crops with a cost-sensitive loss (each crop
 weighted by how much PSNR the wrong choice would lose), and stored in the weights' metadata.
-Pure numpy and torch tensors in; no files, no PIL.
+The JPEG evidence (`MONOTONE`: blockiness, jpeg, jpeg_grid) may only push towards the real prior:
+its weights are kept >= 0 in the fit, so more blocking never sends an image to the clean prior
+(which redraws the blocks as detail). Pure numpy and torch tensors in; no files, no PIL.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from torch import Tensor
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import WeightsError
 
-FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg")
+FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg", "jpeg_grid")
+MONOTONE = ("blockiness", "jpeg", "jpeg_grid")  # evidence of JPEG: may only push towards `real`
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Evidence:
     blockiness: float
     detail: float
     jpeg_quality: int | None = None
+    jpeg_grid: float = 0.0
 
     @property
     def jpeg(self) -> float:
@@ -60,7 +67,7 @@ class Evidence:
         """The evidence in words for a --json record: 'jpeg q=72, noise sigma=4.1, ...'."""
         parts = [f"jpeg q={self.jpeg_quality}"] if self.jpeg_quality is not None else []
         parts += [f"noise σ≈{self.flat_noise:.1f} (flat areas) / {self.noise:.1f}", f"blockiness {self.blockiness:.2f}",
-                  f"detail {self.detail:.2f}"]
+                  f"jpeg grid {self.jpeg_grid:.2f}", f"detail {self.detail:.2f}"]
         return ", ".join(parts)
 
 
@@ -111,15 +118,81 @@ def detail(y: Tensor) -> float:
     return float(math.log((fine + 1e-3) / (coarse + 1e-3)))
 
 
+def dct_matrix(n: int = 8) -> Tensor:
+    """The orthonormal DCT-II matrix D (n, n): D @ block @ D.T is the 2-D DCT JPEG quantises
+    (ITU-T T.81, A.3.3: the same transform, with the 1/sqrt(2) of the DC row)."""
+    k = torch.arange(n, dtype=torch.float64)
+    d = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d
+
+
+DCT8 = dct_matrix(8)
+GRID_COEFFS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0))  # low AC (u, v)
+GRID_STEPS = torch.arange(3, 41, dtype=torch.float64)  # candidate quantisation steps (quality ~95 down to ~20)
+
+
+def jpeg_grid(y: Tensor, max_blocks: int = 4096, min_count: int = 16) -> float:
+    """How strongly the 8x8 block DCT coefficients of the luma y (1, 1, h, w, 8-bit units) sit on
+    multiples of one step: for each low AC coefficient, max over steps q of the mean resultant
+    length |mean exp(2 pi i c / q)| of the coefficients with |c| > q/2 (the zero bin says nothing:
+    flat areas are near zero in any image), less 3/sqrt(count) (about the largest chance level among
+    the 38 steps for phases at random); averaged over the
+    coefficients. ~0 for pixels never quantised on this grid, 0.4-0.9 for a JPEG of quality <= 90
+    decoded at this size (rounding to 8 bits blurs the lattice by ~0.4, so steps < 3 are not seen).
+    At most `max_blocks` evenly spaced blocks are read, so the cost is bounded for any image."""
+    h, w = y.shape[-2] // 8 * 8, y.shape[-1] // 8 * 8
+    if h < 8 or w < 8:
+        return 0.0
+    blocks = y[0, 0, :h, :w].double().reshape(h // 8, 8, w // 8, 8).permute(0, 2, 1, 3).reshape(-1, 8, 8)  # (n, 8, 8)
+    if blocks.shape[0] > max_blocks:
+        blocks = blocks[torch.linspace(0, blocks.shape[0] - 1, max_blocks).round().long()]
+    coeffs = DCT8 @ blocks @ DCT8.T  # (n, 8, 8)
+    c = torch.stack([coeffs[:, u, v] for u, v in GRID_COEFFS], 1)[..., None]  # (n, P, 1)
+    q = GRID_STEPS  # (Q,)
+    use = (c.abs() > q / 2).double()  # (n, P, Q)
+    phase = 2 * math.pi * c / q  # (n, P, Q)
+    count = use.sum(0)  # (P, Q)
+    resultant = torch.hypot((use * phase.cos()).sum(0), (use * phase.sin()).sum(0)) / count.clamp(min=1)
+    score = torch.where(count >= min_count, resultant - 3.0 / count.clamp(min=1).sqrt(), torch.zeros_like(resultant))
+    return float(score.amax(1).clamp(min=0).mean())
+
+
 def measure(rgb: Tensor, jpeg_quality: int | None = None) -> Evidence:
     """The evidence of an LR image (3, h, w) in [0, 1] (what the router sees)."""
     y = _luma(rgb)
-    return Evidence(*noise_sigmas(y), blockiness(y), detail(y), jpeg_quality)
+    return Evidence(*noise_sigmas(y), blockiness(y), detail(y), jpeg_quality, jpeg_grid(y))
+
+
+RUN_KINDS = ("1-step", "multi-step")
+ROUTED_INPUTS = ("clean", "real")
+
+
+def run_kind(steps: int) -> str:
+    """A run's kind for Router.fixed: "1-step" (the fidelity preset) or "multi-step"."""
+    return "1-step" if steps <= 1 else "multi-step"
+
+
+def parse_fixed(fixed: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """Router.fixed from a mapping or from "KIND=INPUT" strings ("multi-step=clean"); ValueError
+    for an unknown run kind or input."""
+    pairs = fixed.items() if isinstance(fixed, Mapping) else (str(t).partition("=")[::2] for t in fixed)
+    out = {}
+    for kind, value in pairs:
+        if kind not in RUN_KINDS or value not in ROUTED_INPUTS:
+            raise ValueError(f"a fixed route is KIND=INPUT with KIND in {RUN_KINDS} and INPUT in {ROUTED_INPUTS}, "
+                             f"got {kind}={value}")
+        out[str(kind)] = str(value)
+    return out
 
 
 @dataclass(frozen=True)
 class Router:
-    """A logistic gate: P(real prior is better) = sigmoid(w . standardised(features) + b)."""
+    """A logistic gate: P(real prior is better) = sigmoid(w . standardised(features) + b).
+
+    `fixed` maps a kind of run (RUN_KINDS: "1-step", the fidelity preset, or "multi-step") to a
+    constant input ("clean"/"real") where the gate did not beat that constant on held-out photos:
+    there `--input auto` is the constant, as measured, and the record says so."""
 
     weights: tuple[float, ...]
     bias: float
@@ -127,6 +200,11 @@ class Router:
     scale: tuple[float, ...]
     features: tuple[str, ...] = FEATURES
     fitted: Mapping[str, Any] | None = None  # how it was fitted (for the model card / info)
+    fixed: Mapping[str, str] | None = None  # run kind -> constant input, where the gate lost to it
+
+    def fixed_input(self, steps: int) -> str | None:
+        """The constant input for runs of `steps` network evaluations, or None: the gate decides."""
+        return (self.fixed or {}).get(run_kind(steps))
 
     def logit(self, evidence: Evidence) -> float:
         x = (evidence.vector() - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -140,21 +218,25 @@ class Router:
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
-                "mean": list(self.mean), "scale": list(self.scale), "fitted": dict(self.fitted or {})}
+                "mean": list(self.mean), "scale": list(self.scale), "fitted": dict(self.fitted or {}),
+                "fixed": dict(self.fixed or {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Router:
+        """A gate from a weights file's metadata. A gate fitted on fewer features (an older file)
+        gives the missing ones weight 0, so it decides as it did."""
         try:
             features = tuple(str(f) for f in data["features"])
-            if features != FEATURES:
-                raise WeightsError(f"router features {features} are not this version's {FEATURES}")
-            router = cls(tuple(float(v) for v in data["weights"]), float(data["bias"]),
-                         tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["scale"]),
-                         features, data.get("fitted") or {})
+            unknown = [f for f in features if f not in FEATURES]
+            if unknown or len(set(features)) != len(features):
+                raise WeightsError(f"router features {features} are not among this version's {FEATURES}")
+            given = {name: (float(w), float(m), float(s)) for name, w, m, s
+                     in zip(features, data["weights"], data["mean"], data["scale"], strict=True)}
+            w, m, s = zip(*(given.get(name, (0.0, 0.0, 1.0)) for name in FEATURES), strict=True)
+            router = cls(tuple(w), float(data["bias"]), tuple(m), tuple(s), FEATURES, data.get("fitted") or {},
+                         parse_fixed(data.get("fixed") or {}))
         except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"bad router metadata: {exc}") from None
-        if not len(router.weights) == len(router.mean) == len(router.scale) == len(FEATURES):
-            raise WeightsError("bad router metadata: weights, mean and scale must have one value per feature")
+            raise WeightsError(f"bad router metadata (weights, mean and scale need one value per feature): {exc}") from None
         return router
 
 
@@ -162,8 +244,9 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
                iterations: int = 2000) -> Router:
     """Fit the gate on crops with measured `gain` = PSNR(real prior) - PSNR(clean prior): a
     logistic regression on sign(gain) with each crop weighted by |gain| (the loss of routing it
-    wrong), so the fit minimises expected regret rather than counting mistakes; gradient descent
-    on standardised features with a small L2 penalty."""
+    wrong), so the fit minimises expected regret rather than counting mistakes; projected
+    gradient descent on standardised features with a small L2 penalty, the MONOTONE features'
+    weights kept >= 0."""
     x = np.stack([e.vector() for e in evidence])  # (N, F)
     g = np.asarray(gain, dtype=np.float64)
     mean, scale = x.mean(0), x.std(0)
@@ -172,11 +255,13 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
     y = (g > 0).astype(np.float64)
     c = np.abs(g) / max(np.abs(g).mean(), 1e-9)  # (N,) cost of a wrong route
     w, b = np.zeros(z.shape[1]), 0.0
+    monotone = np.array([name in MONOTONE for name in FEATURES])
     lr = 0.5
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
         r = c * (p - y) / len(y)
         w -= lr * (z.T @ r + l2 * w)
+        w[monotone] = np.maximum(w[monotone], 0.0)
         b -= lr * float(r.sum())
     choice = (z @ w + b) > 0
     regret = float(np.where(choice, np.maximum(-g, 0), np.maximum(g, 0)).mean())

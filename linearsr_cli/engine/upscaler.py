@@ -56,7 +56,7 @@ from linearsr_cli.engine.device import (
     prefers_channels_last,
     tune_cpu_allocator,
 )
-from linearsr_cli.engine.route import Router, measure
+from linearsr_cli.engine.route import Router, measure, run_kind
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
@@ -77,6 +77,7 @@ class Route:
     input: str | None
     prior: str | None
     why: str
+    warning: str | None = None  # for the record's warnings: --input auto could not look at the image
 
 
 def default_weights_path(scale: int = DEFAULT_SCALE) -> Path:
@@ -239,9 +240,19 @@ class Upscaler:
         if requested != "auto":
             kind, why = requested, "--input"
         elif self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
-            kind, why = self.router.choose(measure(lr, jpeg_quality))
+            steps = (sampler or SamplerConfig()).steps
+            fixed = self.router.fixed_input(steps)
+            if fixed is not None:
+                kind, why = fixed, f"the weights' router is fixed to '{fixed}' for {run_kind(steps)} runs (measured better than routing)"
+            else:
+                kind, why = self.router.choose(measure(lr, jpeg_quality))
         else:
             kind, why = self.cfg.prior_inputs[index], "the weights' first prior (they have no router)"
+            if len(self.cfg.prior_inputs) > 1:
+                name = self.info.path.name if self.info is not None else "these weights"
+                return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why,
+                             f"--input auto: {name} has no router, so the image was not looked at and got the "
+                             f"'{kind}' prior; give camera and web photos --input real")
         return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why)
 
     def conditioning(

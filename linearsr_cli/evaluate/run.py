@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig, check_input_name
-from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
+from linearsr_cli.degrade import bicubic_downscale, jpeg_roundtrip, realistic_degrade
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
@@ -53,7 +53,18 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
-DEGRADATIONS = ("bicubic", "realistic", "mixed")  # mixed: every image twice, bicubic and realistic
+DEGRADATIONS = ("bicubic", "realistic", "mixed")  # mixed: every image in each of MIXED_KINDS
+# --degradation mixed: each image bicubic and realistic, each as a lossless file and saved as a JPEG
+# (of the quality in SAVED_QUALITY, which the router reads as the file's) the way photos meet us
+MIXED_KINDS = ("bicubic", "realistic", "bicubic.jpg", "realistic.jpg")
+SAVED_QUALITY = {"bicubic": 90, "realistic": 75}
+
+
+def saved_quality(kind: str | None) -> int | None:
+    """The JPEG quality a mixed-set kind was saved at ("realistic.jpg" -> 75), None if lossless."""
+    if kind is None or not kind.endswith(".jpg"):
+        return None
+    return SAVED_QUALITY[kind.removesuffix(".jpg")]
 TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
 METRICS = ("psnr", "ssim", "lpips", *NOREF_METRICS)
 
@@ -206,13 +217,19 @@ def image_seed(seed: int, rel: str) -> int:
 
 def make_lr(hr: np.ndarray, cfg: EvalConfig, rel: str, kind: str | None = None) -> np.ndarray:
     """The LR input for a (3, H, W) HR image with H, W multiples of the scale, 8-bit quantised;
-    `kind` bicubic|realistic (default: the config's degradation)."""
-    if (kind or cfg.degradation) == "bicubic":
+    `kind` bicubic|realistic, or one of them saved as a JPEG (MIXED_KINDS; default: the config's
+    degradation)."""
+    kind = kind or cfg.degradation
+    if kind.removesuffix(".jpg") == "bicubic":
         lr = np.asarray(bicubic_downscale(torch.from_numpy(hr), cfg.scale))  # (3, H/s, W/s)
     else:
         rng = np.random.default_rng(image_seed(cfg.seed, rel))
         lr = realistic_degrade(hr.transpose(1, 2, 0), cfg.scale, rng).transpose(2, 0, 1)
-    return (np.round(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+    lr = np.round(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0
+    quality = saved_quality(kind)
+    if quality is not None:
+        lr = jpeg_roundtrip(np.ascontiguousarray(lr.transpose(1, 2, 0)), quality).transpose(2, 0, 1)
+    return np.ascontiguousarray(lr, dtype=np.float32)
 
 
 def load_pair(hr_path: Path, rel: Path, cfg: EvalConfig, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +270,7 @@ class MethodRunner:
         self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
         self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
         self.last_input: str | None = None  # the prior input chosen for the latest image
+        self.jpeg_quality: int | None = None  # the quality the latest image's file was saved at (the router reads it)
         self.last_why: str | None = None
         for method in cfg.methods:
             self._prepare(method)
@@ -345,7 +363,7 @@ class MethodRunner:
 
         lr_t = torch.from_numpy(lr)
         done = upscale_to_size(self._models, lr_t, None, sampler, size=self._size, tags=lambda: self._tags(lr_t),
-                               input_kind=self.cfg.input_kind, tta=self.cfg.tta)
+                               input_kind=self.cfg.input_kind, jpeg_quality=self.jpeg_quality, tta=self.cfg.tta)
         self.last_input, self.last_why = done.route.input, f"{done.route.why}; prior {done.route.prior}"
         return done.rgb.numpy()
 
@@ -386,7 +404,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
     ran = report.ran()
     report.grid_labels = [f"LR x{cfg.scale}", *ran, "HR"]
     root = cfg.hr_dir if cfg.hr_dir.is_dir() else cfg.hr_dir.parent
-    kinds = ("bicubic", "realistic") if cfg.degradation == "mixed" and cfg.lr_dir is None else (None,)
+    kinds = MIXED_KINDS if cfg.degradation == "mixed" and cfg.lr_dir is None else (None,)
     items = [(path, kind) for path in paths for kind in kinds]
     for index, (path, kind) in enumerate(items):
         rel = path.relative_to(root)
@@ -398,6 +416,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             continue
         item = ImageResult(name, (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
         runner.last_tags = runner.last_input = runner.last_why = None
+        runner.jpeg_quality = saved_quality(kind)
         want_crop = len(report.grid_rows) < cfg.grid_images
         if want_crop:
             size = min(cfg.grid_crop, hr.shape[1], hr.shape[2]) // cfg.scale * cfg.scale

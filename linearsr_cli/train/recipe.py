@@ -321,10 +321,12 @@ def revise_weights(
 
 def add_router(
     src: Path, out: Path, data: DataConfig, count: int, *, samples: str = "", dtype: str = "fp16",
+    fixed: dict[str, str] | None = None,
 ) -> tuple[Path, Any]:
     """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
     and write `src` again as `out` with it; `samples` names a file of fitting crops to reuse when
-    it exists, or to write. Returns (the written path, the Router)."""
+    it exists, or to write; `fixed` the run kinds where auto is a constant (Router.fixed).
+    Returns (the written path, the Router)."""
     from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
 
     if samples and Path(samples).is_file():
@@ -334,7 +336,7 @@ def add_router(
         crops = router_samples(model, data, count)
         if samples:
             save_samples(crops, samples)
-    router = fit(crops, data)
+    router = dataclasses.replace(fit(crops, data), fixed=fixed or {})
     path = revise_weights(src, out, router=router.to_dict(), dtype=dtype,
                           note=f"router fitted on {len(crops)} training crops")
     return path, router
