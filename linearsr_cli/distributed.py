@@ -30,8 +30,8 @@ from linearsr_cli.engine.batch import (
     UpscaleRequest,
     check_out,
     model_files,
-    request_jobs,
     reporting,
+    request_jobs,
     request_settings,
     triage,
 )

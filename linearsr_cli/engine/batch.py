@@ -560,7 +560,7 @@ class BatchRun:
         queued: deque[Future[None]] = deque()  # the writer's tasks, in job order
         stop = threading.Event()  # a writer task failed (a closed pipe): the rest of its queue does nothing
 
-        def finish(prepared: _Prepared, out: ImageData | None) -> None:
+        def write_and_report(prepared: _Prepared, out: ImageData | None) -> None:
             """The writer's task: write the image (when there is one), then report the record."""
             if stop.is_set():
                 return
@@ -587,7 +587,7 @@ class BatchRun:
                 prepared = reads.pop(index).result()
                 reporter.image_start(job, index)
                 out = None if prepared.image is None else self.compute(prepared, reporter.image_progress)
-                queued.append(writer.submit(finish, prepared, out))
+                queued.append(writer.submit(write_and_report, prepared, out))
                 settle(prefetch)
             settle(0)
         except KeyboardInterrupt:
