@@ -180,7 +180,9 @@ class BatchSummary:
 
 
 class Reporter(Protocol):
-    """Progress sink (console.py implements it): the batch calls these, never print."""
+    """Progress sink (console.py implements it): the batch calls these, never print. `image_done`
+    comes from the writer thread of a pipelined run, as each file is written; the run serialises
+    the calls (`_Serialized`). `finish` also ends an interrupted run (`summary.interrupted`)."""
 
     def start(self, total: int) -> None: ...
 
