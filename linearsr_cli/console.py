@@ -42,7 +42,10 @@ def info(message: str) -> None:
 
 
 def summary_line(summary: BatchSummary) -> str:
-    """'N upscaled (R redone), S skipped (same settings), [K kept, C conflicts,] F failed[, I ignored]'."""
+    """'N upscaled (R redone), S skipped (same settings), [K kept, C conflicts,] F failed[, I ignored]';
+    for a run stopped by Ctrl-C / SIGTERM 'interrupted: N done, M not started' (BatchSummary)."""
+    if summary.interrupted:
+        return f"interrupted: {len(summary.records)} done, {summary.not_started} not started"
     parts = [f"{summary.count('ok')} upscaled" + (f" ({summary.redone} redone: other settings)" if summary.redone else ""),
              f"{summary.count('skipped')} skipped (same settings)"]
     if summary.count("kept"):
@@ -105,15 +108,17 @@ def record_line(record: FileRecord) -> str | None:
 
 
 def _progress(console: Console, *middle: ProgressColumn) -> Progress:
-    """A bar with description, M/N, the given columns and an ETA, on `console`."""
+    """A bar with description, M/N, the given columns and an ETA, on `console`. stdout is left
+    alone (rich would route it above the bars, onto stderr): it carries --json's records."""
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *middle, TextColumn("eta"),
-        TimeRemainingColumn(), console=console, transient=False,
+        TimeRemainingColumn(), console=console, transient=False, redirect_stdout=False,
     )
 
 
 class QuietReporter:
-    """--quiet: nothing but the failures, each with its path and reason, on stderr."""
+    """--quiet: nothing but the failures, each with its path and reason, on stderr (and the
+    summary of an interrupted run)."""
 
     def start(self, total: int) -> None:
         pass
@@ -129,7 +134,8 @@ class QuietReporter:
             print(line, file=sys.stderr, flush=True)
 
     def finish(self, summary: BatchSummary) -> None:
-        pass
+        if summary.interrupted:
+            print(summary_line(summary), file=sys.stderr, flush=True)
 
 
 class LineReporter(QuietReporter):
@@ -181,24 +187,40 @@ class TeeReporter:
 
 
 def upscale_reporter(*, json_lines: bool = False, quiet: bool = False, log: Any = None) -> Any:
-    """--json (records on stdout) / --quiet (failures only) / progress bars on a terminal / plain
-    lines when stderr is a pipe or a file; with `log` (an open text file) the lines go there too."""
-    if json_lines:
-        main: Any = JsonReporter()
-    elif quiet:
-        main = QuietReporter()
-    elif err_console.is_terminal:
-        main = RichReporter()
+    """stderr: progress bars on a terminal (not with --quiet, nor with --json when stdout is that
+    terminal too: bars redrawn between records garble both), else plain lines when it is a pipe or
+    a file, or with --quiet / --json only failures, conflicts, warnings and an interrupted run's
+    summary. stdout: with --json one record per file, nothing else. With `log` (an open text
+    file) the plain lines go there too."""
+    if err_console.is_terminal and not quiet and not (json_lines and _is_terminal(sys.stdout)):
+        shown: list[Any] = [RichReporter()]
+    elif quiet or json_lines:
+        shown = [QuietReporter()]
     else:
-        main = LineReporter()
-    return main if log is None else TeeReporter(main, LineReporter(log))
+        shown = [LineReporter()]
+    if log is not None:
+        shown.append(LineReporter(log))  # before stdout's records: a closed stdout still leaves the log whole
+    if json_lines:
+        shown.append(JsonReporter())
+    return shown[0] if len(shown) == 1 else TeeReporter(*shown)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no descriptor, or closed
+        return False
 
 
 class JsonReporter(QuietReporter):
-    """--json: one JSON object per file on stdout (input, output, size, seconds, status, tags)."""
+    """--json: one JSON object per file on stdout (input, output, size, seconds, status, tags);
+    nothing on stderr (upscale_reporter pairs it with the reporter that owns stderr)."""
 
     def image_done(self, record: FileRecord) -> None:
         print(json.dumps(record.to_dict()), flush=True)
+
+    def finish(self, summary: BatchSummary) -> None:
+        pass
 
 
 class RichReporter:

@@ -30,6 +30,7 @@ from linearsr_cli.engine.batch import (
     UpscaleRequest,
     check_out,
     model_files,
+    reporting,
     request_jobs,
     request_settings,
     triage,
@@ -128,25 +129,23 @@ def upscale_batch_ray(
     jobs = request_jobs(req, stdin_lines)
     settings = request_settings(req, model_files(req))  # fail fast, on the driver, for a bad file
     check_out(req.out, jobs)
-    summary = BatchSummary()
-    reporter.start(len(jobs))
-    pending: dict[str, tuple[int, Job]] = {}
-    for index, job in enumerate(jobs):
-        done, _ = triage(job, req.output, settings)
-        if done is None:
-            pending[str(job.output.resolve())] = (index, job)
-            continue
-        reporter.image_start(job, index)
-        summary.records.append(done)
-        reporter.image_done(done)
-    if pending:
-        for record in _run_on_ray(req, cfg, [job for _, job in pending.values()]):
-            index, job = pending[record.output]
-            record.input, record.output = str(job.input), str(job.output)  # as the driver named them
+    with reporting(reporter, len(jobs)) as summary:  # Ctrl-C: the interrupted summary still goes out
+        pending: dict[str, tuple[int, Job]] = {}
+        for index, job in enumerate(jobs):
+            done, _ = triage(job, req.output, settings)
+            if done is None:
+                pending[str(job.output.resolve())] = (index, job)
+                continue
             reporter.image_start(job, index)
-            summary.records.append(record)
-            reporter.image_done(record)
-    reporter.finish(summary)
+            summary.records.append(done)
+            reporter.image_done(done)
+        if pending:
+            for record in _run_on_ray(req, cfg, [job for _, job in pending.values()]):
+                index, job = pending[record.output]
+                record.input, record.output = str(job.input), str(job.output)  # as the driver named them
+                reporter.image_start(job, index)
+                summary.records.append(record)
+                reporter.image_done(record)
     return summary
 
 

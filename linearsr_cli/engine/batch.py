@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,7 +154,14 @@ class FileRecord:
 
 @dataclass
 class BatchSummary:
-    records: list[FileRecord] = field(default_factory=list)
+    records: list[FileRecord] = field(default_factory=list)  # one per finished job, in job order
+    total: int = 0  # jobs in the run
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM before every job had its record
+
+    @property
+    def not_started(self) -> int:
+        """Jobs without a record: not reached, or read ahead or in the model when interrupted."""
+        return max(0, self.total - len(self.records))
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -171,7 +180,9 @@ class BatchSummary:
 
 
 class Reporter(Protocol):
-    """Progress sink (console.py implements it): the batch calls these, never print."""
+    """Progress sink (console.py implements it): the batch calls these, never print. `image_done`
+    comes from the writer thread of a pipelined run, as each file is written; the run serialises
+    the calls (`_Serialized`). `finish` also ends an interrupted run (`summary.interrupted`)."""
 
     def start(self, total: int) -> None: ...
 
@@ -182,6 +193,51 @@ class Reporter(Protocol):
     def image_done(self, record: FileRecord) -> None: ...
 
     def finish(self, summary: BatchSummary) -> None: ...
+
+
+class _Serialized:
+    """A reporter whose calls never overlap: the pipeline reports records from its writer
+    thread while the main thread starts images and shows their progress."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        with self.lock:
+            self.reporter.start(total)
+
+    def image_start(self, job: Job, index: int) -> None:
+        with self.lock:
+            self.reporter.image_start(job, index)
+
+    def image_progress(self, done: int, total: int) -> None:
+        with self.lock:
+            self.reporter.image_progress(done, total)
+
+    def image_done(self, record: FileRecord) -> None:
+        with self.lock:
+            self.reporter.image_done(record)
+
+    def finish(self, summary: BatchSummary) -> None:
+        with self.lock:
+            self.reporter.finish(summary)
+
+
+@contextmanager
+def reporting(reporter: Reporter, total: int) -> Iterator[BatchSummary]:
+    """A run's summary between `reporter.start` and `reporter.finish`. On Ctrl-C / SIGTERM
+    (KeyboardInterrupt) the reporter still gets `finish`, with the summary marked interrupted,
+    before the exception propagates: the records it has, then what was not started."""
+    summary = BatchSummary(total=total)
+    reporter.start(total)
+    try:
+        yield summary
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        reporter.finish(summary)
+        raise
+    reporter.finish(summary)
 
 
 def output_format_for(path: Path, requested: str) -> str:
@@ -474,33 +530,57 @@ class BatchRun:
         """Every job, in order, as a bounded pipeline: a reader thread triages and decodes the next
         `prefetch` files and a writer thread encodes and writes finished ones while the model runs
         the current one, so a folder costs about N x model time. At most `prefetch` decoded inputs
-        and `prefetch` finished outputs wait at any time; records are reported in job order. On an
-        exception (Ctrl-C, a closed pipe) queued work is dropped, a write in progress completes
-        (atomic: a whole file or none), and the exception propagates. `prefetch` 0: one file at a
-        time, all in this thread."""
-        summary = BatchSummary()
-        reporter.start(len(jobs))
-        if prefetch < 1:
-            for index, job in enumerate(jobs):
-                reporter.image_start(job, index)
-                record = self.process(job, reporter)
-                summary.records.append(record)
-                reporter.image_done(record)
-            reporter.finish(summary)
-            return summary
+        and `prefetch` finished outputs wait at any time.
+
+        Each record goes to the reporter as soon as its file is done: the writer thread reports it
+        right after the rename (a file that needs no write, as soon as the files before it are
+        reported). Records keep job order, so one waits for earlier files' writes, never for a
+        later file's compute. The reporter's calls never overlap (`_Serialized`).
+
+        On Ctrl-C / SIGTERM (KeyboardInterrupt) the reads ahead are dropped, the images already
+        computed are written and reported (atomic: a whole file or none), the reporter finishes
+        with the summary marked interrupted, and the exception propagates; the file in the model
+        gets no record. On any other exception (a closed pipe) the writer's queue is dropped
+        too. `prefetch` 0: one file at a time, all in this thread."""
+        reporter = _Serialized(reporter)
+        with reporting(reporter, len(jobs)) as summary:
+            if prefetch < 1:
+                for index, job in enumerate(jobs):
+                    reporter.image_start(job, index)
+                    record = self.process(job, reporter)
+                    summary.records.append(record)
+                    reporter.image_done(record)
+            else:
+                self._pipeline(jobs, reporter, summary, prefetch)
+        return summary
+
+    def _pipeline(self, jobs: Sequence[Job], reporter: Reporter, summary: BatchSummary, prefetch: int) -> None:
+        """`run` with prefetch >= 1: reader thread, model here, writer thread (see `run`)."""
         reader = ThreadPoolExecutor(1, thread_name_prefix="linearsr-read")
         writer = ThreadPoolExecutor(1, thread_name_prefix="linearsr-write")
         reads: dict[int, Future[_Prepared]] = {}
-        outbox: deque[tuple[FileRecord, Future[None] | None]] = deque()  # in job order
+        queued: deque[Future[None]] = deque()  # the writer's tasks, in job order
+        stop = threading.Event()  # a writer task failed (a closed pipe): the rest of its queue does nothing
 
-        def report(block: bool) -> None:
-            while outbox and (block or outbox[0][1] is None or outbox[0][1].done() or len(outbox) > prefetch):
-                record, pending = outbox.popleft()
-                if pending is not None:
-                    pending.result()  # the write fills the record; it raises nothing expected
-                summary.records.append(record)
-                reporter.image_done(record)
+        def write_and_report(prepared: _Prepared, out: ImageData | None) -> None:
+            """The writer's task: write the image (when there is one), then report the record."""
+            if stop.is_set():
+                return
+            try:
+                if out is not None:
+                    self.write(prepared, out)
+                summary.records.append(prepared.record)
+                reporter.image_done(prepared.record)
+            except BaseException:
+                stop.set()
+                raise
 
+        def settle(limit: int) -> None:
+            """Raise what a finished writer task raised; wait while more than `limit` are queued."""
+            while queued and (queued[0].done() or len(queued) > limit):
+                queued.popleft().result()
+
+        interrupted = False
         try:
             for index, job in enumerate(jobs):
                 for ahead in range(index, min(index + prefetch + 1, len(jobs))):
@@ -508,19 +588,16 @@ class BatchRun:
                         reads[ahead] = reader.submit(self.prepare, jobs[ahead])
                 prepared = reads.pop(index).result()
                 reporter.image_start(job, index)
-                if prepared.image is None:
-                    outbox.append((prepared.record, None))
-                else:
-                    out = self.compute(prepared, reporter.image_progress)
-                    write = None if out is None else writer.submit(self.write, prepared, out)
-                    outbox.append((prepared.record, write))
-                report(block=False)
-            report(block=True)
+                out = None if prepared.image is None else self.compute(prepared, reporter.image_progress)
+                queued.append(writer.submit(write_and_report, prepared, out))
+                settle(prefetch)
+            settle(0)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
-            writer.shutdown(wait=True, cancel_futures=True)
-        reporter.finish(summary)
-        return summary
+            writer.shutdown(wait=True, cancel_futures=not interrupted)
 
     def upscale(self, img: Any, path: Path | None, record: FileRecord, progress: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image's pixels through the native passes, then resampled to the exact size;
