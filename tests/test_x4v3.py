@@ -356,3 +356,18 @@ def test_our_x4v3_matches_ncnns_stored_output():
     diff = np.abs(ours - ref)
     assert ours.shape == ref.shape == (3, 128, 128)
     assert diff.max() < 1 / 255 and diff.mean() < 0.1 / 255, (where, diff.max() * 255, diff.mean() * 255)
+
+
+def test_stage0_fine_tunes_an_srvgg_prior_and_writes_an_srvgg_prior_file(tmp_path):
+    from linearsr_cli.train.data import PairDataset
+    from linearsr_cli.train.loop import DatasetBatches
+    from linearsr_cli.train.prior import train_prior
+    from tests.test_train import data_cfg, quick_cfg, write_photos
+
+    data = data_cfg(write_photos(tmp_path / "photos"))
+    record = {**RECORD, "model": "vgg", "fine_tuning": []}
+    cfg = quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3, l1_weight=1.0, lpips_weight=0.0)
+    result = train_prior(random_srvgg(SrvggConfig(features=4, convs=1, scale=4)), record,
+                         DatasetBatches(PairDataset(data, "train"), 2), cfg, tmp_path / "run")
+    net, rec = load_prior(result.last_checkpoint)
+    assert isinstance(net, Srvgg) and rec["model"] == "vgg" and rec["fine_tuning"][-1]["step"] == 2
