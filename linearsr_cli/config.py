@@ -30,6 +30,10 @@ PRIOR_INPUTS = ("clean", "real", "texture")
 INPUT_KINDS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
 INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.py)
+# The networks a prior slot may hold: "span" (deploy-form SPAN, nn/span.py; every prior of files
+# written before ModelConfig.prior_archs existed) and "srvgg" (Real-ESRGAN's SRVGGNetCompact,
+# nn/srvgg.py, e.g. realesr-general-x4v3). Any slot takes any architecture.
+PRIOR_ARCHS = ("span", "srvgg")
 
 
 def check_input_name(name: str) -> str:
@@ -61,10 +65,13 @@ class ModelConfig:
     A token covers `patch` x `patch` HR pixels = (patch / scale)^2 LR pixels. The network predicts
     x0 of the residual over a bicubic upsample, divided by `residual_scale`.
 
-    With a prior (`prior_inputs` not empty) the file also holds one deploy-form SPAN per named
-    input (PRIOR_INPUTS), and the experts listed in `prior_experts` (the structure expert, 0)
-    add the prior's residual (SPAN(LR) - bicubic(LR)) / residual_scale to their x0 estimate.
-    Those also in `bare_experts` have no network: their x0 is the prior's residual alone.
+    With a prior (`prior_inputs` not empty) the file also holds one prior network per named
+    input (PRIOR_INPUTS), of the architecture `prior_archs` names for it (PRIOR_ARCHS; "span"
+    for every prior when the file predates the field), and the experts listed in `prior_experts`
+    (the structure expert, 0) add the prior's residual (prior(LR) - bicubic(LR)) / residual_scale
+    to their x0 estimate. Those also in `bare_experts` have no network: their x0 is the prior's
+    residual alone. The priors of one architecture share its shape fields (`prior_channels`,
+    `prior_blocks` for SPAN; `srvgg_features`, `srvgg_convs` for SRVGG).
     """
 
     scale: int = 4
@@ -82,11 +89,14 @@ class ModelConfig:
     num_experts: int = 4
     log_snr_range: tuple[float, float] = DEFAULT_LOG_SNR_RANGE
     expert_boundaries: tuple[float, ...] = field(default=())
-    prior_inputs: tuple[str, ...] = ()  # SPAN priors in the file, by input: ("clean", "real")
+    prior_inputs: tuple[str, ...] = ()  # priors in the file, by input: ("clean", "real")
     prior_experts: tuple[int, ...] = ()  # experts whose x0 adds the prior's residual
-    prior_channels: int = 52
+    prior_channels: int = 52  # the SPAN priors' shape
     prior_blocks: int = 6
     bare_experts: tuple[int, ...] = ()  # prior experts without a network: x0 = the prior's residual
+    prior_archs: tuple[str, ...] = ()  # per prior input, its network (PRIOR_ARCHS); () = all "span"
+    srvgg_features: int = 64  # the SRVGG priors' shape (realesr-general-x4v3: 64, 32)
+    srvgg_convs: int = 32
 
     def __post_init__(self) -> None:
         if self.scale < 1:
@@ -125,8 +135,14 @@ class ModelConfig:
             raise ConfigError(f"prior_inputs must be distinct names from {PRIOR_INPUTS}, got {inputs}")
         if list(experts) != sorted(set(experts)) or any(not 0 <= e < self.num_experts for e in experts):
             raise ConfigError(f"prior_experts must be increasing indices below {self.num_experts}, got {experts}")
-        if inputs and (self.prior_channels < 1 or self.prior_blocks < 1):
+        archs = tuple(str(v) for v in self.prior_archs) or ("span",) * len(inputs)
+        object.__setattr__(self, "prior_archs", archs)
+        if len(archs) != len(inputs) or any(a not in PRIOR_ARCHS for a in archs):
+            raise ConfigError(f"prior_archs must name one of {PRIOR_ARCHS} per prior input {inputs}, got {archs}")
+        if "span" in archs and (self.prior_channels < 1 or self.prior_blocks < 1):
             raise ConfigError("prior_channels and prior_blocks must be >= 1")
+        if "srvgg" in archs and (self.srvgg_features < 1 or self.srvgg_convs < 0):
+            raise ConfigError("srvgg_features must be >= 1 and srvgg_convs >= 0")
         bare = tuple(int(v) for v in self.bare_experts)
         object.__setattr__(self, "bare_experts", bare)
         if list(bare) != sorted(set(bare)) or any(e not in experts for e in bare):
@@ -147,7 +163,7 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         values = dict(data)
-        for key in ("log_snr_range", "expert_boundaries", "prior_inputs", "prior_experts", "bare_experts"):
+        for key in ("log_snr_range", "expert_boundaries", "prior_inputs", "prior_experts", "bare_experts", "prior_archs"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -169,6 +185,15 @@ class ModelConfig:
             raise ConfigError(f"these weights have {what}, so --input {name} does not apply")
         return self.prior_inputs.index(name)
 
+    def prior_arch(self, name: str) -> str:
+        """The architecture (PRIOR_ARCHS) of the prior for input `name`, which the file has."""
+        return self.prior_archs[self.prior_inputs.index(name)]
+
+    def prior_fields(self) -> dict[str, Any]:
+        """The fields that say which priors the file holds and their shapes (for
+        dataclasses.replace onto another config of the same network)."""
+        return {k: getattr(self, k) for k in PRIOR_FIELDS}
+
     def with_experts(self, num_experts: int) -> ModelConfig:
         """The same network with `num_experts` experts and bisection boundaries (the prior stays
         on the experts that still exist)."""
@@ -176,20 +201,25 @@ class ModelConfig:
         return dataclasses.replace(
             self, num_experts=num_experts, expert_boundaries=(),
             prior_experts=experts, prior_inputs=self.prior_inputs if experts else (),
+            prior_archs=self.prior_archs if experts else (),
             bare_experts=tuple(e for e in self.bare_experts if e < num_experts),
         )
 
-    def with_prior(self, inputs: tuple[str, ...], experts: tuple[int, ...]) -> ModelConfig:
-        """The same network with SPAN priors for `inputs` added to the x0 of `experts`."""
-        return dataclasses.replace(self, prior_inputs=tuple(inputs), prior_experts=tuple(experts))
+    def with_prior(self, inputs: tuple[str, ...], experts: tuple[int, ...], archs: tuple[str, ...] = ()) -> ModelConfig:
+        """The same network with priors for `inputs` (of `archs`, default all SPAN) added to the
+        x0 of `experts`."""
+        return dataclasses.replace(self, prior_inputs=tuple(inputs), prior_experts=tuple(experts), prior_archs=tuple(archs))
 
     def without_prior(self) -> ModelConfig:
         """The same network with no prior (prior fields back to their defaults)."""
         plain = ModelConfig()
         return dataclasses.replace(
-            self, prior_inputs=(), prior_experts=(), bare_experts=(),
-            prior_channels=plain.prior_channels, prior_blocks=plain.prior_blocks,
+            self, prior_experts=(), bare_experts=(), **{k: getattr(plain, k) for k in PRIOR_FIELDS},
         )
+
+
+# ModelConfig fields that describe the prior networks (not which experts use them).
+PRIOR_FIELDS = ("prior_inputs", "prior_archs", "prior_channels", "prior_blocks", "srvgg_features", "srvgg_convs")
 
 
 @dataclass(frozen=True)

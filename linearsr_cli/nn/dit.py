@@ -22,8 +22,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from linearsr_cli.config import ModelConfig
+from linearsr_cli.nn import prior_nets
 from linearsr_cli.nn.blocks import LinearDiTBlock, norm_modulate
-from linearsr_cli.nn.span import Span, SpanConfig
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr, log_snr_tensor
 
 
@@ -139,8 +139,9 @@ class LinearSR(nn.Module):
     """The SNR mixture of experts: `num_experts` denoisers, exactly one active per sample and step.
 
     With a prior, the experts in cfg.prior_experts estimate x0 as prior_residual(LR) + their
-    network's output (the network learns a correction to the prior). The priors always run in
-    fp32 (autocast off): SPAN scales its input by 255. `prior_records` holds each prior's
+    network's output (the network learns a correction to the prior). Each prior is a SPAN or an
+    SRVGG network (cfg.prior_archs). The priors always run in fp32 (autocast off): SPAN scales
+    its input by 255. `prior_records` holds each prior's
     provenance (origin, licence, attribution) for the weights file's metadata.
     """
 
@@ -150,8 +151,10 @@ class LinearSR(nn.Module):
         self.experts = nn.ModuleList(
             BareExpert() if i in cfg.bare_experts else Denoiser(cfg) for i in range(cfg.num_experts)
         )
-        span = SpanConfig(channels=cfg.prior_channels, blocks=cfg.prior_blocks, scale=cfg.scale)
-        self.priors = nn.ModuleDict({name: Span(span) for name in cfg.prior_inputs})
+        self.priors = nn.ModuleDict({
+            name: prior_nets.build(prior_nets.net_config(cfg, arch))
+            for name, arch in zip(cfg.prior_inputs, cfg.prior_archs, strict=True)
+        })
         self.prior_records: dict[str, dict] = {}
         self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.esgf.probe import Pair
 from linearsr_cli.evaluate.metrics import psnr_y
-from linearsr_cli.nn.span import Span
+from linearsr_cli.nn.prior_nets import PriorNet
 from linearsr_cli.priors import save_prior
 from linearsr_cli.train.adversarial import unsharp_mask
 from linearsr_cli.train.loop import (
@@ -47,7 +47,7 @@ from linearsr_cli.train.report import TrainReporter
 
 
 @torch.no_grad()
-def prior_scores(span: Span, pairs: Sequence[Pair], device: torch.device,
+def prior_scores(span: PriorNet, pairs: Sequence[Pair], device: torch.device,
                  perceptual: torch.nn.Module | None = None) -> dict[str, float]:
     """Mean PSNR-Y (border = scale) of the prior's clamped output on (name, lr, hr) pairs, and
     its mean ST-LPIPS when a perceptual network is given."""
@@ -80,7 +80,7 @@ def objective_name(cfg: TrainConfig, teacher: bool) -> str:
 
 
 def train_prior(
-    span: Span,
+    span: PriorNet,
     record: dict[str, Any],
     batches: Batches,
     cfg: TrainConfig,

@@ -33,6 +33,7 @@ from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
+from linearsr_cli.nn.prior_nets import with_prior_nets
 from linearsr_cli.tag.training import TagKind, make_tag_source
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
@@ -232,29 +233,23 @@ def run_stage2(
 
 
 def _load_priors(priors: dict[str, str], scale: int) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """{input: (Span, provenance record)} in config.PRIOR_INPUTS order, all of one SPAN shape."""
+    """{input: (prior network, provenance record)} in config.PRIOR_INPUTS order."""
     from linearsr_cli.priors import resolve_prior
 
     unknown = sorted(set(priors) - set(PRIOR_INPUTS))
     if unknown:
         raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
-    spans = {n: resolve_prior(priors[n], scale) for n in PRIOR_INPUTS if n in priors}
-    shapes = {sp.cfg for sp, _ in spans.values()}
-    if len(shapes) > 1:
-        raise ConfigError("all priors of a model must have the same SPAN shape")
-    return spans
+    return {n: resolve_prior(priors[n], scale) for n in PRIOR_INPUTS if n in priors}
 
 
 def attach_priors(model: LinearSR, priors: dict[str, str], *, bare: bool = False) -> LinearSR:
     """A copy of the 1-expert `model` whose expert adds the given priors (frozen), starting as
     the prior exactly: its output head is zeroed, so it learns a correction. With `bare` the
-    expert keeps no network at all (ModelConfig.bare_experts): it is the prior."""
+    expert keeps no network at all (ModelConfig.bare_experts): it is the prior. Priors of one
+    architecture must share a shape (nn/prior_nets.with_prior_nets)."""
     spans = _load_priors(priors, model.cfg.scale)
-    first = next(iter(spans.values()))[0].cfg
-    cfg = dataclasses.replace(
-        model.cfg.with_prior(tuple(spans), (0,)), prior_channels=first.channels, prior_blocks=first.blocks,
-        bare_experts=(0,) if bare else (),
-    )
+    cfg = with_prior_nets(model.cfg, {n: net.cfg for n, (net, _) in spans.items()}, keep=False, experts=(0,))
+    cfg = dataclasses.replace(cfg, bare_experts=(0,) if bare else ())
     out = LinearSR(cfg)
     if not bare:
         out.experts.load_state_dict(model.experts.state_dict())
@@ -296,18 +291,15 @@ def revise_weights(
             raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
         if not model.cfg.has_prior:
             raise ConfigError(f"{src}: has no prior to add to")
-        names = tuple(n for n in PRIOR_INPUTS if n in model.cfg.prior_inputs or n in priors)
-        cfg = dataclasses.replace(model.cfg, prior_inputs=names)
+        nets = {name: resolve_prior(spec, model.cfg.scale) for name, spec in priors.items()}
+        cfg = with_prior_nets(model.cfg, {n: net.cfg for n, (net, _) in nets.items()})  # any slot, any architecture
         new = LinearSR(cfg)
-        state = dict(model.state_dict())
-        for name, spec in priors.items():
-            span, record = resolve_prior(spec, cfg.scale)
-            if (span.cfg.channels, span.cfg.blocks) != (cfg.prior_channels, cfg.prior_blocks):
-                raise ConfigError(f"prior {spec}: SPAN shape differs from the file's priors")
-            state.update({f"priors.{name}.{k}": v for k, v in span.state_dict().items()})
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"priors.{n}." for n in nets))}
+        for name, (net, record) in nets.items():
+            state.update({f"priors.{name}.{k}": v for k, v in net.state_dict().items()})
             model.prior_records[name] = record
         new.load_state_dict(state, strict=True)
-        new.prior_records = {n: model.prior_records[n] for n in names}
+        new.prior_records = {n: model.prior_records[n] for n in cfg.prior_inputs}
         new.router_record = model.router_record
         model = new
     if router is not None:
@@ -377,15 +369,12 @@ def export_model(
         src = parts[carriers[0]][0]
         for i in carriers[1:]:
             other = parts[i][0]
-            same = other.cfg.prior_inputs == src.cfg.prior_inputs and all(
+            same = other.cfg.prior_fields() == src.cfg.prior_fields() and all(
                 torch.equal(a, b) for a, b in zip(other.priors.state_dict().values(), src.priors.state_dict().values(), strict=True)
             )
             if not same:
                 raise TrainingError(f"{expert_ckpts[i]}: its prior differs from {expert_ckpts[carriers[0]]}'s")
-        cfg = dataclasses.replace(
-            cfg.with_prior(src.cfg.prior_inputs, tuple(carriers)),
-            prior_channels=src.cfg.prior_channels, prior_blocks=src.cfg.prior_blocks, bare_experts=bare,
-        )
+        cfg = dataclasses.replace(cfg, **src.cfg.prior_fields(), prior_experts=tuple(carriers), bare_experts=bare)
     model = LinearSR(cfg)
     for i, (m, _) in enumerate(parts):
         model.experts[i].load_state_dict(m.experts[0].state_dict())
