@@ -183,8 +183,14 @@ def _weights_with_router(src: Path, dst: Path, router: dict | None) -> Path:
 def test_auto_is_the_measured_constant_where_the_gate_lost(prior_weights: Path, tmp_path: Path) -> None:
     """Router.fixed: for multi-step runs --input auto is 'clean' without looking; 1-step runs
     still route by the evidence; the record says why."""
-    fixed = {**noise_router().to_dict(), "fixed": {"multi-step": "clean"}}
-    weights = _weights_with_router(prior_weights, tmp_path / "fixed.safetensors", fixed)
+    weights = tmp_path / "fixed.safetensors"
+    result = CliRunner().invoke(app, ["train", "revise", str(prior_weights), "--out", str(weights),
+                                      "--fixed", "multi-step=clean", "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert read_info(weights).router["fixed"] == {"multi-step": "clean"}
+    bad = CliRunner().invoke(app, ["train", "revise", str(prior_weights), "--out", str(tmp_path / "x.safetensors"),
+                                   "--fixed", "two-step=clean"])
+    assert bad.exit_code == 1 and "KIND=INPUT" in bad.output
     noisy = np.clip((synthetic_photo(24, 24, 1) * 255) + np.random.default_rng(0).normal(0, 25, (24, 24, 3)), 0, 255)
     Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")
     out = {}
@@ -202,6 +208,10 @@ def test_auto_is_the_measured_constant_where_the_gate_lost(prior_weights: Path, 
 def test_auto_without_a_router_warns(prior_weights: Path, tmp_path: Path) -> None:
     """Weights with two priors and no router cannot look at the image: the record says so."""
     weights = _weights_with_router(prior_weights, tmp_path / "norouter.safetensors", None)
+    taken = tmp_path / "taken.safetensors"  # train revise --router takes another file's router
+    result = CliRunner().invoke(app, ["train", "revise", str(weights), "--out", str(taken), "--router", str(prior_weights)])
+    assert result.exit_code == 0, result.output
+    assert read_info(taken).router["bias"] == -10.0
     Image.fromarray((synthetic_photo(16, 16, 2) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     result = CliRunner().invoke(app, ["upscale", str(tmp_path / "a.png"), str(tmp_path / "o.png"),
                                       "--weights", str(weights), "--json", "--tags", "off"])

@@ -257,9 +257,12 @@ def train_revise(
     weights: Annotated[str, typer.Argument(help="The weights file to start from.")],
     out: Annotated[str, typer.Option(help="Weights file to write.")],
     prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint, or one `train convert-prior` wrote: any architecture fits any slot) or a released SPAN name; repeatable.")] = [],  # noqa: B006
+    router: Annotated[str, typer.Option(help="Take --input auto's router from this weights file (its evidence does not depend on the scale).")] = "",
+    fixed: Annotated[list[str], typer.Option(help="KIND=INPUT (1-step|multi-step = clean|real): --input auto is that constant for such runs, where the router lost to it on held-out photos; 'KIND=auto' routes again.")] = [],  # noqa: B006
     dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
-    """Write a weights file again with priors added or replaced; experts, router and the other priors are kept."""
+    """Write a weights file again with priors added or replaced, a router taken from another file, or
+    the router's fixed routes set; the rest is kept."""
     from linearsr_cli.errors import ConfigError, LinearSRError
     from linearsr_cli.train.recipe import revise_weights
 
@@ -267,8 +270,13 @@ def train_revise(
         pairs = dict(p.split("=", 1) for p in prior if "=" in p)
         if len(pairs) != len(prior):
             raise ConfigError("--prior takes NAME=PRIOR, e.g. --prior texture=runs/tex/gan/ckpt-0001000.safetensors")
-        path = revise_weights(Path(weights), Path(out), priors=pairs, dtype=dtype,
-                              note=", ".join(f"{k} prior from {v}" for k, v in pairs.items()))
+        routes = dict(f.split("=", 1) for f in fixed if "=" in f)
+        if len(routes) != len(fixed):
+            raise ConfigError("--fixed takes KIND=INPUT, e.g. --fixed multi-step=clean")
+        notes = [f"{k} prior from {v}" for k, v in pairs.items()] + ([f"router from {router}"] if router else [])
+        notes += [f"auto fixed to {v} for {k} runs" for k, v in routes.items()]
+        path = revise_weights(Path(weights), Path(out), priors=pairs, router_from=Path(router) if router else None,
+                              fixed=routes, dtype=dtype, note=", ".join(notes))
     except LinearSRError as exc:
         raise fail(exc) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -302,21 +310,15 @@ def train_router(
     seed: Seed = 0,
     dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
-    fixed: Annotated[list[str] | None, typer.Option(help="KIND=INPUT (1-step|multi-step = clean|real): --input auto is that constant for such runs, where the gate lost to it on held-out photos.")] = None,
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info
-    from linearsr_cli.engine.route import parse_fixed
-    from linearsr_cli.errors import ConfigError, LinearSRError
+    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import add_router
 
     try:
-        routes = parse_fixed(fixed or [])
-    except ValueError as exc:
-        raise fail(ConfigError(str(exc))) from None
-    try:
         cfg = _data(data, crop, read_info(weights).config.scale, "mixed", seed)
-        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype, fixed=routes)
+        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype)
     except LinearSRError as exc:
         raise fail(exc) from None
     fitted = router.fitted or {}

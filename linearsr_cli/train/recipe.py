@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
-from linearsr_cli.checkpoints import load_weights, save_weights
+from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.config import PRIOR_INPUTS, ModelConfig
 from linearsr_cli.engine.device import distributed_rank
+from linearsr_cli.engine.route import parse_fixed
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
@@ -275,11 +276,13 @@ def write_bare_expert(init: Path, priors: dict[str, str], out: Path, provenance:
 
 def revise_weights(
     src: Path, out: Path, *, priors: dict[str, str] | None = None, router: dict[str, Any] | None = None,
-    dtype: str = "fp16", note: str = "",
+    router_from: Path | None = None, fixed: dict[str, str] | None = None, dtype: str = "fp16", note: str = "",
 ) -> Path:
     """Write `src` again as `out` with priors added or replaced (input name -> prior spec, as
-    resolve_prior takes) and/or a router (engine/route.py) set; everything else, the experts and
-    the other priors, is kept as is. `note` is appended to the provenance's "revisions"."""
+    resolve_prior takes), a router (engine/route.py) set, or taken from the weights file
+    `router_from`, and/or the router's fixed routes changed (run kind -> clean|real, or auto to
+    route again: Router.fixed); everything else, the experts and the other priors, is kept as is.
+    `note` is appended to the provenance's "revisions"."""
     if dtype not in EXPORT_DTYPES:
         raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
     from linearsr_cli.priors import resolve_prior
@@ -302,8 +305,21 @@ def revise_weights(
         new.prior_records = {n: model.prior_records[n] for n in cfg.prior_inputs}
         new.router_record = model.router_record
         model = new
+    if router_from is not None:
+        router = read_info(router_from).router
+        if not router:
+            raise ConfigError(f"{router_from}: has no router to take")
     if router is not None:
         model.router_record = dict(router)
+    if fixed:
+        if not model.router_record:
+            raise ConfigError(f"{src}: has no router whose routes could be fixed")
+        try:
+            routes = {**dict(model.router_record.get("fixed") or {}), **fixed}
+            routes = parse_fixed({k: v for k, v in routes.items() if v != "auto"})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        model.router_record = {**model.router_record, "fixed": routes}
     prov = dict(info.provenance)
     prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
                                                       "router": router is not None, "note": note}]
@@ -317,8 +333,7 @@ def add_router(
 ) -> tuple[Path, Any]:
     """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
     and write `src` again as `out` with it; `samples` names a file of fitting crops to reuse when
-    it exists, or to write; `fixed` the run kinds where auto is a constant (Router.fixed).
-    Returns (the written path, the Router)."""
+    it exists, or to write. Returns (the written path, the Router)."""
     from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
 
     if samples and Path(samples).is_file():
@@ -328,7 +343,7 @@ def add_router(
         crops = router_samples(model, data, count)
         if samples:
             save_samples(crops, samples)
-    router = dataclasses.replace(fit(crops, data), fixed=fixed or {})
+    router = fit(crops, data)
     path = revise_weights(src, out, router=router.to_dict(), dtype=dtype,
                           note=f"router fitted on {len(crops)} training crops")
     return path, router
