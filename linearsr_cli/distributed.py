@@ -32,6 +32,7 @@ from linearsr_cli.engine.batch import (
     model_files,
     request_jobs,
     request_settings,
+    request_use,
     triage,
 )
 from linearsr_cli.errors import ConfigError
@@ -126,13 +127,14 @@ def upscale_batch_ray(
     if not ray_available():
         raise ConfigError(INSTALL_HINT)
     jobs = request_jobs(req, stdin_lines)
-    settings = request_settings(req, model_files(req))  # fail fast, on the driver, for a bad file
+    infos = model_files(req)  # fail fast, on the driver, for a bad file
+    settings, use = request_settings(req, infos), request_use(req, infos)
     check_out(req.out, jobs)
     summary = BatchSummary()
     reporter.start(len(jobs))
     pending: dict[str, tuple[int, Job]] = {}
     for index, job in enumerate(jobs):
-        done, _ = triage(job, req.output, settings)
+        done, _ = triage(job, req.output, settings, use)
         if done is None:
             pending[str(job.output.resolve())] = (index, job)
             continue
@@ -160,7 +162,7 @@ def _run_on_ray(req: UpscaleRequest, cfg: RayConfig, jobs: list[Job]) -> Iterabl
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // cfg.batch_size))
     out = ds.map_batches(
         _UpscaleActor,
-        fn_constructor_kwargs={"req": req, "threads": int(cpus)},
+        fn_constructor_kwargs={"req": req, "threads": req.threads or int(cpus)},
         batch_size=cfg.batch_size,
         concurrency=actors,
         num_cpus=cpus,
