@@ -748,7 +748,7 @@ def no_input_reason(source: str, jobs: Sequence[Job]) -> str:
 def upscale_batch(
     req: UpscaleRequest, reporter: Reporter, stdin_lines: Iterable[str] | None = None
 ) -> BatchSummary:
-    """Plan the jobs, check OUT, load the model once, run the batch.
+    """Plan the jobs, load the model once, check (and make) OUT, run the batch.
 
     Raises ConfigError (NoInputError for an IN without input) / WeightsError / DeviceError for
     setup problems (nothing is written, OUT is not made); per-file problems end up in the
