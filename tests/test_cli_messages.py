@@ -52,6 +52,7 @@ def test_every_setup_error_is_one_line_holding_the_whole_path(long_dir: Path, ti
     cases = [  # (args, the path the message names, words it holds)
         ([str(src), str(taken)], taken, "is a file"),
         ([str(src), str(taken / "sub")], taken / "sub", "cannot create OUT"),
+        ([str(src), str(Path("/proc/self") / ("o" * 200))], Path("/proc/self") / ("o" * 200), "cannot create OUT"),  # root too
         ([str(long_dir / "empty"), str(out)], long_dir / "empty", "no input found"),
         ([str(long_dir / "missing"), str(out)], long_dir / "missing", "no such file or folder"),
         ([str(src), str(out), "--scale", "2"], weights, "--scale 2"),
@@ -138,6 +139,12 @@ def test_help_at_80_columns_shows_every_default_whole() -> None:
         # nothing is cut, except the flag pair --train-structure-expert/--bare-structure-expert
         # of `train recipe`'s ablation panel: typer's table crops long option names
         assert all("structure-e…" in line for line in narrow.splitlines() if "…" in line), path
+
+
+def test_readme_spells_options_as_the_cli_does() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "eval --tag-kind visual" in readme
+    assert not re.search(r"eval --tags [^`]*visual", readme)  # the ablation's token is --tag-kind visual
 
 
 def test_format_help_names_every_writable_format() -> None:
