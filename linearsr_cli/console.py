@@ -29,24 +29,30 @@ from rich.progress import (
 from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job, OutputConfig, triage
 from linearsr_cli.train.report import SilentReporter
 
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: rich never breaks a printed line (it would at 80 columns in a pipe or a file, where
+# it cannot know a width, and split paths that grep looks for); a terminal wraps on its own
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
-    """A plain error line on stderr."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    """`error: MESSAGE` on stderr, one line whatever its length (red on a terminal)."""
+    err_console.print(f"[bold red]error:[/] {escape(_one_line(message))}")
 
 
 def info(message: str) -> None:
+    """A message on stderr, never wrapped."""
     err_console.print(escape(message))
 
 
 def summary_line(summary: BatchSummary) -> str:
-    """'N upscaled (R redone), S skipped (same settings), [K kept, C conflicts,] F failed[, I ignored]';
-    for a run stopped by Ctrl-C / SIGTERM 'interrupted: N done, M not started' (BatchSummary)."""
+    """'N upscaled (R redone: other settings, P replaced: --overwrite), S skipped (same settings),
+    [K kept, C conflicts,] F failed[, I ignored]'; for a run stopped by Ctrl-C / SIGTERM
+    'interrupted: N done, M not started' (BatchSummary)."""
     if summary.interrupted:
         return f"interrupted: {len(summary.records)} done, {summary.not_started} not started"
-    parts = [f"{summary.count('ok')} upscaled" + (f" ({summary.redone} redone: other settings)" if summary.redone else ""),
+    again = [f"{summary.redone} redone: other settings"] if summary.redone else []
+    again += [f"{summary.replaced} replaced: --overwrite"] if summary.replaced else []
+    parts = [f"{summary.count('ok')} upscaled" + (f" ({', '.join(again)})" if again else ""),
              f"{summary.count('skipped')} skipped (same settings)"]
     if summary.count("kept"):
         parts.append(f"{summary.count('kept')} kept (--keep-existing)")

@@ -33,6 +33,7 @@ from linearsr_cli.engine.batch import (
     reporting,
     request_jobs,
     request_settings,
+    request_use,
     triage,
 )
 from linearsr_cli.errors import ConfigError
@@ -127,12 +128,13 @@ def upscale_batch_ray(
     if not ray_available():
         raise ConfigError(INSTALL_HINT)
     jobs = request_jobs(req, stdin_lines)
-    settings = request_settings(req, model_files(req))  # fail fast, on the driver, for a bad file
+    infos = model_files(req)  # fail fast, on the driver, for a bad file
+    settings, use = request_settings(req, infos), request_use(req, infos)
     check_out(req.out, jobs)
     with reporting(reporter, len(jobs)) as summary:  # Ctrl-C: the interrupted summary still goes out
         pending: dict[str, tuple[int, Job]] = {}
         for index, job in enumerate(jobs):
-            done, _ = triage(job, req.output, settings)
+            done, _ = triage(job, req.output, settings, use)
             if done is None:
                 pending[str(job.output.resolve())] = (index, job)
                 continue
@@ -159,7 +161,7 @@ def _run_on_ray(req: UpscaleRequest, cfg: RayConfig, jobs: list[Job]) -> Iterabl
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // cfg.batch_size))
     out = ds.map_batches(
         _UpscaleActor,
-        fn_constructor_kwargs={"req": req, "threads": int(cpus)},
+        fn_constructor_kwargs={"req": req, "threads": req.threads or int(cpus)},
         batch_size=cfg.batch_size,
         concurrency=actors,
         num_cpus=cpus,

@@ -15,6 +15,7 @@ exit codes:
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -50,23 +51,44 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
 _USAGE_ERRORS = _usage_error_types()
 
 
+def _usage_error(exc: Exception) -> typer.Exit | None:
+    """A usage error exits 1. On a terminal typer draws it in a rich panel (None: re-raise it);
+    into a pipe or a file, where a panel would wrap the message at 80 columns, it is written
+    here as plain lines, the message on one line: usage, the --help hint, `error: MESSAGE`."""
+    exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
+    if type(exc).__name__ == "NoArgsIsHelpError" or sys.stderr.isatty():
+        return None
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        typer.echo(ctx.get_usage(), err=True)
+        if ctx.command.get_help_option(ctx) is not None:
+            typer.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
+    message = exc.format_message()  # type: ignore[attr-defined]
+    typer.echo(f"error: {' '.join(message.splitlines())}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
 class _Group(TyperGroup):
     """Click exits 2 on a usage error; here 2 means "some inputs failed", so usage errors
-    (unknown option, bad value, missing argument) exit 1 instead."""
+    (unknown option, bad value, missing argument) exit 1 instead, reported by _usage_error."""
 
     def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return super().make_context(*args, **kwargs)
         except _USAGE_ERRORS as exc:
-            exc.exit_code = EXIT_USAGE
-            raise
+            plain = _usage_error(exc)
+            if plain is None:
+                raise
+            raise plain from None
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except _USAGE_ERRORS as exc:
-            exc.exit_code = EXIT_USAGE
-            raise
+            plain = _usage_error(exc)
+            if plain is None:
+                raise
+            raise plain from None
 
 
 ABLATIONS = "Ablations"  # help panel of switches that exist for docs/ablation/*.sh, not for users
@@ -121,8 +143,11 @@ def version() -> None:
 
 
 def fail(exc: Exception) -> typer.Exit:
-    """Report a project error in one line on stderr (no traceback); the usage exit code."""
-    typer.echo(f"error: {exc}", err=True)
+    """Report a project error in one line on stderr (console.error: no traceback, never
+    wrapped); the usage exit code."""
+    from linearsr_cli import console
+
+    console.error(str(exc))
     return typer.Exit(EXIT_USAGE)
 
 

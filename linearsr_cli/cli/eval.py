@@ -16,7 +16,7 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 def eval_cmd(
     hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
     lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1, linearsr-ms.")] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
+    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1, linearsr-ms. Default: all of them.", show_default=False)] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
     degradation: Annotated[str, typer.Option(help="LR made from HR at --scale: bicubic (MATLAB imresize), realistic (Real-ESRGAN, seeded) or mixed (every image bicubic and realistic, each lossless and saved as a JPEG of quality 90 and 75: the --input auto test).")] = "bicubic",
     scale: Annotated[int, typer.Option(help="Upscaling factor: 4 or 2 (x4-only peers then run x4 and Lanczos down; LinearSR uses the shipped x2 weights, or --weights of another scale resampled).")] = 4,
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,

@@ -342,7 +342,7 @@ def train_recipe(
     ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
     ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
     lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
-    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing).", rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
+    train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing). Default: bare, as shipped.", show_default=False, rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
     init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.", rich_help_panel=ABLATIONS)] = SHIP.init,
     tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,

@@ -35,8 +35,9 @@ from typing import Any, Protocol
 import torch
 
 from linearsr_cli.checkpoints import WeightsInfo
-from linearsr_cli.config import SamplerConfig, TileConfig, check_input_name
+from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig, check_input_name, prior_for
 from linearsr_cli.engine import record as settings_record
+from linearsr_cli.engine.device import check_dtype_name, parse_device, use_cpu_threads
 from linearsr_cli.engine.pipeline import (
     DEFAULT_MAX_CANVAS,
     image_tags,
@@ -44,7 +45,7 @@ from linearsr_cli.engine.pipeline import (
     upscale_to_size,
 )
 from linearsr_cli.engine.pipeline import model_files as _model_files
-from linearsr_cli.engine.upscaler import Upscaler
+from linearsr_cli.engine.upscaler import Upscaler, uses_tags
 from linearsr_cli.errors import (
     ConfigError,
     DeviceError,
@@ -152,6 +153,10 @@ class FileRecord:
         return asdict(self)
 
 
+REDONE = "redone: "  # the note of an output made again because it was made with other settings
+REPLACED = "replaced (--overwrite)"  # the note of one --overwrite made again, nothing else calling for it
+
+
 @dataclass
 class BatchSummary:
     records: list[FileRecord] = field(default_factory=list)  # one per finished job, in job order
@@ -176,7 +181,13 @@ class BatchSummary:
 
     @property
     def redone(self) -> int:
-        return sum(r.status == "ok" and r.note is not None for r in self.records)
+        """Outputs written again because they were made with other settings."""
+        return sum(r.status == "ok" and (r.note or "").startswith(REDONE) for r in self.records)
+
+    @property
+    def replaced(self) -> int:
+        """Outputs written again only because --overwrite says so."""
+        return sum(r.status == "ok" and (r.note or "").startswith(REPLACED) for r in self.records)
 
 
 class Reporter(Protocol):
@@ -386,14 +397,18 @@ def shard_jobs(jobs: Sequence[Job], out: Path, shard: tuple[int, int]) -> list[J
     return [job for job in jobs if zlib.crc32(shard_key(job, out).encode("utf-8")) % n == k]
 
 
-def triage(job: Job, output: OutputConfig, settings: dict[str, Any] | None = None) -> tuple[FileRecord | None, str | None]:
+def triage(
+    job: Job, output: OutputConfig, settings: dict[str, Any] | None = None, use: dict[str, Any] | None = None
+) -> tuple[FileRecord | None, str | None]:
     """(the record of a job that needs no model, or None when it has to run; what a run replaces).
 
     Ignored and failed (a planning problem) jobs end here. An existing output is skipped when its
-    settings record equals `settings`; made with other settings it is redone (the second value
-    says why) or, with --keep-existing, kept; without a record it is a conflict (kept with
-    --keep-existing). --overwrite redoes every existing output. `settings` None: any existing
-    output is skipped (the rule before records)."""
+    settings record equals `settings` (engine/record.differences: a requested prior or tag
+    setting that differs is no difference where `use`, what this run uses for every image, equals
+    what the output used); made with other settings it is redone (the second value says why) or,
+    with --keep-existing, kept; without a record it is a conflict (kept with --keep-existing).
+    --overwrite makes every existing output again: "redone" when made with other settings, else
+    "replaced". `settings` None: any existing output is skipped (the rule before records)."""
     def done(status: str, note: str | None = None, error: str | None = None) -> FileRecord:
         return FileRecord(input=str(job.input), output=str(job.output), status=status, note=note, error=error)
 
@@ -403,25 +418,30 @@ def triage(job: Job, output: OutputConfig, settings: dict[str, Any] | None = Non
         return done("failed", error=job.problem), None
     if not job.output.exists():
         return None, None
-    if output.overwrite:
-        return None, "replaced an existing output (--overwrite)"
     if settings is None:
-        return done("skipped", note="output exists"), None
+        return (None, REPLACED) if output.overwrite else (done("skipped", note="output exists"), None)
     stored = settings_record.loads(read_record(job.output))
     if stored is None:
         if not holds_record(job.format):
+            if output.overwrite:
+                return None, f"{REPLACED}: {job.format.upper()} holds no settings record"
             return done("skipped", note=f"output exists ({job.format.upper()} holds no settings record)"), None
+        if output.overwrite:
+            return None, f"{REPLACED}: it had no LinearSR settings record"
         if output.keep_existing:
             return done("kept", note="output exists without a LinearSR settings record; kept (--keep-existing)"), None
         return done("conflict", note="output exists and has no LinearSR settings record (made by another tool?); "
                     "--overwrite replaces it, --keep-existing keeps it"), None
-    diff = settings_record.differences(stored["settings"], settings)
+    diff = settings_record.differences(stored["settings"], settings, stored_use=settings_record.used(stored.get("image")),
+                                       current_use=use)
     if not diff:
+        if output.overwrite:
+            return None, f"{REPLACED}: made with the same settings"
         return done("skipped", note="output exists, made with the same settings"), None
     why = "made with other settings: " + "; ".join(diff)
     if output.keep_existing:
         return done("kept", note=why + " (--keep-existing)"), None
-    return None, "redone: output was " + why
+    return None, REDONE + "output was " + why
 
 
 def _temp_path(path: Path) -> Path:
@@ -517,6 +537,7 @@ class BatchRun:
             models={s: up.info.path for s, up in self.models.items() if up.info is not None},
             size=size, sampler=sampler, input_kind=input_kind, tags=tags, tta=tta,
         )
+        self.use = planned_use([up.cfg for up in self.models.values()], sampler, input_kind, tags)
 
     def _guidance(self) -> Any:
         """The tag guidance (tagger + encoder), made on first use."""
@@ -626,7 +647,7 @@ class BatchRun:
         """Triage and decode one job (the reader's part): a finished record (skipped, failed...),
         or the decoded image with the record to fill."""
         started = time.perf_counter()
-        done, replaces = triage(job, self.output, self.settings)
+        done, replaces = triage(job, self.output, self.settings, self.use)
         if done is not None:
             return _Prepared(job, done, None)
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed", note=replaces)
@@ -717,9 +738,15 @@ class UpscaleRequest:
     shard: tuple[int, int] = (0, 1)  # --shard K/N
     size: SizeRequest = SizeRequest()  # --outscale / --width / --height
     tta: bool = False
+    threads: int | None = None  # --threads: CPU threads (None: PyTorch's choice); not in the record
 
     def __post_init__(self) -> None:
+        """The names and numbers that need no machine to check: before anything is read or made."""
         check_input_name(self.input_kind)
+        parse_device(self.device)
+        check_dtype_name(self.dtype)
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
 
 
 def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
@@ -731,6 +758,31 @@ def request_settings(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict
     """The settings record of a request (engine/record.py)."""
     return settings_record.settings(models={s: i.path for s, i in infos.items()}, size=req.size, sampler=req.sampler,
                                     input_kind=req.input_kind, tags=req.tags, tta=req.tta)
+
+
+def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input_kind: str, tags: Any | None) -> dict[str, Any]:
+    """What a run with models of `configs` uses for every image, where that is known before an
+    image is read (engine/record.used spells it alike): "prior" for a named --input (the prior it
+    serves, config.prior_for; None for weights without priors), "tags" = "unused" when no pass can
+    take tags, else [] for --tags off and the tags of --tags "a, b". --input auto and --tags auto
+    are decided per image, so they are left out (compared as asked)."""
+    use: dict[str, Any] = {}
+    if input_kind != "auto":
+        priors = {prior_for(input_kind, sampler, cfg.prior_inputs) if cfg.prior_inputs else None for cfg in configs}
+        if len(priors) == 1:
+            use["prior"] = priors.pop()
+    if not any(uses_tags(cfg, sampler) for cfg in configs):
+        use["tags"] = "unused"
+    elif tags is None or not tags.enabled:
+        use["tags"] = []
+    elif tags.tags:
+        use["tags"] = list(tags.tags)
+    return use
+
+
+def request_use(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict[str, Any]:
+    """planned_use of a request whose models are not loaded here (the Ray driver)."""
+    return planned_use([info.config for info in infos.values()], req.sampler, req.input_kind, req.tags)
 
 
 def load_batch(req: UpscaleRequest) -> BatchRun:
@@ -773,12 +825,14 @@ def no_input_reason(source: str, jobs: Sequence[Job]) -> str:
 def upscale_batch(
     req: UpscaleRequest, reporter: Reporter, stdin_lines: Iterable[str] | None = None
 ) -> BatchSummary:
-    """Plan the jobs, check OUT, load the model once, run the batch.
+    """Plan the jobs, load the model once, check (and make) OUT, run the batch.
 
     Raises ConfigError (NoInputError for an IN without input) / WeightsError / DeviceError for
-    setup problems (nothing is written); per-file problems end up in the summary's records.
+    setup problems (nothing is written, OUT is not made); per-file problems end up in the
+    summary's records.
     """
     jobs = request_jobs(req, stdin_lines)
-    model_files(req)  # a missing or wrong weights file is reported before OUT is made
+    use_cpu_threads(req.threads)
+    batch = load_batch(req)  # weights, device, dtype: every setup error comes before OUT is made
     check_out(req.out, jobs)
-    return load_batch(req).run(jobs, reporter)
+    return batch.run(jobs, reporter)

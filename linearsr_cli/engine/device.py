@@ -157,21 +157,52 @@ class DevicePlan:
         return f"{self.device.type} {self.dtype_name}"
 
 
+def parse_device(name: str) -> tuple[str, int | None]:
+    """--device as (kind, GPU index): one of DEVICES, or cuda:N as PyTorch spells a GPU
+    ('cuda:1' -> ('cuda', 1)); DeviceError for anything else. Checks the name only."""
+    kind, sep, index = name.partition(":")
+    if not sep and kind in DEVICES:
+        return kind, None
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise DeviceError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}, or cuda:N for GPU N")
+
+
+def check_dtype_name(name: str) -> str:
+    """`name` when it is a --dtype choice (auto or DTYPES); DeviceError otherwise."""
+    if name != "auto" and name not in DTYPES:
+        raise DeviceError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}")
+    return name
+
+
 def choose_device(name: str) -> torch.device:
     """The torch device for --device; raises DeviceError when it is not available here."""
-    if name not in DEVICES:
-        raise DeviceError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    if name == "auto":
+    kind, index = parse_device(name)
+    if kind == "auto":
         if cuda_available():
             return torch.device("cuda")
         if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not cuda_available():
-        raise DeviceError("--device cuda asked for, but no CUDA device is available")
-    if name == "mps" and not mps_available():
+    if kind == "cuda" and not cuda_available():
+        raise DeviceError(f"--device {name} asked for, but no CUDA device is available")
+    if kind == "cuda" and index is not None:
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"--device {name} asked for, but this machine has {count} CUDA device(s): "
+                              f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}")
+        return torch.device("cuda", index)
+    if kind == "mps" and not mps_available():
         raise DeviceError("--device mps asked for, but MPS is not available")
-    return torch.device(name)
+    return torch.device(kind)
+
+
+def use_cpu_threads(threads: int | None) -> None:
+    """--threads N (>= 1, engine.batch.UpscaleRequest checks it): the CPU threads of PyTorch's
+    operators (torch.set_num_threads); None keeps PyTorch's choice. Outputs of different thread
+    counts stay within float tolerance of each other (summation order)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -199,8 +230,7 @@ def choose_dtype(name: str, device: torch.device, *, training: bool = False) -> 
         if device.type == "cpu" and cpu_bf16().use_bf16:
             return torch.bfloat16
         return None
-    if name not in DTYPES:
-        raise DeviceError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}")
+    check_dtype_name(name)
     if name == "fp32":
         return None
     if device.type == "mps" and name == "bf16":
@@ -211,7 +241,8 @@ def choose_dtype(name: str, device: torch.device, *, training: bool = False) -> 
 
 
 def plan_device(device: str = "auto", dtype: str = "auto") -> DevicePlan:
-    """Resolve --device and --dtype together."""
+    """Resolve --device and --dtype together (both names checked before either is used)."""
+    check_dtype_name(dtype)
     dev = choose_device(device)
     return DevicePlan(dev, choose_dtype(dtype, dev))
 

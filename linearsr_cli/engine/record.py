@@ -7,11 +7,12 @@ chunk; the pixels are not touched):
      "settings": {...what was asked: models, size, sampler, input prior, tags, tta...},
      "image": {...what it resolved to for this file: prior, tags, passes...}}
 
-A rerun compares `settings` only (`differences`): equal -> skip the file, different -> redo it
+A rerun compares `settings` (`differences`): equal -> skip the file, different -> redo it
 (or keep it with --keep-existing); an output without a record was made by something else and is
 a conflict unless --overwrite or --keep-existing says what to do. The input prior and the tags
-are opaque strings here: the requested setting is compared, the resolved value recorded.
-Pure: no file access besides hashing the weights files.
+are compared by what was used where the rerun knows that before reading the image (`used`,
+engine/batch.planned_use), else as asked. Pure: no file access besides hashing the weights
+files.
 """
 
 from __future__ import annotations
@@ -104,12 +105,46 @@ def _flat(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
         yield prefix, value
 
 
-def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """'key: old -> new' for every setting that differs (nested keys dotted); [] when equal."""
+_USED_FOR = {"input": "prior", "tags": "tags"}  # a requested setting -> what it resolves to (`used`)
+
+
+def used(image: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an output used, from its record's `image` part: "prior" (None without priors) and
+    "tags": "unused" when no pass could take tags, else the tag list ([] = none: off, or none
+    found; both give the model's null token). Keys its record lacks are left out."""
+    image = image or {}
+    out: dict[str, Any] = {}
+    if "prior" in image:
+        out["prior"] = image["prior"]
+    if "tag_source" in image:
+        out["tags"] = "unused" if image["tag_source"] == "unused" else list(image.get("tags") or [])
+    return out
+
+
+def _same_use(key: str, stored_use: Mapping[str, Any], current_use: Mapping[str, Any]) -> bool:
+    """Whether requested setting `key` differs without effect: this run's use of it is known and
+    equals the stored output's, or (tags) this run cannot use tags at all."""
+    name = _USED_FOR.get(key)
+    if name is None or name not in current_use:
+        return False
+    if name == "tags" and current_use[name] == "unused":  # the rest being equal, neither run could use tags
+        return True
+    return name in stored_use and stored_use[name] == current_use[name]
+
+
+def differences(
+    stored: Mapping[str, Any], current: Mapping[str, Any], *,
+    stored_use: Mapping[str, Any] | None = None, current_use: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """'key: old -> new' for every setting that differs (nested keys dotted); [] when equal.
+    The requested prior ("input") and tag setting ("tags") count only when they change what is
+    used: not when `current_use` (what this run uses for every image, where known before the
+    image is read: engine/batch.planned_use) equals `stored_use` (`used` of the stored record),
+    e.g. --input real where auto had chosen real, or --tags under a preset that uses none."""
     old, new = dict(_flat("", stored)), dict(_flat("", current))
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        if a != b:
+        if a != b and not _same_use(key, stored_use or {}, current_use or {}):
             out.append(f"{key}: {json.dumps(a)} -> {json.dumps(b)}")
     return out

@@ -62,6 +62,7 @@ from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
 from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
+from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
 
 Progress = Callable[[int, int], None] | None
 WEIGHTS_ENV = "LINEARSR_WEIGHTS"
@@ -218,10 +219,8 @@ class Upscaler:
         return torch.autocast(device_type=self.plan.device.type, dtype=self.plan.autocast)
 
     def uses_tags(self, sampler: SamplerConfig) -> bool:
-        """Whether tags can change the output of a `sampler` run: not when every expert it visits
-        is a bare prior (the fidelity preset of weights whose structure expert is the prior)."""
-        bare = self.cfg.bare_experts
-        return any(self.model.expert_index(t) not in bare for t in evaluation_times(sampler))
+        """Whether tags can change the output of a `sampler` run (the module function)."""
+        return uses_tags(self.cfg, sampler)
 
     def choose_input(
         self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
@@ -386,6 +385,14 @@ class Upscaler:
         denoise = self.denoise_fn(lr, cond, tile, on_tile)
         x0 = sample(denoise, noise, sampler)
         return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
+
+
+def uses_tags(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
+    """Whether tags can change the output of a `sampler` run of a `cfg` model: not when every
+    expert it visits is a bare prior (the fidelity preset of weights whose structure expert is
+    the prior)."""
+    experts = (expert_for_log_snr(log_snr(float(t)), cfg.expert_boundaries) for t in evaluation_times(sampler))
+    return any(e not in cfg.bare_experts for e in experts)
 
 
 def upscale_chain(
