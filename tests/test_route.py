@@ -200,7 +200,7 @@ def test_auto_is_the_measured_constant_where_the_gate_lost(prior_weights: Path, 
         assert result.exit_code == 0, result.output
         out[steps] = json.loads(result.stdout.splitlines()[0])
     assert out["1"]["input_kind"] == "real" and "noise σ≈" in out["1"]["input_why"]
-    assert out["2"]["input_kind"] == "clean" and "fixed to 'clean' for multi-step runs" in out["2"]["input_why"]
+    assert out["2"]["input_kind"] == "clean" and "auto to 'clean' for multi-step runs" in out["2"]["input_why"]
     with pytest.raises(WeightsError, match="router"):
         Router.from_dict({**noise_router().to_dict(), "fixed": {"two-step": "clean"}})
 

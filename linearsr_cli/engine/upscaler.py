@@ -242,7 +242,8 @@ class Upscaler:
             steps = (sampler or SamplerConfig()).steps
             fixed = self.router.fixed_input(steps)
             if fixed is not None:
-                kind, why = fixed, f"the weights' router is fixed to '{fixed}' for {run_kind(steps)} runs (measured better than routing)"
+                kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(steps)} runs: on held-out "
+                                    "photos their router did not beat that constant")
             else:
                 kind, why = self.router.choose(measure(lr, jpeg_quality))
         else:
@@ -472,6 +473,9 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
                 for name, rec in meta.priors.items()
             },
             "prior_experts": list(meta.config.prior_experts),
+            # --input auto: how the router was fitted, and the run kinds where it is a measured constant
+            "router": {"fitted": (meta.router or {}).get("fitted", {}), "fixed": (meta.router or {}).get("fixed", {})}
+            if meta.router else None,
             "provenance": meta.provenance,
         }
     except LinearSRError as exc:
