@@ -20,6 +20,7 @@ from linearsr_cli.engine.route import FEATURES, Evidence, Router, fit_router, me
 from linearsr_cli.errors import WeightsError
 from linearsr_cli.imageio import decode_image
 from tests.conftest import synthetic_photo
+from tests.util import noise_router, routed_prior_weights
 
 
 def ev(noise: float, blockiness: float = 0.0, detail: float = 0.0, q: int | None = None) -> Evidence:
@@ -102,29 +103,10 @@ def test_jpeg_grid_sees_quantised_pixels_whatever_the_file() -> None:
     assert clean < 0.15
 
 
-def noise_router() -> Router:
-    """A gate that routes by noise and the file's JPEG quality: real above sigma 10 or below q 85."""
-    return Router((1.0, 0.0, 0.0, 0.0, 30.0, 0.0), -10.0, (0.0,) * 6, (1.0,) * 6)
-
-
 @pytest.fixture(scope="module")
 def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny weights with a clean, a real and a texture prior and the noise gate."""
-    from linearsr_cli.nn.dit import LinearSR
-    from tests.util import tiny_model_config
-
-    cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real", "texture"), (0,))
-    import dataclasses
-
-    cfg = dataclasses.replace(cfg, prior_channels=6, prior_blocks=1, bare_experts=(0,))
-    torch.manual_seed(0)
-    model = LinearSR(cfg)
-    record = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
-    model.prior_records = {"clean": record, "real": record, "texture": record}
-    model.router_record = noise_router().to_dict()
-    path = tmp_path_factory.mktemp("w") / "prior.safetensors"
-    save_weights(path, model)
-    return path
+    return routed_prior_weights(tmp_path_factory.mktemp("w") / "prior.safetensors")
 
 
 def test_weights_carry_the_router(prior_weights: Path) -> None:

@@ -4,7 +4,6 @@ redo nothing when the only change has no effect."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import EXIT_OK, EXIT_USAGE, app
 from linearsr_cli.engine import device as device_mod
 from linearsr_cli.engine import record as settings_record
@@ -22,8 +20,7 @@ from linearsr_cli.errors import DeviceError
 from linearsr_cli.imageio import read_record
 from tests.conftest import synthetic_photo
 from tests.test_batch_pipelines import folder, records, upscale
-from tests.test_route import noise_router
-from tests.util import tiny_model_config
+from tests.util import routed_prior_weights
 
 # ----------------------------------------------------------------------------- runs that cannot start
 
@@ -111,16 +108,7 @@ def test_overwrite_of_unchanged_outputs_is_reported_as_replaced(tmp_path: Path, 
 def routed_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny weights with clean, real and texture priors, a bare structure expert (the fidelity
     preset uses no tags) and a router that calls noisy JPEGs real."""
-    from linearsr_cli.nn.dit import LinearSR
-
-    cfg = tiny_model_config(num_experts=4).with_prior(("clean", "real", "texture"), (0,))
-    cfg = dataclasses.replace(cfg, prior_channels=6, prior_blocks=1, bare_experts=(0,))
-    torch.manual_seed(0)
-    model = LinearSR(cfg)
-    record = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
-    model.prior_records = {"clean": record, "real": record, "texture": record}
-    model.router_record = noise_router().to_dict()
-    return save_weights(tmp_path_factory.mktemp("w") / "routed.safetensors", model)
+    return routed_prior_weights(tmp_path_factory.mktemp("w") / "routed.safetensors")
 
 
 def test_changes_without_effect_redo_nothing(tmp_path: Path, routed_weights: Path) -> None:
