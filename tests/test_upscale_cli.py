@@ -204,7 +204,12 @@ def test_exit_codes_and_setup_errors(tmp_path: Path, tiny_weights: Path, monkeyp
     res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "o2"), "--no-tags"])
     assert res.exit_code == EXIT_USAGE
     assert "no x4 LinearSR weights are installed" in res.output and "linearsr train" in res.output
+    assert "git checkout weights/" in res.output and str(tmp_path / "weights") in res.output
     assert not (tmp_path / "o2").exists()
+    report = json.loads(runner.invoke(app, ["info", "--json"]).stdout)  # info names the missing shipped files
+    assert [(e["file"], e["present"]) for e in report["shipped_weights"]] == [
+        ("linearsr-x2.safetensors", False), ("linearsr-x4.safetensors", False)]
+    assert all("git checkout weights/" in e["router"] for e in report["shipped_weights"])
     monkeypatch.setenv("LINEARSR_WEIGHTS", str(tiny_weights))
     assert runner.invoke(app, ["upscale", str(src), str(tmp_path / "o3"), "--no-tags", "-q"]).exit_code == EXIT_OK
 
@@ -303,9 +308,22 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
     assert report["weights"]["scale"] == 4 and report["weights"]["experts"] == 4
     assert report["auto_dtype"]["cpu"] == ("bfloat16" if report["cpu"]["bf16"] else "fp32")
     assert report["cpu"]["capability"] and report["cpu"]["why"].endswith(("bf16", "fp32"))
-    assert set(report["shipped_weights"]) <= {"linearsr-x2.safetensors", "linearsr-x4.safetensors"}
+    shipped = {e["file"]: e for e in report["shipped_weights"]}
+    assert set(shipped) == {"linearsr-x2.safetensors", "linearsr-x4.safetensors"}
+    for entry in shipped.values():  # each shipped file says whether it has a router
+        if entry["present"]:
+            assert entry["router"].startswith("router fitted") == entry["has_router"]
     text = CliRunner().invoke(app, ["info", "--weights", str(tiny_weights)])
     assert "devices: cpu" in text.stdout and "experts: 4" in text.stdout
+    assert "linearsr-x4.safetensors: x4" in text.stdout
+
+
+def test_describe_router_names_fitted_and_fixed_runs() -> None:
+    from linearsr_cli.engine.upscaler import describe_router
+
+    assert describe_router(None).startswith("no router")
+    line = describe_router({"fitted": {"crops": 800}, "fixed": {"1-step": "real"}})
+    assert line == "router fitted on 800 crops; auto fixed to 'real' for 1-step runs"
 
 
 def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Path) -> None:

@@ -29,5 +29,13 @@ def info(
             print(f"{key}:")
             for k, v in value.items():
                 print(f"  {k}: {v}")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):  # shipped_weights
+            print(f"{key}:")
+            for entry in value:
+                parts = [f"x{entry['scale']}"]
+                if "priors" in entry:
+                    parts.append("priors " + "/".join(entry["priors"]))
+                parts.append(entry.get("error") or entry["router"])
+                print(f"  {entry['file']}: {', '.join(parts)}")
         else:
             print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")

@@ -108,9 +108,10 @@ def resolve_weights(option: Path | None, scale: int = DEFAULT_SCALE) -> Path:
                     f"--outscale {scale}, or give --weights for a x{scale} weights file"
                 )
             raise WeightsError(
-                f"no x{scale} LinearSR weights are installed (looked for {path}). Train them with "
-                "`linearsr train` (see weights/MODEL_CARD.md for the exact recipe) and put the "
-                f"file there, or point --weights / ${WEIGHTS_ENV} at a weights file."
+                f"no x{scale} LinearSR weights are installed (looked for {path}). The shipped files live in "
+                "the repository's weights/ folder: restore them with `git checkout weights/` in the checkout "
+                f"(or a fresh clone), or point --weights / ${WEIGHTS_ENV} at a weights file; to train your own, "
+                "`linearsr train` (weights/MODEL_CARD.md has the exact recipe)."
             )
         raise WeightsError(f"{origin} names {path}, which does not exist")
     return path
@@ -425,6 +426,38 @@ def upscale_chain(
     return out, first
 
 
+def describe_router(router: dict[str, Any] | None) -> str:
+    """One line on a weights file's --input auto: no router, fitted on how many crops, and the
+    run kinds where the weights fix it to a measured constant."""
+    if not router:
+        return "no router: --input auto takes the first prior without looking (a warning says so)"
+    crops = (router.get("fitted") or {}).get("crops")
+    text = "router fitted" + (f" on {crops} crops" if crops else "")
+    fixed = router.get("fixed") or {}
+    if fixed:
+        text += "; auto fixed to " + ", ".join(f"'{v}' for {k} runs" for k, v in sorted(fixed.items()))
+    return text
+
+
+def shipped_file_info(scale: int) -> dict[str, Any]:
+    """One shipped weights file for `linearsr info`: its name, whether it is present, its priors
+    and its router (describe_router); an unreadable file says why."""
+    path = default_weights_path(scale)
+    entry: dict[str, Any] = {"file": path.name, "scale": scale, "present": path.is_file()}
+    if not entry["present"]:
+        entry["router"] = "missing: restore it with `git checkout weights/`"
+        return entry
+    try:
+        meta = read_info(path)
+    except LinearSRError as exc:
+        entry["error"] = str(exc)
+        return entry
+    entry["priors"] = list(meta.config.prior_inputs)
+    entry["has_router"] = bool(meta.router)
+    entry["router"] = describe_router(meta.router)
+    return entry
+
+
 def system_info(weights: Path | None = None) -> dict[str, Any]:
     """Versions, devices, dtype choices and the installed weights, for `linearsr info`."""
     import numpy
@@ -453,7 +486,7 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
             dt = choose_dtype("auto", torch.device(name))
             auto[name] = "fp32" if dt is None else str(dt).removeprefix("torch.")
     report["auto_dtype"] = auto
-    report["shipped_weights"] = [default_weights_path(s).name for s in installed_scales()]
+    report["shipped_weights"] = [shipped_file_info(s) for s in SHIPPED_SCALES]
     try:
         path = resolve_weights(weights)
         meta = read_info(path)
