@@ -31,13 +31,12 @@ sys.path.insert(0, str(REPO))
 from benchmarks.timing_weights import timing_weights  # noqa: E402
 
 
-def make_photo(path: Path, width: int, height: int) -> None:
+def make_photo(path: Path, width: int, height: int, quality: int = 92) -> None:
     """A photo-sized JPEG: the bundled coffee sample resized, with film grain."""
     base = Image.open(REPO / "samples" / "coffee.png").convert("RGB").resize((width, height), Image.LANCZOS)
     rng = np.random.default_rng(0)
     arr = np.asarray(base, dtype=np.float32) + rng.normal(0, 4, (height, width, 3))
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=92)
-
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=quality)
 
 
 def run_once(cmd: list[str]) -> tuple[float, float, int]:

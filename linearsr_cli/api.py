@@ -37,11 +37,9 @@ from linearsr_cli.engine.pipeline import (
 )
 from linearsr_cli.engine.upscaler import DEFAULT_SCALE, Upscaler, sampler_config
 from linearsr_cli.errors import ConfigError
-from linearsr_cli.imageio import ImageData, from_pil, read_image, to_pil
+from linearsr_cli.imageio import LUMA, ImageData, from_pil, read_image, to_pil
 from linearsr_cli.resize import SizeRequest
 from linearsr_cli.tag.config import TagConfig
-
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)  # as imageio writes gray outputs
 
 
 class Pipeline:
@@ -130,7 +128,7 @@ class Pipeline:
         rgb = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))  # (3, H, W)
         alpha = torch.from_numpy(np.ascontiguousarray(x[..., -1][None])) if x.shape[2] in (2, 4) else None
         done = self._run(rgb, alpha, **options)
-        planes = [(done.rgb.clamp(0, 1) * _LUMA).sum(0, keepdim=True)] if gray else [done.rgb]
+        planes = [(done.rgb.clamp(0, 1) * LUMA).sum(0, keepdim=True)] if gray else [done.rgb]
         if done.alpha is not None:
             planes.append(done.alpha)
         res = torch.cat(planes).permute(1, 2, 0).numpy()  # (H, W, C)

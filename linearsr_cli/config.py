@@ -269,7 +269,10 @@ class TileConfig:
 
     tile: int = 0
     overlap: int = 16
-    memory_budget_mb: int = 3072
+    # activations of one pass (engine/upscaler.bytes_per_token); measured 2.3 GiB for an 886^2 LR
+    # tile of the fidelity prior under the old 3072, which with a 12 MP photo's x4 canvas made a
+    # 4.0 GiB peak; 1536 keeps that run under 3 GiB (issue 24, BENCHMARKS.md)
+    memory_budget_mb: int = 1536
     min_tile: int = 32
 
     def __post_init__(self) -> None:

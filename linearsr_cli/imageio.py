@@ -34,6 +34,7 @@ from torch import Tensor
 
 from linearsr_cli.errors import ImageReadError, ImageWriteError
 from linearsr_cli.jpeg_quality import estimate_jpeg_quality
+from linearsr_cli.pixels import as_float, quantize
 
 # We enforce our own --max-pixels limit before decoding, so Pillow's global guard is lifted
 # (its 179 MP hard stop would otherwise override a user's larger limit).
@@ -347,8 +348,7 @@ def to_pil(img: ImageData, mode: str | None = None) -> Image.Image:
         mode = ("I;16" if img.alpha is None else "LA") if img.gray and img.bit_depth == 16 else None
         mode = mode or ("L" if img.gray else "RGB") + ("A" if img.alpha is not None else "")
     if mode == "F":
-        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        out = Image.fromarray((img.rgb.clamp(0, 1) * luma).sum(0).numpy().astype(np.float32), mode="F")
+        out = Image.fromarray((as_float(img.rgb).clamp(0, 1) * LUMA).sum(0).numpy().astype(np.float32), mode="F")
     else:
         keep16 = mode in ("I;16", "I") and img.bit_depth == 16
         arr, depth = _to_array(replace(img, bit_depth=16 if keep16 else 8), "png")  # (h, w, c)
@@ -367,26 +367,29 @@ def to_pil(img: ImageData, mode: str | None = None) -> Image.Image:
     return out
 
 
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)  # Rec. 601 luma: how gray outputs are made
+ARRAY_BAND_VALUES = 1 << 22  # pixels converted at a time by _to_array: bounded float temporaries
+
+
 def _to_array(img: ImageData, fmt: str) -> tuple[np.ndarray, int]:
-    """The pixels to write as (h, w, c) uint8/uint16 for `fmt`, and the bit depth chosen."""
-    rgb = img.rgb.clamp(0, 1)
-    if img.gray:
-        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        chans = [(rgb * luma).sum(0, keepdim=True)]  # (1, H, W)
-        if fmt in ("webp", "heic", "avif"):
-            chans = [rgb]  # WebP, HEIC and AVIF (as written here) have no gray mode
-    else:
-        chans = [rgb]
-    alpha = img.alpha.clamp(0, 1) if img.alpha is not None else None
-    if alpha is not None and fmt == "jpg":
-        base = torch.cat(chans, 0)
-        chans, alpha = [base * alpha + (1.0 - alpha)], None  # JPEG has no alpha: flatten on white
-    if alpha is not None:
-        chans.append(alpha)
-    arr = torch.cat(chans, 0).permute(1, 2, 0).numpy()  # (H, W, C)
+    """The pixels to write as (h, w, c) uint8/uint16 for `fmt`, and the bit depth chosen. The
+    conversion runs in bands of rows, so a big uint16 canvas (pixels.py) never has a float copy."""
     depth = 16 if img.bit_depth == 16 and fmt in ("png", "tiff") else 8
-    peak = 65535.0 if depth == 16 else 255.0
-    out = np.rint(arr * peak).astype(np.uint16 if depth == 16 else np.uint8)
+    gray = img.gray and fmt not in ("webp", "heic", "avif")  # WebP, HEIC and AVIF (as written here) have no gray mode
+    flatten = img.alpha is not None and fmt == "jpg"  # JPEG has no alpha: flatten on white
+    keep_alpha = img.alpha is not None and not flatten
+    h, w = img.height, img.width
+    out = np.empty((h, w, (1 if gray else 3) + keep_alpha), dtype=np.uint16 if depth == 16 else np.uint8)
+    rows = max(1, ARRAY_BAND_VALUES // max(w, 1))
+    for r0 in range(0, h, rows):
+        rgb = as_float(img.rgb[:, r0 : r0 + rows]).clamp(0, 1)
+        alpha = img.alpha[:, r0 : r0 + rows].float().clamp(0, 1) if img.alpha is not None else None
+        if gray:
+            rgb = (rgb * LUMA).sum(0, keepdim=True)  # (1, rows, W)
+        if flatten:
+            rgb = rgb * alpha + (1.0 - alpha)
+        band = torch.cat([rgb, alpha]) if keep_alpha else rgb
+        out[r0 : r0 + rows] = quantize(band, torch.uint16 if depth == 16 else torch.uint8).permute(1, 2, 0).numpy()
     return out, depth
 
 

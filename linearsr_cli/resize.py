@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from linearsr_cli.errors import ConfigError
+from linearsr_cli.pixels import as_float, quantize
 
 MAX_PASSES = 3  # x4 three times is x64: beyond any sensible request
 FITS = ("contain", "cover", "stretch")
@@ -137,27 +138,78 @@ def linear_to_srgb(x: Tensor) -> Tensor:
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
-def _resample(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """(C, h, w) -> (C, H, W) with antialiased bicubic (PIL's filter; size = (H, W))."""
-    if tuple(x.shape[-2:]) == size:
+BAND_ROWS = 128  # output rows resampled at a time: the float temporaries stay a few bands high
+
+
+def axis_weights(in_size: int, out_size: int) -> tuple[list[int], Tensor]:
+    """Antialiased bicubic along one axis (PIL's filter, a = -0.5, support widened by the
+    reduction; what F.interpolate(antialias=True) computes): for each output index, its first
+    input index and its normalised tap weights, zero-padded to (out_size, taps) float32."""
+    scale = in_size / out_size
+    support = 2.0 * scale if scale >= 1.0 else 2.0
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    starts, rows = [], []
+    for i in range(out_size):
+        centre = scale * (i + 0.5)
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), in_size)
+        x = (torch.arange(lo, hi, dtype=torch.float64) - centre + 0.5).mul_(inv).abs_()
+        w = torch.where(x < 1.0, (1.5 * x - 2.5) * x * x + 1.0,
+                        torch.where(x < 2.0, ((x - 5.0) * x + 8.0) * x * -0.5 + 2.0, torch.zeros_like(x)))
+        starts.append(lo)
+        rows.append(w / w.sum())
+    taps = max(len(r) for r in rows)
+    weights = torch.zeros((out_size, taps), dtype=torch.float64)
+    for i, r in enumerate(rows):
+        weights[i, : len(r)] = r
+    return starts, weights.float()
+
+
+def _resample_width(x: Tensor, width: int) -> Tensor:
+    """(C, h, w) -> (C, h, width), antialiased bicubic along the width only."""
+    if x.shape[-1] == width:
         return x
-    return F.interpolate(x[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+    c, h, w = x.shape
+    return F.interpolate(x.reshape(1, c * h, 1, w), size=(1, width), mode="bicubic", antialias=True,
+                         align_corners=False).reshape(c, h, width)
 
 
 def resample(
     rgb: Tensor, alpha: Tensor | None, size: tuple[int, int], *, linear_light: bool = True
 ) -> tuple[Tensor, Tensor | None]:
-    """rgb (3, h, w) and alpha (1, h, w) or None, float in [0, 1], to (H, W) = `size`; colour in
-    linear light (sRGB decoded, resampled, encoded) and premultiplied by alpha; outputs clamped."""
+    """rgb (3, h, w) and alpha (1, h, w) or None to (H, W) = `size`; colour in linear light (sRGB
+    decoded, resampled, encoded) and premultiplied by alpha; outputs clamped. rgb is float in
+    [0, 1] or a uint16/uint8 canvas (pixels.py), and the output keeps its dtype.
+
+    Separable and banded: BAND_ROWS output rows at a time, each from the input rows its taps read
+    (axis_weights), so the float temporaries are a few rows high, whatever the image size."""
     if tuple(rgb.shape[-2:]) == size:
         return rgb, alpha
-    colour = srgb_to_linear(rgb.float().clamp(0.0, 1.0)) if linear_light else rgb.float()
-    if alpha is None:
-        out = _resample(colour, size)
-        return (linear_to_srgb(out) if linear_light else out.clamp(0.0, 1.0)), None
-    a = alpha.float().clamp(0.0, 1.0)
-    both = _resample(torch.cat([colour * a, a]), size)  # (4, H, W): premultiplied colour, alpha
-    a_out = both[3:].clamp(0.0, 1.0)
-    straight = _resample(colour, size)  # where alpha is 0, keep the colour of a plain resample
-    out = torch.where(a_out > 1e-4, both[:3] / a_out.clamp_min(1e-4), straight)
-    return (linear_to_srgb(out) if linear_light else out.clamp(0.0, 1.0)), a_out
+    height, width = size
+    out = torch.empty((rgb.shape[0], height, width), dtype=rgb.dtype if not rgb.is_floating_point() else torch.float32)
+    a_out = None if alpha is None else torch.empty((1, height, width), dtype=torch.float32)
+    starts, weights = axis_weights(int(rgb.shape[-2]), height)
+    for r0 in range(0, height, BAND_ROWS):
+        r1 = min(r0 + BAND_ROWS, height)
+        lo, hi = starts[r0], min(starts[r1 - 1] + weights.shape[1], int(rgb.shape[-2]))
+        mix = torch.zeros((r1 - r0, hi - lo))  # (out rows, in rows) of this band
+        for i in range(r0, r1):
+            taps = weights[i, : hi - starts[i]]
+            mix[i - r0, starts[i] - lo : starts[i] - lo + len(taps)] = taps
+
+        def rows(x: Tensor, mix: Tensor = mix) -> Tensor:
+            return torch.einsum("oh,chw->cow", mix, _resample_width(x, width))
+
+        band = as_float(rgb[:, lo:hi]).clamp(0.0, 1.0)
+        colour = srgb_to_linear(band) if linear_light else band
+        if alpha is None:
+            mixed = rows(colour)
+        else:
+            a = alpha[:, lo:hi].float().clamp(0.0, 1.0)
+            both = rows(torch.cat([colour * a, a]))  # (4, rows, W): premultiplied colour, alpha
+            a_band = both[3:].clamp(0.0, 1.0)
+            straight = rows(colour)  # where alpha is 0, keep the colour of a plain resample
+            mixed = torch.where(a_band > 1e-4, both[:3] / a_band.clamp_min(1e-4), straight)
+            a_out[:, r0:r1] = a_band
+        out[:, r0:r1] = quantize(linear_to_srgb(mixed) if linear_light else mixed, out.dtype)
+    return out, a_out

@@ -9,7 +9,7 @@ import torch
 
 from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import DevicePlan
-from linearsr_cli.engine.tiling import Blender, plan_axis, plan_tiles, window
+from linearsr_cli.engine.tiling import TileCanvas, plan_axis, plan_tiles, window
 from linearsr_cli.engine.upscaler import Upscaler
 from tests.conftest import synthetic_photo
 from tests.util import random_model, tiny_model_config
@@ -53,14 +53,39 @@ def test_window_is_one_on_outer_border_and_fades_at_inner_sides() -> None:
     assert torch.all(torch.diff(w[0, -40:]) <= 0)  # monotone fade
 
 
-def test_blender_is_a_partition_of_unity() -> None:
-    """Tiles that all cut from one canvas blend back to exactly that canvas."""
-    canvas = torch.rand(1, 3, 4 * 90, 4 * 61)
-    blender = Blender(tuple(canvas.shape), overlap_hr=4 * 12, margin_hr=12)
-    for tile in plan_tiles(90, 61, 40, 12, scale=4, align=2):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint16])
+def test_tile_canvas_is_a_partition_of_unity(dtype: torch.dtype) -> None:
+    """Tiles that all cut from one canvas blend back to exactly that canvas, in any order: the
+    separable weight sums are the old per-pixel weight map; uint16 within its rounding bound."""
+    canvas = torch.rand(3, 4 * 90, 4 * 61)
+    plan = plan_tiles(90, 61, 40, 12, scale=4, align=2)
+    board = TileCanvas(plan, tuple(canvas.shape), dtype, overlap_hr=4 * 12, margin_hr=12)
+    weight = torch.zeros(canvas.shape[1:])
+    for tile in reversed(plan):
         y0, x0, y1, x1 = tile.hr_box
-        blender.add(tile, canvas[..., y0:y1, x0:x1])
-    assert torch.allclose(blender.result(), canvas, atol=1e-5)
+        board.add(tile, canvas[:, y0:y1, x0:x1])
+        weight[y0:y1, x0:x1] += window(tile, 4 * 12, 12)
+    torch.testing.assert_close(board.sum_y[:, None] * board.sum_x[None, :], weight, atol=1e-6, rtol=0)
+    step = 1.0 if dtype == torch.float32 else 65535.0
+    assert board.canvas.dtype == dtype
+    assert torch.allclose(board.canvas.float() / step, canvas, atol=1e-5 + 2.0 / step)
+
+
+def test_tile_canvas_clamps_each_tile_and_never_wraps() -> None:
+    """Out-of-range values blend as their clamped selves; saturated overlaps stay at 65535 in
+    uint16 (rounded shares summing past the top must not wrap to black)."""
+    plan = plan_tiles(30, 30, 20, 8, scale=2, align=1)
+    board = TileCanvas(plan, (3, 60, 60), torch.uint16, overlap_hr=16, margin_hr=4)
+    for tile in plan:
+        y0, x0, y1, x1 = tile.hr_box
+        board.add(tile, torch.full((3, y1 - y0, x1 - x0), 1.7))
+    assert int(board.canvas.int().min()) == 65535
+
+
+def test_tile_canvas_refuses_a_plan_with_gaps() -> None:
+    plan = plan_tiles(90, 61, 40, 12, scale=4, align=2)
+    with pytest.raises(ValueError, match="uncovered"):
+        TileCanvas(plan[:1], (3, 360, 244), torch.float32, overlap_hr=48, margin_hr=12)
 
 
 def _image(h: int = 96, w: int = 128) -> torch.Tensor:
@@ -85,7 +110,7 @@ def test_tiled_one_step_matches_whole_image(model) -> None:
     assert score >= 45.0
 
 
-def test_tiled_multistep_blends_per_step(model) -> None:
+def test_tiled_multistep_samples_each_tile_whole(model) -> None:
     lr = _image(64, 96)
     sampler = SamplerConfig(steps=4, solver="dpmpp2m", seed=5)
     whole = Upscaler(model, CPU, TileConfig(tile=0))(lr, sampler)

@@ -37,7 +37,12 @@ import torch
 from linearsr_cli.checkpoints import WeightsInfo
 from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig, check_input_name, prior_for
 from linearsr_cli.engine import record as settings_record
-from linearsr_cli.engine.device import check_dtype_name, parse_device, use_cpu_threads
+from linearsr_cli.engine.device import (
+    check_dtype_name,
+    parse_device,
+    release_cpu_memory,
+    use_cpu_threads,
+)
 from linearsr_cli.engine.pipeline import (
     DEFAULT_MAX_CANVAS,
     image_tags,
@@ -45,7 +50,7 @@ from linearsr_cli.engine.pipeline import (
     upscale_to_size,
 )
 from linearsr_cli.engine.pipeline import model_files as _model_files
-from linearsr_cli.engine.upscaler import Upscaler, uses_tags
+from linearsr_cli.engine.upscaler import Upscaler, runs_network
 from linearsr_cli.errors import (
     ConfigError,
     DeviceError,
@@ -627,7 +632,7 @@ class BatchRun:
         tags = image_tags(self._guidance, path, img.rgb) if tags_on else None
         done = upscale_to_size(self.models, img.rgb, img.alpha, self.sampler, size=self.size, tags=tags,
                                input_kind=self.input_kind, jpeg_quality=img.jpeg_quality, tta=self.tta,
-                               progress=progress, max_canvas=self.output.max_canvas)
+                               progress=progress, max_canvas=self.output.max_canvas, compact=True)
         record.passes, record.tta = list(done.passes), self.tta
         record.input_kind, record.input_why, record.prior = done.route.input, done.route.why or None, done.route.prior
         record.warnings = done.warnings
@@ -687,6 +692,9 @@ class BatchRun:
             record.error, record.size = str(exc), None
         else:
             record.status = "ok"
+        finally:
+            data = None
+            release_cpu_memory()  # the encoder's buffers, before the next image's tiles
         record.seconds = round(record.seconds + time.perf_counter() - started, 3)
 
     def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
@@ -771,7 +779,7 @@ def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input_ki
         priors = {prior_for(input_kind, sampler, cfg.prior_inputs) if cfg.prior_inputs else None for cfg in configs}
         if len(priors) == 1:
             use["prior"] = priors.pop()
-    if not any(uses_tags(cfg, sampler) for cfg in configs):
+    if not any(runs_network(cfg, sampler) for cfg in configs):
         use["tags"] = "unused"
     elif tags is None or not tags.enabled:
         use["tags"] = []

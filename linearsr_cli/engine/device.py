@@ -129,6 +129,22 @@ def tune_cpu_allocator() -> bool:
         return False
 
 
+def release_cpu_memory() -> bool:
+    """Hand the CPU heap's free pages back to the system (glibc's malloc_trim).
+
+    tune_cpu_allocator keeps freed blocks for reuse, which a 1 MP photo can afford; after the
+    tiles of a 12 MP photo at x4 that is gigabytes of freed activations still resident when its
+    output is encoded (issue 24: 5.1 GiB peak without this, BENCHMARKS.md). The engine calls
+    this after each row of tiles and after each image; it costs milliseconds. False where it
+    does not apply (not Linux/glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def prefers_channels_last(device: torch.device) -> bool:
     """Whether convolution-heavy modules (the SPAN priors) run faster in channels_last there.
 

@@ -129,7 +129,7 @@ def image_tags(guidance: Callable[[], Any], path: Path | None, rgb: Tensor) -> I
 class Upscaled:
     """An image through `upscale_to_size`: pixels at the output size and what ran."""
 
-    rgb: Tensor  # (3, H, W) float32 in [0, 1]
+    rgb: Tensor  # (3, H, W) float32 in [0, 1], or a uint16 canvas (pixels.py) when asked `compact`
     alpha: Tensor | None  # (1, H, W) or None
     passes: tuple[int, ...]
     route: Route  # the first pass's input kind, prior and why (Route(None, None, "") without priors)
@@ -178,17 +178,20 @@ def upscale_to_size(
     tta: bool = False,
     progress: Progress = None,
     max_canvas: int = DEFAULT_MAX_CANVAS,
+    compact: bool = False,
 ) -> Upscaled:
     """rgb (3, h, w) [+ alpha] through the native passes `size` needs, then resampled (linear
     light) and, for --fit cover, centre-cropped to the exact output size. The canvas guard runs
     before the model; `tags` is called only if a pass can use tags; `input_kind` "auto" lets the
-    weights' router decide from the pixels and `jpeg_quality` (what the file says)."""
+    weights' router decide from the pixels and `jpeg_quality` (what the file says). `compact`:
+    a tiled image may come back as a uint16 canvas (pixels.py), resampled band by band, so a
+    12 MP photo at x4 never has a float copy of its output in memory (the batch asks for it)."""
     h, w = int(rgb.shape[-2]), int(rgb.shape[-1])
     passes, (out_w, out_h), crop = plan_size(models, size, w, h)
     check_canvas(w, h, passes, max_canvas)
     chain = [models[scale] for scale in passes]  # the first pass's choose_input refuses an unknown prior
     out, route = upscale_chain(chain, rgb, sampler, tags=tags, input_kind=input_kind, jpeg_quality=jpeg_quality,
-                               tta=tta, progress=progress)
+                               tta=tta, progress=progress, compact=compact)
     up_alpha = None if alpha is None else upscale_alpha(alpha, math.prod(passes))
     out, up_alpha = resample(out, up_alpha, (out_h, out_w))
     if crop is not None:

@@ -1,4 +1,4 @@
-"""Tiling as a pure coordinate plan plus a weighted blend; no PIL, rich or typer here.
+"""Tiling as a pure coordinate plan plus a weighted blend into the output canvas; no PIL, rich or typer here.
 
 Tiles are planned in LR pixels. Each tile starts on the model's token grid (a multiple of
 `align` LR pixels) so its tokens are the same pixels as in a whole-image pass, and neighbouring
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from linearsr_cli.pixels import PEAK
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive
 
@@ -84,9 +86,9 @@ def ramp(length: int, fade: int, margin: int) -> Tensor:
     return 0.5 - 0.5 * torch.cos(math.pi * u)
 
 
-def window(tile: Tile, overlap_hr: int, margin_hr: int) -> Tensor:
-    """Blend weights (H_tile, W_tile) of one tile: the product of a ramp along each inner side,
-    reaching 1 at `overlap_hr` pixels from that side."""
+def window_factors(tile: Tile, overlap_hr: int, margin_hr: int) -> tuple[Tensor, Tensor]:
+    """The blend weights of one tile as two 1-D factors (H_tile,), (W_tile,): a ramp along each
+    inner side, reaching 1 at `overlap_hr` pixels from that side; `window` is their product."""
     y0, x0, y1, x1 = tile.hr_box
     top, left, bottom, right = tile.inner
     fade = max(overlap_hr - margin_hr, 1)
@@ -100,29 +102,51 @@ def window(tile: Tile, overlap_hr: int, margin_hr: int) -> Tensor:
         wx = wx * ramp(x1 - x0, fade, margin_hr)
     if right:
         wx = wx * ramp(x1 - x0, fade, margin_hr).flip(0)
-    return wy[:, None] * wx[None, :]  # (H_tile, W_tile)
+    return wy, wx
 
 
-class Blender:
-    """Accumulates sum_i w_i * out_i and sum_i w_i on an HR canvas; `result` divides them."""
+def window(tile: Tile, overlap_hr: int, margin_hr: int) -> Tensor:
+    """Blend weights (H_tile, W_tile) of one tile (window_factors' outer product)."""
+    wy, wx = window_factors(tile, overlap_hr, margin_hr)
+    return wy[:, None] * wx[None, :]
 
-    def __init__(self, shape: tuple[int, ...], overlap_hr: int, margin_hr: int) -> None:
-        self.acc = torch.zeros(shape, dtype=torch.float32)  # (B, C, H, W)
-        self.weight = torch.zeros(shape[-2:], dtype=torch.float32)  # (H, W)
+
+class TileCanvas:
+    """Blends tile outputs straight into a (C, H, W) canvas: float32, or uint16 for a big output
+    (2 bytes per value instead of the 16 that a float sum and its weight map would take).
+
+    The tiles of plan_tiles form a grid (one y-span per tile row, one x-span per tile column),
+    so the sum of their windows is separable, WY(y) WX(x): each tile's window is divided by it
+    up front and its share added to the canvas, in any order, with nothing else kept. A tile's
+    values are clamped to [0, 1] before they are weighted (the shares of an overlap blend
+    in-range pixels); an integer canvas adds rounded shares, within (tiles at that pixel) / 2
+    steps of rounding the float blend (at most 2 / 65535 in uint16).
+    """
+
+    def __init__(self, plan: list[Tile], shape: tuple[int, int, int], dtype: torch.dtype,
+                 overlap_hr: int, margin_hr: int) -> None:
+        self.canvas = torch.zeros(shape, dtype=dtype)  # (C, H, W)
         self.overlap_hr = overlap_hr
         self.margin_hr = margin_hr
-
-    def add(self, tile: Tile, out: Tensor) -> None:
-        y0, x0, y1, x1 = tile.hr_box
-        if not any(tile.inner):
-            self.acc[..., y0:y1, x0:x1] += out.float()
-            self.weight[y0:y1, x0:x1] += 1.0
-            return
-        w = window(tile, self.overlap_hr, self.margin_hr)
-        self.acc[..., y0:y1, x0:x1] += out.float() * w
-        self.weight[y0:y1, x0:x1] += w
-
-    def result(self) -> Tensor:
-        if not bool((self.weight > 0).all()):
+        self.sum_y = torch.zeros(shape[1])  # WY: the tile rows' factors summed
+        self.sum_x = torch.zeros(shape[2])  # WX: the tile columns' factors summed
+        rows = {(t.hr_box[0], t.hr_box[2]): t for t in plan}
+        cols = {(t.hr_box[1], t.hr_box[3]): t for t in plan}
+        for (y0, y1), t in rows.items():
+            self.sum_y[y0:y1] += window_factors(t, overlap_hr, margin_hr)[0]
+        for (x0, x1), t in cols.items():
+            self.sum_x[x0:x1] += window_factors(t, overlap_hr, margin_hr)[1]
+        if not (bool((self.sum_y > 0).all()) and bool((self.sum_x > 0).all())):
             raise ValueError("tile plan leaves pixels uncovered")
-        return self.acc.div_(self.weight)
+
+    def add(self, tile: Tile, values: Tensor) -> None:
+        """Add one tile's (C, th, tw) float values (clamped here), weighted by its share."""
+        y0, x0, y1, x1 = tile.hr_box
+        wy, wx = window_factors(tile, self.overlap_hr, self.margin_hr)
+        share = values.clamp(0.0, 1.0).mul_((wy / self.sum_y[y0:y1])[:, None]).mul_((wx / self.sum_x[x0:x1])[None, :])
+        region = self.canvas[:, y0:y1, x0:x1]
+        if region.is_floating_point():
+            region += share
+            return
+        peak = int(PEAK[region.dtype])
+        region.copy_(region.int().add_(share.mul_(peak).round_().int()).clamp_(max=peak))

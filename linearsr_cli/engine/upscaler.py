@@ -3,16 +3,21 @@
 Call contract of `Upscaler.__call__(lr, sampler, ...)`:
     lr       (3, h, w) float32 in [0, 1], on any device; any h, w >= 1 (odd sizes, 1-pixel
              strips: the model pads with replicate to whole tokens and crops back, tiles too).
-    returns  (3, s h, s w) float32 in [0, 1] on the CPU, s = the weights' scale.
-    Noise:   one (1, 3, s h, s w) canvas drawn on the CPU from `sampler.seed` (identical on
-             every device and for every tiling), cropped per tile, so overlapping tiles agree;
-             or `noise` itself when given.
+    returns  (3, s h, s w) float32 in [0, 1] on the CPU, s = the weights' scale; with
+             compact=True, a tiled image comes back as uint16 (round(v * 65535)), the canvas
+             that the batch encodes without a float copy of the whole output.
+    Noise:   sampling/noise.NoiseField over the (1, 3, s h, s w) canvas from `sampler.seed`
+             (identical on every device and for every tiling): drawn whole up to 33.5 MP,
+             block by block beyond, so that no tile needs the whole canvas; or `noise` itself.
     tta:     the 8 dihedral transforms of the input, each sampled with the noise transformed
-             alike, transformed back and averaged (engine/tta.py): 8x the cost.
-    Tiling:  inside the `denoise(x_t, t)` callable the samplers call once per evaluation, so
-             multi-step runs blend per step. Whole image when it fits the memory budget;
-             otherwise tiles of `tile` LR pixels with `overlap`; an out-of-memory error halves
-             the tile and retries that evaluation (down to TileConfig.min_tile).
+             alike, transformed back and averaged (engine/tta.py): 8x the cost, and the whole
+             noise and a float output canvas in memory.
+    Tiling:  the whole image in one pass when it fits the memory budget (auto_tile). Otherwise
+             tiles of `tile` LR pixels with `overlap`, each sampled on its own from its crop of
+             the noise (every step of a multi-step run, then composed with its own bicubic
+             region) and blended straight into the output canvas (engine/tiling.TileCanvas), so
+             memory holds that canvas plus one tile's work. An out-of-memory error halves the
+             tile and starts the image over (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
              output stay float32 (a prior always runs in fp32).
     cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
@@ -54,14 +59,16 @@ from linearsr_cli.engine.device import (
     cpu_bf16,
     is_out_of_memory,
     prefers_channels_last,
+    release_cpu_memory,
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.route import Router, measure, run_kind
-from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
+from linearsr_cli.engine.tiling import TileCanvas, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
-from linearsr_cli.nn.dit import LinearSR, compose_output
-from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
+from linearsr_cli.nn.dit import LinearSR, bicubic_region, compose_output
+from linearsr_cli.sampling.noise import NoiseField
+from linearsr_cli.sampling.samplers import count_evaluations, evaluation_times, sample
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
 
 Progress = Callable[[int, int], None] | None
@@ -220,8 +227,8 @@ class Upscaler:
         return torch.autocast(device_type=self.plan.device.type, dtype=self.plan.autocast)
 
     def uses_tags(self, sampler: SamplerConfig) -> bool:
-        """Whether tags can change the output of a `sampler` run (the module function)."""
-        return uses_tags(self.cfg, sampler)
+        """Whether tags can change the output of a `sampler` run (runs_network)."""
+        return runs_network(self.cfg, sampler)
 
     def choose_input(
         self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
@@ -263,80 +270,15 @@ class Upscaler:
         first prior, ModelConfig.prior_index; ConfigError for one the weights lack) and its tags."""
         return Conditioning(self.cfg.prior_index(prior), tags, tag_mask)
 
-    def _forward_tile(self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, cond: Conditioning, kind: Tensor | None) -> Tensor:
-        y0, x0, y1, x1 = tile.lr_box
-        hy0, hx0, hy1, hx1 = tile.hr_box
+    def _forward(self, x_t: Tensor, t: float, lr: Tensor, cond: Conditioning, kind: Tensor | None) -> Tensor:
+        """One network evaluation on (1, 3, h, w) LR and its (1, 3, s h, s w) x_t -> x0_hat, float32 on the CPU."""
         dev = self.plan.device
-        lr_t = lr[..., y0:y1, x0:x1].to(dev)  # (1, 3, th, tw)
-        xt_t = x_t[..., hy0:hy1, hx0:hx1].to(dev)  # (1, 3, s th, s tw)
         with self._autocast():
-            out = self.model(xt_t, t, lr_t, cond.tags, cond.tag_mask, kind)
+            out = self.model(x_t.to(dev), t, lr.to(dev), cond.tags, cond.tag_mask, kind)
         return out.float().cpu()
 
-    def denoise_fn(
-        self,
-        lr: Tensor,
-        cond: Conditioning,
-        tile: int,
-        on_tile: Callable[[int], None] | None = None,
-    ) -> Callable[[Tensor, float], Tensor]:
-        """The `denoise(x_t, t) -> x0_hat` the samplers call on the whole (1, 3, sH, sW) canvas;
-        tiles and blends inside. `tile` is the starting LR tile side (0 = whole image)."""
-        h, w = lr.shape[-2:]
-        s, k = self.scale, self.cfg.lr_per_token
-        overlap = self.tiles.overlap
-        state = {"tile": tile}
-        dev = self.plan.device
-        cond = cond.to(dev)
-        kind = cond.prior_tensor()
-
-        def denoise(x_t: Tensor, t: float) -> Tensor:
-            while True:
-                plan = plan_tiles(h, w, state["tile"], overlap, s, align=k)
-                try:
-                    return self._run_tiles(x_t, t, lr, plan, cond, kind, on_tile)
-                except (RuntimeError, MemoryError) as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-                    current = state["tile"] or max(h, w)
-                    smaller = max(current // 2 // k * k, 2 * overlap + 2 * k)
-                    if current <= self.tiles.min_tile or smaller >= current:
-                        raise DeviceError(
-                            f"out of memory even with {current}-pixel tiles; try --tile smaller, "
-                            "--device cpu or a smaller --tile-overlap"
-                        ) from None
-                    state["tile"] = smaller
-
-        return denoise
-
-    def _run_tiles(
-        self,
-        x_t: Tensor,
-        t: float,
-        lr: Tensor,
-        plan: list[Tile],
-        cond: Conditioning,
-        kind: Tensor | None,
-        on_tile: Callable[[int], None] | None,
-    ) -> Tensor:
-        s = self.scale
-        if len(plan) == 1:
-            out = self._forward_tile(x_t, t, lr, plan[0], cond, kind)
-            if on_tile is not None:
-                on_tile(1)
-            return out
-        overlap_hr = self.tiles.overlap * s
-        blender = Blender(tuple(x_t.shape), overlap_hr, margin_hr=overlap_hr // 4)
-        for tile in plan:
-            blender.add(tile, self._forward_tile(x_t, t, lr, tile, cond, kind))
-            if on_tile is not None:
-                on_tile(1)
-        return blender.result()
-
     def tile_count(self, h: int, w: int) -> int:
-        """Tiles one evaluation uses for an h x w LR image under the configured tiling."""
+        """Tiles one run uses for an h x w LR image under the configured tiling."""
         tile = auto_tile(self.cfg, self.tiles, h, w)
         return len(plan_tiles(h, w, tile, self.tiles.overlap, self.scale, align=self.cfg.lr_per_token))
 
@@ -350,16 +292,22 @@ class Upscaler:
         progress: Progress = None,
         tta: bool = False,
         noise: Tensor | None = None,
+        compact: bool = False,
     ) -> Tensor:
         if lr.dim() != 3 or lr.shape[0] != 3:
             raise ValueError(f"lr must be (3, h, w), got {tuple(lr.shape)}")
         lr = lr.detach().float().cpu()[None].clamp(0.0, 1.0)  # (1, 3, h, w)
         h, w = lr.shape[-2:]
         s = self.scale
-        if noise is None:
-            noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
-        elif tuple(noise.shape) != (1, 3, h * s, w * s):
-            raise ValueError(f"noise must be {(1, 3, h * s, w * s)}, got {tuple(noise.shape)}")
+        shape = (1, 3, h * s, w * s)
+        if noise is not None and tuple(noise.shape) != shape:
+            raise ValueError(f"noise must be {shape}, got {tuple(noise.shape)}")
+        if noise is not None:
+            field = NoiseField.of(noise)
+        elif runs_network(self.cfg, sampler):
+            field = NoiseField(shape, sampler.seed)
+        else:  # bare priors alone: the noise never reaches the output, so none is drawn
+            field = NoiseField.of(torch.zeros(()).expand(shape))
         cond = self.conditioning() if cond is None else cond
         transforms = DIHEDRAL if tta else DIHEDRAL[:1]
         per_run = count_evaluations(sampler)
@@ -371,28 +319,94 @@ class Upscaler:
             if progress is not None:
                 progress(min(done[0], total), total)
 
+        if not tta:
+            return self._sample(lr, field, sampler, cond, on_tile, compact)
+        full = field.full()  # the self-ensemble: same noise, transformed alike; outputs averaged
         out = None
-        for g in transforms:  # the self-ensemble: same noise, transformed alike; outputs averaged
-            sr = invert(self._sample(apply(lr, g), apply(noise, g), sampler, cond, on_tile), g)
+        for g in transforms:
+            sr = invert(self._sample(apply(lr, g), NoiseField.of(apply(full, g)), sampler, cond, on_tile)[None], g)
             out = sr if out is None else out.add_(sr)
         assert out is not None
         return out.div_(len(transforms))[0]
 
     def _sample(
-        self, lr: Tensor, noise: Tensor, sampler: SamplerConfig, cond: Conditioning, on_tile: Callable[[int], None]
+        self, lr: Tensor, field: NoiseField, sampler: SamplerConfig, cond: Conditioning,
+        on_tile: Callable[[int], None], compact: bool = False,
     ) -> Tensor:
-        """One sampling run: (1, 3, h, w) LR and its (1, 3, sH, sW) noise -> (1, 3, sH, sW) in [0, 1]."""
+        """One sampling run of (1, 3, h, w) LR from `field`'s noise -> (3, sH, sW): float32 in
+        [0, 1]; uint16 (v * 65535) when tiled and `compact` (see the module docstring)."""
         h, w = lr.shape[-2:]
+        k = self.cfg.lr_per_token
+        cond = cond.to(self.plan.device)
+        kind = cond.prior_tensor()
         tile = auto_tile(self.cfg, self.tiles, h, w)
-        denoise = self.denoise_fn(lr, cond, tile, on_tile)
-        x0 = sample(denoise, noise, sampler)
-        return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
+        if len(plan_tiles(h, w, tile, self.tiles.overlap, self.scale, align=k)) == 1:
+            try:
+                x0 = sample(self._evaluations(lr, cond, kind, on_tile), field.full(), sampler)
+                return compose_output(lr, x0, self.cfg)[0]  # (3, sH, sW) float32 in [0, 1]
+            except (RuntimeError, MemoryError) as exc:
+                tile = self._smaller_tile(exc, max(h, w))
+        while True:
+            try:
+                return self._sample_tiles(lr, field, sampler, cond, kind, on_tile, tile, compact)
+            except (RuntimeError, MemoryError) as exc:
+                tile = self._smaller_tile(exc, tile)
+
+    def _evaluations(
+        self, lr: Tensor, cond: Conditioning, kind: Tensor | None, on_tile: Callable[[int], None]
+    ) -> Callable[[Tensor, float], Tensor]:
+        """The `denoise(x_t, t) -> x0_hat` the samplers call, for one (1, 3, h, w) LR image or tile."""
+
+        def denoise(x_t: Tensor, t: float) -> Tensor:
+            out = self._forward(x_t, t, lr, cond, kind)
+            on_tile(1)
+            return out
+
+        return denoise
+
+    def _smaller_tile(self, exc: BaseException, current: int) -> int:
+        """The tile side to retry with after `exc` if it is an out-of-memory error (re-raised
+        otherwise); DeviceError when tiles cannot shrink further."""
+        if not is_out_of_memory(exc):
+            raise exc
+        if self.plan.device.type == "cuda":
+            torch.cuda.empty_cache()
+        k, overlap = self.cfg.lr_per_token, self.tiles.overlap
+        smaller = max(current // 2 // k * k, 2 * overlap + 2 * k)
+        if current <= self.tiles.min_tile or smaller >= current:
+            raise DeviceError(
+                f"out of memory even with {current}-pixel tiles; try --tile smaller, "
+                "--device cpu or a smaller --tile-overlap"
+            ) from None
+        return smaller
+
+    def _sample_tiles(
+        self, lr: Tensor, field: NoiseField, sampler: SamplerConfig, cond: Conditioning, kind: Tensor | None,
+        on_tile: Callable[[int], None], tile: int, compact: bool,
+    ) -> Tensor:
+        """The tiled run: each tile sampled whole from its crop of the noise, composed with its
+        bicubic region and blended into a (3, sH, sW) canvas (uint16 if `compact`)."""
+        h, w = lr.shape[-2:]
+        s = self.scale
+        plan = plan_tiles(h, w, tile, self.tiles.overlap, s, align=self.cfg.lr_per_token)
+        overlap_hr = self.tiles.overlap * s
+        board = TileCanvas(plan, (3, h * s, w * s), torch.uint16 if compact else torch.float32,
+                           overlap_hr, margin_hr=overlap_hr // 4)
+        for t in plan:
+            y0, x0, y1, x1 = t.lr_box
+            x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, kind, on_tile), field.crop(t.hr_box), sampler)
+            values = bicubic_region(lr, t.lr_box, s).add_(x0_hat, alpha=self.cfg.residual_scale)
+            del x0_hat
+            board.add(t, values[0])
+            del values
+            release_cpu_memory()  # the tile's freed activations: tiles of other sizes, and the encoder, fit in none
+        return board.canvas
 
 
-def uses_tags(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
-    """Whether tags can change the output of a `sampler` run of a `cfg` model: not when every
-    expert it visits is a bare prior (the fidelity preset of weights whose structure expert is
-    the prior)."""
+def runs_network(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
+    """Whether a `sampler` run of a `cfg` model evaluates an expert network, so that its tags and
+    its starting noise can change the output: not when every expert it visits is a bare prior
+    (the fidelity preset of weights whose structure expert is the prior)."""
     experts = (expert_for_log_snr(log_snr(float(t)), cfg.expert_boundaries) for t in evaluation_times(sampler))
     return any(e not in cfg.bare_experts for e in experts)
 
@@ -407,12 +421,14 @@ def upscale_chain(
     jpeg_quality: int | None = None,
     tta: bool = False,
     progress: Progress = None,
+    compact: bool = False,
 ) -> tuple[Tensor, Route]:
     """`lr` (3, h, w) through native passes one after another (e.g. x4 then x2 for --outscale 6):
     (3, S h, S w) with S the product of their scales, and the route of the first pass. The first
     pass uses `input_kind` (auto: its router looks at `lr`, and `jpeg_quality` of its file);
     later ones see a clean image and get the file's first (clean) prior. `tags` returns the
-    input's tag tokens; it is called only if a pass can use them."""
+    input's tag tokens; it is called only if a pass can use them. `compact`: the last pass may
+    return a uint16 canvas (Upscaler.__call__)."""
     out, first = lr, Route(None, None, "")
     for index, up in enumerate(chain):
         if index == 0:  # an unknown prior fails here, before any work
@@ -422,7 +438,7 @@ def upscale_chain(
             cond = up.conditioning(None)
         if tags is not None and up.uses_tags(sampler):
             cond = cond.with_tags(*tags())
-        out = up(out, sampler, cond, progress=progress, tta=tta)
+        out = up(out, sampler, cond, progress=progress, tta=tta, compact=compact and index == len(chain) - 1)
     return out, first
 
 

@@ -227,6 +227,21 @@ def bicubic_upsample(lr: Tensor, scale: int) -> Tensor:
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
+BICUBIC_REACH = 2  # LR pixels on each side that a bicubic output pixel reads (taps floor - 1 .. floor + 2)
+
+
+def bicubic_region(lr: Tensor, box: tuple[int, int, int, int], scale: int) -> Tensor:
+    """bicubic_upsample(lr, scale) over the LR box (y0, x0, y1, x1) only: the same values, from a
+    crop of `lr` with BICUBIC_REACH pixels of context (fewer at the image border, where the
+    whole-image upsample clamps the same way). (B, C, s (y1 - y0), s (x1 - x0))."""
+    y0, x0, y1, x1 = box
+    h, w = lr.shape[-2:]
+    a0, b0 = max(y0 - BICUBIC_REACH, 0), max(x0 - BICUBIC_REACH, 0)
+    a1, b1 = min(y1 + BICUBIC_REACH, h), min(x1 + BICUBIC_REACH, w)
+    up = bicubic_upsample(lr[..., a0:a1, b0:b1], scale)
+    return up[..., (y0 - a0) * scale : (y1 - a0) * scale, (x0 - b0) * scale : (x1 - b0) * scale]
+
+
 def residual_target(hr: Tensor, lr: Tensor, cfg: ModelConfig) -> Tensor:
     """x0 of the flow: (HR - bicubic(LR)) / residual_scale, roughly unit variance."""
     return (hr - bicubic_upsample(lr, cfg.scale)) / cfg.residual_scale
