@@ -6,7 +6,11 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
     returns  (3, s h, s w) float32 in [0, 1] on the CPU, s = the weights' scale.
     Noise:   one (1, 3, s h, s w) canvas drawn on the CPU from `sampler.seed` (identical on
              every device and for every tiling), cropped per tile, so overlapping tiles agree;
-             or `noise` itself when given.
+             or `noise` itself when given. A run whose output is the prior's image alone
+             (`prior_only`: one evaluation by a bare expert, the fidelity preset of the shipped
+             weights) draws none and returns clamp(prior(LR)) blended over the tiles: the same
+             as bicubic + residual_scale * (prior - bicubic) / residual_scale up to rounding,
+             without the two bicubic upsamples.
     tta:     the 8 dihedral transforms of the input, each sampled with the noise transformed
              alike, transformed back and averaged (engine/tta.py): 8x the cost.
     Tiling:  inside the `denoise(x_t, t)` callable the samplers call once per evaluation, so
@@ -14,7 +18,8 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              otherwise tiles of `tile` LR pixels with `overlap`; an out-of-memory error halves
              the tile and retries that evaluation (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
-             output stay float32 (a prior always runs in fp32).
+             output stay float32 (a prior always runs in fp32; on the CPU through PyTorch or
+             ncnn, engine.device.cpu_prior_backend, decided on the prior's first call).
     cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
              it ("clean", "real" or "texture", see config.PRIOR_INPUTS; `choose_input` picks it,
              ModelConfig.prior_index turns the name into the index and refuses one the weights
@@ -52,15 +57,18 @@ from linearsr_cli.engine.device import (
     available_devices,
     choose_dtype,
     cpu_bf16,
+    cpu_prior_backend,
     is_out_of_memory,
     prefers_channels_last,
     tune_cpu_allocator,
 )
+from linearsr_cli.engine.ncnn_prior import NcnnPrior
 from linearsr_cli.engine.route import Router, measure, run_kind
 from linearsr_cli.engine.tiling import Blender, Tile, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
+from linearsr_cli.nn.prior_nets import PriorNet
 from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
 
@@ -185,6 +193,23 @@ def auto_tile(cfg: ModelConfig, tiles: TileConfig, h: int, w: int) -> int:
     return max(side, tiles.min_tile, 2 * tiles.overlap + 2 * k)
 
 
+class CpuPrior:
+    """A prior network on the CPU, run by the library engine.device.cpu_prior_backend picks for
+    its shape (torch or ncnn). Decided, and the ncnn graph written from the weights, on the first
+    call: a prior the run never uses costs nothing."""
+
+    def __init__(self, net: PriorNet) -> None:
+        self.net = net
+        self.backend: str | None = None  # "torch" or "ncnn" once decided
+        self._run: Callable[[Tensor], Tensor] | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self._run is None:
+            self.backend = cpu_prior_backend(self.net.cfg).backend
+            self._run = NcnnPrior(self.net) if self.backend == "ncnn" else self.net
+        return self._run(x)
+
+
 class Upscaler:
     """A loaded model on a device, ready to upscale tensors (see the module docstring)."""
 
@@ -195,6 +220,8 @@ class Upscaler:
         if prefers_channels_last(plan.device) and hasattr(self.model, "priors"):
             for prior in self.model.priors.values():  # the convolution-only SPAN priors
                 prior.to(memory_format=torch.channels_last)
+        if plan.device.type == "cpu" and hasattr(self.model, "priors"):
+            self.model.prior_calls = {name: CpuPrior(prior) for name, prior in self.model.priors.items()}
         self.cfg: ModelConfig = model.cfg
         self.plan = plan
         self.tiles = tiles
@@ -222,6 +249,10 @@ class Upscaler:
     def uses_tags(self, sampler: SamplerConfig) -> bool:
         """Whether tags can change the output of a `sampler` run (the module function)."""
         return uses_tags(self.cfg, sampler)
+
+    def prior_only(self, sampler: SamplerConfig) -> bool:
+        """Whether a `sampler` run's output is the prior's image alone (the module function)."""
+        return prior_only(self.cfg, sampler)
 
     def choose_input(
         self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
@@ -273,15 +304,25 @@ class Upscaler:
             out = self.model(xt_t, t, lr_t, cond.tags, cond.tag_mask, kind)
         return out.float().cpu()
 
+    def _prior_tile(self, x_t: Tensor, t: float, lr: Tensor, tile: Tile, cond: Conditioning, kind: Tensor | None) -> Tensor:
+        """The prior's image of one tile, (1, 3, s th, s tw) float32 on the CPU (`prior_only`
+        runs: x_t and t are not read)."""
+        y0, x0, y1, x1 = tile.lr_box
+        return self.model.prior_image(lr[..., y0:y1, x0:x1].to(self.plan.device), kind).float().cpu()
+
     def denoise_fn(
         self,
         lr: Tensor,
         cond: Conditioning,
         tile: int,
         on_tile: Callable[[int], None] | None = None,
+        *,
+        image: bool = False,
     ) -> Callable[[Tensor, float], Tensor]:
         """The `denoise(x_t, t) -> x0_hat` the samplers call on the whole (1, 3, sH, sW) canvas;
-        tiles and blends inside. `tile` is the starting LR tile side (0 = whole image)."""
+        tiles and blends inside. `tile` is the starting LR tile side (0 = whole image). With
+        `image` (`prior_only` runs), it returns the output image instead of x0_hat: the prior's
+        image of a whole-image plan, else bicubic + residual_scale * the blended x0_hat tiles."""
         h, w = lr.shape[-2:]
         s, k = self.scale, self.cfg.lr_per_token
         overlap = self.tiles.overlap
@@ -294,7 +335,7 @@ class Upscaler:
             while True:
                 plan = plan_tiles(h, w, state["tile"], overlap, s, align=k)
                 try:
-                    return self._run_tiles(x_t, t, lr, plan, cond, kind, on_tile)
+                    return self._run_tiles(x_t, t, lr, plan, cond, kind, on_tile, image=image)
                 except (RuntimeError, MemoryError) as exc:
                     if not is_out_of_memory(exc):
                         raise
@@ -320,10 +361,15 @@ class Upscaler:
         cond: Conditioning,
         kind: Tensor | None,
         on_tile: Callable[[int], None] | None,
+        *,
+        image: bool = False,
     ) -> Tensor:
+        """x0_hat of the canvas from the tiles of `plan`, or with `image` the output image (see
+        denoise_fn): one tile is the prior's image itself; several blend as x0_hat always has."""
         s = self.scale
         if len(plan) == 1:
-            out = self._forward_tile(x_t, t, lr, plan[0], cond, kind)
+            forward = self._prior_tile if image else self._forward_tile
+            out = forward(x_t, t, lr, plan[0], cond, kind)
             if on_tile is not None:
                 on_tile(1)
             return out
@@ -333,7 +379,7 @@ class Upscaler:
             blender.add(tile, self._forward_tile(x_t, t, lr, tile, cond, kind))
             if on_tile is not None:
                 on_tile(1)
-        return blender.result()
+        return compose_output(lr, blender.result(), self.cfg) if image else blender.result()
 
     def tile_count(self, h: int, w: int) -> int:
         """Tiles one evaluation uses for an h x w LR image under the configured tiling."""
@@ -356,7 +402,9 @@ class Upscaler:
         lr = lr.detach().float().cpu()[None].clamp(0.0, 1.0)  # (1, 3, h, w)
         h, w = lr.shape[-2:]
         s = self.scale
-        if noise is None:
+        if noise is None and self.prior_only(sampler):  # nothing reads it: only its shape is used
+            noise = torch.zeros(()).expand(1, 3, h * s, w * s)
+        elif noise is None:
             noise = draw_noise((1, 3, h * s, w * s), sampler.seed)  # (1, 3, sH, sW) on the CPU
         elif tuple(noise.shape) != (1, 3, h * s, w * s):
             raise ValueError(f"noise must be {(1, 3, h * s, w * s)}, got {tuple(noise.shape)}")
@@ -376,7 +424,7 @@ class Upscaler:
             sr = invert(self._sample(apply(lr, g), apply(noise, g), sampler, cond, on_tile), g)
             out = sr if out is None else out.add_(sr)
         assert out is not None
-        return out.div_(len(transforms))[0]
+        return (out.div_(len(transforms)) if tta else out)[0]
 
     def _sample(
         self, lr: Tensor, noise: Tensor, sampler: SamplerConfig, cond: Conditioning, on_tile: Callable[[int], None]
@@ -384,6 +432,8 @@ class Upscaler:
         """One sampling run: (1, 3, h, w) LR and its (1, 3, sH, sW) noise -> (1, 3, sH, sW) in [0, 1]."""
         h, w = lr.shape[-2:]
         tile = auto_tile(self.cfg, self.tiles, h, w)
+        if self.prior_only(sampler):  # the prior's image is the output: no bicubic, no residual
+            return self.denoise_fn(lr, cond, tile, on_tile, image=True)(noise, 1.0).clamp_(0.0, 1.0)
         denoise = self.denoise_fn(lr, cond, tile, on_tile)
         x0 = sample(denoise, noise, sampler)
         return compose_output(lr, x0, self.cfg)  # (1, 3, sH, sW) float32 in [0, 1]
@@ -395,6 +445,13 @@ def uses_tags(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
     the prior)."""
     experts = (expert_for_log_snr(log_snr(float(t)), cfg.expert_boundaries) for t in evaluation_times(sampler))
     return any(e not in cfg.bare_experts for e in experts)
+
+
+def prior_only(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
+    """Whether a `sampler` run of a `cfg` model outputs the prior's image alone: one evaluation,
+    by a bare expert, whose x0 is (prior - bicubic) / residual_scale, which the output turns back
+    into bicubic + residual_scale * x0 = the prior's image. The noise is not read."""
+    return count_evaluations(sampler) == 1 and not uses_tags(cfg, sampler)
 
 
 def upscale_chain(
