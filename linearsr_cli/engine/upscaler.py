@@ -69,6 +69,7 @@ from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, compose_output
 from linearsr_cli.nn.prior_nets import PriorNet
+from linearsr_cli.nn.span import SpanConfig
 from linearsr_cli.sampling.samplers import count_evaluations, draw_noise, evaluation_times, sample
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
 
@@ -198,14 +199,14 @@ class CpuPrior:
     its shape (torch or ncnn). Decided, and the ncnn graph written from the weights, on the first
     call: a prior the run never uses costs nothing."""
 
-    def __init__(self, net: PriorNet) -> None:
+    def __init__(self, net: PriorNet, backend: str | None = None) -> None:
         self.net = net
-        self.backend: str | None = None  # "torch" or "ncnn" once decided
+        self.backend = backend  # "torch" or "ncnn" once decided; given, it is not asked (benchmarks)
         self._run: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         if self._run is None:
-            self.backend = cpu_prior_backend(self.net.cfg).backend
+            self.backend = self.backend or cpu_prior_backend(self.net.cfg).backend
             self._run = NcnnPrior(self.net) if self.backend == "ncnn" else self.net
         return self._run(x)
 
@@ -537,6 +538,11 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
         "fp32_gflops": decision.fp32_gflops,
         "bf16_gflops": decision.bf16_gflops,
     }
+    try:  # the library that runs the shipped priors' shape (SPAN, 52 channels, 6 blocks) here
+        prior = cpu_prior_backend(SpanConfig())
+        report["cpu"] |= {"prior_backend": prior.backend, "prior_backend_why": prior.reason}
+    except DeviceError as exc:  # a bad LINEARSR_PRIOR_BACKEND
+        report["cpu"] |= {"prior_backend": None, "prior_backend_why": str(exc)}
     auto = {}
     for name in ("cpu", "cuda", "mps"):
         if name == "cpu" or any(d.startswith(name) for d in report["devices"]):
