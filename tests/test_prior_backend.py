@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
 import linearsr_cli.engine.device as device
 import linearsr_cli.engine.upscaler as upscaler_mod
+from linearsr_cli.cli import EXIT_USAGE, app
 from linearsr_cli.config import PRESETS, TileConfig
 from linearsr_cli.engine.device import (
     PRIOR_BACKEND_ENV,
@@ -183,6 +186,18 @@ def test_the_environment_forces_a_backend(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(PRIOR_BACKEND_ENV, "onnx")
     with pytest.raises(DeviceError, match="torch, ncnn"):
         cpu_prior_backend(cfg)
+
+
+def test_a_bad_setting_stops_the_run_before_any_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = routed_prior_weights(tmp_path / "w.safetensors")
+    monkeypatch.setenv(PRIOR_BACKEND_ENV, "onnx")
+    with pytest.raises(DeviceError, match=PRIOR_BACKEND_ENV):
+        Upscaler.from_weights(weights, plan_device("cpu", "fp32"), TileConfig())
+    src = tmp_path / "in.png"
+    Image.fromarray((synthetic_photo(16, 16) * 255).astype(np.uint8)).save(src)
+    res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"])
+    assert res.exit_code == EXIT_USAGE and "choose one of auto, torch, ncnn" in res.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_without_the_ncnn_package_the_prior_runs_in_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

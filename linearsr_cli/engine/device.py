@@ -207,24 +207,29 @@ def _timed_prior_backend(net_cfg: prior_nets.PriorNetConfig, threads: int) -> Pr
     return PriorBackendDecision("torch", f"{times}: torch", torch_s, ncnn_s)
 
 
-def cpu_prior_backend(net_cfg: prior_nets.PriorNetConfig) -> PriorBackendDecision:
-    """The one choice of the library that runs a prior of `net_cfg`'s shape on the CPU:
-    $LINEARSR_PRIOR_BACKEND when it says torch or ncnn (DeviceError for another value, or for
-    ncnn without the package), else torch without the `ncnn` package, else the faster on a
-    timed probe (`time_prior_backends`; ncnn only at NCNN_MARGIN or better), timed once per
-    process, shape and thread count."""
+def prior_backend_setting() -> str:
+    """$LINEARSR_PRIOR_BACKEND: "auto" (also when unset), "torch" or "ncnn"; DeviceError for
+    another value, or for ncnn without the package. Checked when a CPU Upscaler is made, so a
+    bad value stops the run before any image."""
     forced = os.environ.get(PRIOR_BACKEND_ENV, "").strip().lower() or "auto"
     if forced not in PRIOR_BACKENDS:
         raise DeviceError(f"{PRIOR_BACKEND_ENV}={forced!r}: choose one of {', '.join(PRIOR_BACKENDS)}")
-    if forced == "torch":
-        return PriorBackendDecision("torch", f"{PRIOR_BACKEND_ENV}=torch")
+    if forced == "ncnn" and not ncnn_available():
+        raise DeviceError(f"{PRIOR_BACKEND_ENV}=ncnn, but the Python package 'ncnn' is not installed "
+                          "(pip install ncnn, or the package's 'peers' extra)")
+    return forced
+
+
+def cpu_prior_backend(net_cfg: prior_nets.PriorNetConfig) -> PriorBackendDecision:
+    """The one choice of the library that runs a prior of `net_cfg`'s shape on the CPU:
+    $LINEARSR_PRIOR_BACKEND when it says torch or ncnn (`prior_backend_setting`), else torch
+    without the `ncnn` package, else the faster on a timed probe (`time_prior_backends`; ncnn
+    only at NCNN_MARGIN or better), timed once per process, shape and thread count."""
+    forced = prior_backend_setting()
+    if forced != "auto":
+        return PriorBackendDecision(forced, f"{PRIOR_BACKEND_ENV}={forced}")
     if not ncnn_available():
-        if forced == "ncnn":
-            raise DeviceError(f"{PRIOR_BACKEND_ENV}=ncnn, but the Python package 'ncnn' is not installed "
-                              "(pip install ncnn, or the package's 'peers' extra)")
         return PriorBackendDecision("torch", "the Python package 'ncnn' is not installed: torch")
-    if forced == "ncnn":
-        return PriorBackendDecision("ncnn", f"{PRIOR_BACKEND_ENV}=ncnn")
     return _timed_prior_backend(net_cfg, torch.get_num_threads())
 
 

@@ -60,6 +60,7 @@ from linearsr_cli.engine.device import (
     cpu_prior_backend,
     is_out_of_memory,
     prefers_channels_last,
+    prior_backend_setting,
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.ncnn_prior import NcnnPrior
@@ -222,6 +223,7 @@ class Upscaler:
             for prior in self.model.priors.values():  # the convolution-only SPAN priors
                 prior.to(memory_format=torch.channels_last)
         if plan.device.type == "cpu" and hasattr(self.model, "priors"):
+            prior_backend_setting()  # a bad LINEARSR_PRIOR_BACKEND fails here, before any image
             self.model.prior_calls = {name: CpuPrior(prior) for name, prior in self.model.priors.items()}
         self.cfg: ModelConfig = model.cfg
         self.plan = plan
