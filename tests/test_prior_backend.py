@@ -215,6 +215,18 @@ def test_without_the_ncnn_package_the_prior_runs_in_torch(tmp_path: Path, monkey
     assert out.shape == (3, 80, 112) and up.model.prior_calls["real"].backend == "torch"  # type: ignore[attr-defined]
 
 
+def test_prior_calls_serve_inference_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With grad on (training), the prior modules run whatever the upscaler installed."""
+    monkeypatch.setenv(PRIOR_BACKEND_ENV, "torch")
+    up = Upscaler.from_weights(routed_prior_weights(tmp_path / "w.safetensors"), plan_device("cpu", "fp32"), TileConfig())
+    up.model.prior_calls = {name: (lambda x: pytest.fail("a replacement ran with grad on")) for name in up.model.priors}
+    lr = _photo()[None]
+    assert up.model.prior_image(lr).requires_grad
+    up.model.prior_calls = {name: (lambda x: torch.zeros(1, 3, 80, 112)) for name in up.model.priors}
+    with torch.no_grad():
+        assert up.model.prior_image(lr).abs().sum() == 0
+
+
 def test_cpu_prior_decides_on_its_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PRIOR_BACKEND_ENV, "torch")
     span = _span()

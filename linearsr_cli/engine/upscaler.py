@@ -8,9 +8,9 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              every device and for every tiling), cropped per tile, so overlapping tiles agree;
              or `noise` itself when given. A run whose output is the prior's image alone
              (`prior_only`: one evaluation by a bare expert, the fidelity preset of the shipped
-             weights) draws none and returns clamp(prior(LR)) blended over the tiles: the same
-             as bicubic + residual_scale * (prior - bicubic) / residual_scale up to rounding,
-             without the two bicubic upsamples.
+             weights) draws none, and a whole-image plan returns clamp(prior(LR)): the same as
+             bicubic + residual_scale * (prior - bicubic) / residual_scale up to rounding,
+             without the two bicubic upsamples (tiled plans blend the tiles' residuals).
     tta:     the 8 dihedral transforms of the input, each sampled with the noise transformed
              alike, transformed back and averaged (engine/tta.py): 8x the cost.
     Tiling:  inside the `denoise(x_t, t)` callable the samplers call once per evaluation, so

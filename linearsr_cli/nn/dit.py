@@ -144,8 +144,9 @@ class LinearSR(nn.Module):
     SRVGG network (cfg.prior_archs). The priors always run in fp32 (autocast off): SPAN scales
     its input by 255. `prior_records` holds each prior's
     provenance (origin, licence, attribution) for the weights file's metadata.
-    `prior_calls` may replace a prior's forward at inference (input name -> a callable with the
-    same contract, e.g. the ncnn backend the upscaler picks on a CPU); empty, the modules run.
+    `prior_calls` may replace a prior's forward at inference, with grad off (input name -> a
+    callable with the same contract, e.g. the ncnn backend the upscaler picks on a CPU); empty,
+    or with grad on, the modules run.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -170,8 +171,10 @@ class LinearSR(nn.Module):
         return torch.tensor([self.cfg.prior_index(n) for n in inputs], dtype=torch.long)
 
     def _run_prior(self, name: str, lr32: Tensor) -> Tensor:
-        run = self.prior_calls.get(name) or self.priors[name]
-        return run(lr32).to(lr32.device)
+        """The prior `name` on lr32: its `prior_calls` replacement when grad is off, else the module
+        (training needs the module's gradients and current weights)."""
+        run = None if torch.is_grad_enabled() else self.prior_calls.get(name)
+        return (run or self.priors[name])(lr32).to(lr32.device)
 
     def prior_image(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
         """prior(LR), each sample through the prior of its input kind: (B, 3, H, W) float32, not
