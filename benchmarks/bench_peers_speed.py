@@ -10,7 +10,11 @@ so a slow drift in machine load hits all of them alike), median of `--runs` roun
                           weights), plain fp32 and, where engine.device.cpu_bf16() says bf16 is
                           fast here, under bf16 autocast: framework-fair
     linearsr 1-NFE        the real engine (Upscaler, the default CPU plan, auto tiling), fidelity
-                          preset (with the shipped weights: the SPAN prior alone), tags off
+                          preset (with the shipped weights: the SPAN prior alone), tags off,
+                          through upscale_chain with --input auto (the gate included: the
+                          weights' router, or the constant they fix), the prior on the backend
+                          engine.device.cpu_prior_backend picks (torch or ncnn)
+    ... prior in torch / ncnn   the same with the prior's backend forced (ncnn: when installed)
     linearsr multi-step   the same, PRESETS["perceptual"] (4-step DPM-Solver++(2M))
     linearsr multi-step + tags  tagger on the LR image + text encoder + the perceptual run with the
                           tag tokens (the per-image cost of TAG; the one-off load is reported apart)
@@ -47,8 +51,14 @@ sys.path.insert(0, str(REPO))
 from benchmarks.rrdbnet import RRDBConfig, RRDBNet  # noqa: E402
 from benchmarks.timing_weights import timing_weights  # noqa: E402
 from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
-from linearsr_cli.engine.device import cpu_bf16, plan_device  # noqa: E402
-from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
+from linearsr_cli.engine.device import (  # noqa: E402
+    cpu_bf16,
+    cpu_capability,
+    cpu_prior_backend,
+    ncnn_available,
+    plan_device,
+)
+from linearsr_cli.engine.upscaler import CpuPrior, Upscaler, upscale_chain  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
@@ -63,6 +73,19 @@ class Method:
     run: Callable[[torch.Tensor], object]
     slow: bool = False
     note: str = ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its AVX-512 / bf16 / AMX flags, from /proc/cpuinfo (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    has = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{fields.get('model name', platform.machine())} ({', '.join(has) or 'no AVX2'})"
 
 
 def load_lr(size: int) -> torch.Tensor:
@@ -119,7 +142,23 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     extra["linearsr tiles at this size"] = upscaler.tile_count(lr_size, lr_size)
     fidelity, perceptual = PRESETS["fidelity"], PRESETS["perceptual"]
     extra["perceptual preset"] = f"{perceptual.steps} steps {perceptual.solver}, {count_evaluations(perceptual)} NFE"
-    methods.append(Method("linearsr 1-NFE", lambda lr: upscaler(lr, fidelity), note=f"engine, {plan.describe()}, tags off"))
+    def one_nfe(up: Upscaler) -> Callable[[torch.Tensor], object]:
+        return lambda lr: upscale_chain([up], lr, fidelity, input_kind="auto")[0]
+
+    route = upscaler.choose_input("auto", load_lr(lr_size), None, fidelity)
+    prior = upscaler.model.priors[route.prior]
+    decision = cpu_prior_backend(prior.cfg)
+    extra["1-NFE --input auto"] = f"prior '{route.prior}' ({route.why})"
+    extra["prior backend (auto)"] = decision.reason
+    methods.append(Method("linearsr 1-NFE", one_nfe(upscaler),
+                          note=f"engine, {plan.describe()}, tags off, prior in {decision.backend} (auto)"))
+    for backend in ("torch", "ncnn"):
+        if backend == "ncnn" and not ncnn_available():
+            continue
+        forced = Upscaler.from_weights(weights, plan, TileConfig())
+        forced.model.prior_calls = {n: CpuPrior(p, backend) for n, p in forced.model.priors.items()}
+        methods.append(Method(f"linearsr 1-NFE, prior in {backend}", one_nfe(forced),
+                              note=f"engine, {plan.describe()}, tags off, prior forced to {backend}"))
     methods.append(Method("linearsr multi-step", lambda lr: upscaler(lr, perceptual),
                           note=f"engine, {plan.describe()}, tags off, {extra['perceptual preset']}"))
 
@@ -195,8 +234,8 @@ def main() -> None:
     ref = med.get("realesrgan (ncnn)")
     side = args.lr_size * 4
     print()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {args.threads} threads; LR {args.lr_size}² -> {side}²; median of "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} (capability "
+          f"{cpu_capability()}), {args.threads} threads; LR {args.lr_size}² -> {side}²; median of "
           f"{args.runs} interleaved rounds; LinearSR: {weights_note}")
     for k, v in extra.items():
         print(f"  {k}: {v}")
@@ -213,7 +252,8 @@ def main() -> None:
         for name in ("linearsr 1-NFE", "linearsr multi-step"):
             print(f"Real-ESRGAN (ncnn) / {name}: {ref / med[name]:.1f}x faster")
     if "span (ncnn)" in med:
-        print(f"linearsr 1-NFE / SPAN (ncnn): {med['linearsr 1-NFE'] / med['span (ncnn)']:.2f}x the time")
+        for name in (m.name for m in methods if m.name.startswith("linearsr 1-NFE")):
+            print(f"{name} / SPAN (ncnn): {med[name] / med['span (ncnn)']:.2f}x the time")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as fh:

@@ -308,6 +308,7 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
     assert report["weights"]["scale"] == 4 and report["weights"]["experts"] == 4
     assert report["auto_dtype"]["cpu"] == ("bfloat16" if report["cpu"]["bf16"] else "fp32")
     assert report["cpu"]["capability"] and report["cpu"]["why"].endswith(("bf16", "fp32"))
+    assert report["cpu"]["prior_backend"] in ("torch", "ncnn") and report["cpu"]["prior_backend_why"]
     shipped = {e["file"]: e for e in report["shipped_weights"]}
     assert set(shipped) == {"linearsr-x2.safetensors", "linearsr-x4.safetensors"}
     for entry in shipped.values():  # each shipped file says whether it has a router

@@ -8,12 +8,19 @@ says bf16 is really fast here, fp32 otherwise. A CPU without native bf16 (AVX2-o
 and older Intel machines) emulates it about 50x slower than fp32, so the decision is a static
 predicate (oneDNN's native-bf16 check) confirmed by timing one matmul in each dtype, once per
 process. See BENCHMARKS.md for the measurements.
+
+The priors' conv stacks (SPAN, SRVGG) run in fp32 whatever the dtype, on the CPU through PyTorch
+or through ncnn (`engine/ncnn_prior.py`, when the optional `ncnn` package is installed):
+`cpu_prior_backend` times both on a small stand-in of the prior's shape, once per process and
+shape, and takes ncnn only when it is clearly faster; `LINEARSR_PRIOR_BACKEND=torch|ncnn|auto`
+forces a side. Other devices always run the priors in PyTorch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.util
 import os
 import sys
 import time
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from linearsr_cli.errors import DeviceError
+from linearsr_cli.nn import prior_nets
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 TRAINING_DEVICES = ("auto", "cpu", "cuda")
@@ -154,6 +162,91 @@ def prefers_channels_last(device: torch.device) -> bool:
     values one level apart: 2 in 100,000 on a photo, 4 in 1,000 on random noise). Not measured
     on CUDA/MPS: left as they are."""
     return device.type == "cpu"
+
+
+PRIOR_BACKENDS = ("auto", "torch", "ncnn")
+PRIOR_BACKEND_ENV = "LINEARSR_PRIOR_BACKEND"
+PROBE_SIDE = 192  # LR side of the probe: at 128^2 and below ncnn won here where torch wins at 256^2
+NCNN_MARGIN = 0.9  # ncnn only when it takes at most 90 % of torch's time: a tie stays torch
+
+
+def ncnn_available() -> bool:
+    """Whether the optional `ncnn` package (the `peers` extra) can be imported."""
+    try:
+        return importlib.util.find_spec("ncnn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class PriorBackendDecision:
+    """Which library runs a prior's convs on the CPU ("torch" or "ncnn"), and why (for `linearsr
+    info` and the benchmarks); the probe's best times when it was timed."""
+
+    backend: str
+    reason: str
+    torch_s: float | None = None
+    ncnn_s: float | None = None
+
+
+def time_prior_backends(net_cfg: prior_nets.PriorNetConfig, side: int = PROBE_SIDE, rounds: int = 3) -> tuple[float, float]:
+    """Best seconds of (torch, ncnn) for a random prior of `net_cfg`'s widths (prior_nets.shallow)
+    on a side x side input, each run as the upscaler runs it (torch in channels_last where
+    `prefers_channels_last`), after a warm-up, in `rounds` interleaved rounds."""
+    from linearsr_cli.engine.ncnn_prior import NcnnPrior
+
+    tune_cpu_allocator()
+    net = prior_nets.build(prior_nets.shallow(net_cfg)).eval()
+    through_ncnn = NcnnPrior(net)
+    if prefers_channels_last(torch.device("cpu")):
+        net = net.to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    best = {"torch": float("inf"), "ncnn": float("inf")}
+    runs = {"torch": net, "ncnn": through_ncnn}
+    with torch.inference_mode():
+        for run in runs.values():
+            run(x)
+        for _ in range(rounds):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run(x)
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best["torch"], best["ncnn"]
+
+
+@functools.cache
+def _timed_prior_backend(net_cfg: prior_nets.PriorNetConfig, threads: int) -> PriorBackendDecision:
+    torch_s, ncnn_s = time_prior_backends(net_cfg)
+    times = f"probe {PROBE_SIDE}^2 at {threads} threads: ncnn {ncnn_s * 1e3:.1f} ms, torch {torch_s * 1e3:.1f} ms"
+    if ncnn_s <= NCNN_MARGIN * torch_s:
+        return PriorBackendDecision("ncnn", f"{times}: ncnn", torch_s, ncnn_s)
+    return PriorBackendDecision("torch", f"{times}: torch", torch_s, ncnn_s)
+
+
+def prior_backend_setting() -> str:
+    """$LINEARSR_PRIOR_BACKEND: "auto" (also when unset), "torch" or "ncnn"; DeviceError for
+    another value, or for ncnn without the package. Checked when a CPU Upscaler is made, so a
+    bad value stops the run before any image."""
+    forced = os.environ.get(PRIOR_BACKEND_ENV, "").strip().lower() or "auto"
+    if forced not in PRIOR_BACKENDS:
+        raise DeviceError(f"{PRIOR_BACKEND_ENV}={forced!r}: choose one of {', '.join(PRIOR_BACKENDS)}")
+    if forced == "ncnn" and not ncnn_available():
+        raise DeviceError(f"{PRIOR_BACKEND_ENV}=ncnn, but the Python package 'ncnn' is not installed "
+                          "(pip install ncnn, or the package's 'peers' extra)")
+    return forced
+
+
+def cpu_prior_backend(net_cfg: prior_nets.PriorNetConfig) -> PriorBackendDecision:
+    """The one choice of the library that runs a prior of `net_cfg`'s shape on the CPU:
+    $LINEARSR_PRIOR_BACKEND when it says torch or ncnn (`prior_backend_setting`), else torch
+    without the `ncnn` package, else the faster on a timed probe (`time_prior_backends`; ncnn
+    only at NCNN_MARGIN or better), timed once per process, shape and thread count."""
+    forced = prior_backend_setting()
+    if forced != "auto":
+        return PriorBackendDecision(forced, f"{PRIOR_BACKEND_ENV}={forced}")
+    if not ncnn_available():
+        return PriorBackendDecision("torch", "the Python package 'ncnn' is not installed: torch")
+    return _timed_prior_backend(net_cfg, torch.get_num_threads())
 
 
 @dataclass(frozen=True)

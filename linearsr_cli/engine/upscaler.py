@@ -9,6 +9,11 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
     Noise:   sampling/noise.NoiseField over the (1, 3, s h, s w) canvas from `sampler.seed`
              (identical on every device and for every tiling): drawn whole up to 33.5 MP,
              block by block beyond, so that no tile needs the whole canvas; or `noise` itself.
+             Runs that visit only bare experts (runs_network) draw none. A run whose output is
+             the prior's image alone (`prior_only`: one evaluation by a bare expert, the
+             fidelity preset of the shipped weights) returns clamp(prior(LR)), per tile when
+             tiled: bicubic + residual_scale * (prior - bicubic) / residual_scale up to
+             rounding, without the two bicubic upsamples.
     tta:     the 8 dihedral transforms of the input, each sampled with the noise transformed
              alike, transformed back and averaged (engine/tta.py): 8x the cost, and the whole
              noise and a float output canvas in memory.
@@ -19,7 +24,8 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              memory holds that canvas plus one tile's work. An out-of-memory error halves the
              tile and starts the image over (down to TileConfig.min_tile).
     dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
-             output stay float32 (a prior always runs in fp32).
+             output stay float32 (a prior always runs in fp32; on the CPU through PyTorch or
+             ncnn, engine.device.cpu_prior_backend, decided on the prior's first call).
     cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
              it ("clean", "real" or "texture", see config.PRIOR_INPUTS; `choose_input` picks it,
              ModelConfig.prior_index turns the name into the index and refuses one the weights
@@ -57,16 +63,21 @@ from linearsr_cli.engine.device import (
     available_devices,
     choose_dtype,
     cpu_bf16,
+    cpu_prior_backend,
     is_out_of_memory,
     prefers_channels_last,
+    prior_backend_setting,
     release_cpu_memory,
     tune_cpu_allocator,
 )
+from linearsr_cli.engine.ncnn_prior import NcnnPrior
 from linearsr_cli.engine.route import Router, measure, run_kind
 from linearsr_cli.engine.tiling import TileCanvas, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
 from linearsr_cli.nn.dit import LinearSR, bicubic_region, compose_output
+from linearsr_cli.nn.prior_nets import PriorNet
+from linearsr_cli.nn.span import SpanConfig
 from linearsr_cli.sampling.noise import NoiseField
 from linearsr_cli.sampling.samplers import count_evaluations, evaluation_times, sample
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
@@ -192,6 +203,23 @@ def auto_tile(cfg: ModelConfig, tiles: TileConfig, h: int, w: int) -> int:
     return max(side, tiles.min_tile, 2 * tiles.overlap + 2 * k)
 
 
+class CpuPrior:
+    """A prior network on the CPU, run by the library engine.device.cpu_prior_backend picks for
+    its shape (torch or ncnn). Decided, and the ncnn graph written from the weights, on the first
+    call: a prior the run never uses costs nothing."""
+
+    def __init__(self, net: PriorNet, backend: str | None = None) -> None:
+        self.net = net
+        self.backend = backend  # "torch" or "ncnn" once decided; given, it is not asked (benchmarks)
+        self._run: Callable[[Tensor], Tensor] | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self._run is None:
+            self.backend = self.backend or cpu_prior_backend(self.net.cfg).backend
+            self._run = NcnnPrior(self.net) if self.backend == "ncnn" else self.net
+        return self._run(x)
+
+
 class Upscaler:
     """A loaded model on a device, ready to upscale tensors (see the module docstring)."""
 
@@ -202,6 +230,9 @@ class Upscaler:
         if prefers_channels_last(plan.device) and hasattr(self.model, "priors"):
             for prior in self.model.priors.values():  # the convolution-only SPAN priors
                 prior.to(memory_format=torch.channels_last)
+        if plan.device.type == "cpu" and hasattr(self.model, "priors"):
+            prior_backend_setting()  # a bad LINEARSR_PRIOR_BACKEND fails here, before any image
+            self.model.prior_calls = {name: CpuPrior(prior) for name, prior in self.model.priors.items()}
         self.cfg: ModelConfig = model.cfg
         self.plan = plan
         self.tiles = tiles
@@ -229,6 +260,10 @@ class Upscaler:
     def uses_tags(self, sampler: SamplerConfig) -> bool:
         """Whether tags can change the output of a `sampler` run (runs_network)."""
         return runs_network(self.cfg, sampler)
+
+    def prior_only(self, sampler: SamplerConfig) -> bool:
+        """Whether a `sampler` run's output is the prior's image alone (the module function)."""
+        return prior_only(self.cfg, sampler)
 
     def choose_input(
         self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
@@ -342,6 +377,8 @@ class Upscaler:
         tile = auto_tile(self.cfg, self.tiles, h, w)
         if len(plan_tiles(h, w, tile, self.tiles.overlap, self.scale, align=k)) == 1:
             try:
+                if self.prior_only(sampler):  # the prior's image is the output: no bicubic, no residual
+                    return self._prior_image(lr, kind, on_tile)[0].clamp_(0.0, 1.0)
                 x0 = sample(self._evaluations(lr, cond, kind, on_tile), field.full(), sampler)
                 return compose_output(lr, x0, self.cfg)[0]  # (3, sH, sW) float32 in [0, 1]
             except (RuntimeError, MemoryError) as exc:
@@ -363,6 +400,13 @@ class Upscaler:
             return out
 
         return denoise
+
+    def _prior_image(self, lr: Tensor, kind: Tensor | None, on_tile: Callable[[int], None]) -> Tensor:
+        """The prior's image of one (1, 3, h, w) LR image or tile, (1, 3, s h, s w) float32 on the
+        CPU, not clamped (`prior_only` runs: the one evaluation)."""
+        out = self.model.prior_image(lr.to(self.plan.device), kind).float().cpu()
+        on_tile(1)
+        return out
 
     def _smaller_tile(self, exc: BaseException, current: int) -> int:
         """The tile side to retry with after `exc` if it is an out-of-memory error (re-raised
@@ -392,11 +436,16 @@ class Upscaler:
         overlap_hr = self.tiles.overlap * s
         board = TileCanvas(plan, (3, h * s, w * s), torch.uint16 if compact else torch.float32,
                            overlap_hr, margin_hr=overlap_hr // 4)
+        image = self.prior_only(sampler)
         for t in plan:
             y0, x0, y1, x1 = t.lr_box
-            x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, kind, on_tile), field.crop(t.hr_box), sampler)
-            values = bicubic_region(lr, t.lr_box, s).add_(x0_hat, alpha=self.cfg.residual_scale)
-            del x0_hat
+            if image:
+                values = self._prior_image(lr[..., y0:y1, x0:x1], kind, on_tile)
+            else:
+                x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, kind, on_tile), field.crop(t.hr_box),
+                                sampler)
+                values = bicubic_region(lr, t.lr_box, s).add_(x0_hat, alpha=self.cfg.residual_scale)
+                del x0_hat
             board.add(t, values[0])
             del values
             release_cpu_memory()  # the tile's freed activations: tiles of other sizes, and the encoder, fit in none
@@ -409,6 +458,13 @@ def runs_network(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
     (the fidelity preset of weights whose structure expert is the prior)."""
     experts = (expert_for_log_snr(log_snr(float(t)), cfg.expert_boundaries) for t in evaluation_times(sampler))
     return any(e not in cfg.bare_experts for e in experts)
+
+
+def prior_only(cfg: ModelConfig, sampler: SamplerConfig) -> bool:
+    """Whether a `sampler` run of a `cfg` model outputs the prior's image alone: one evaluation,
+    by a bare expert, whose x0 is (prior - bicubic) / residual_scale, which the output turns back
+    into bicubic + residual_scale * x0 = the prior's image. The noise is not read."""
+    return count_evaluations(sampler) == 1 and not runs_network(cfg, sampler)
 
 
 def upscale_chain(
@@ -496,6 +552,11 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
         "fp32_gflops": decision.fp32_gflops,
         "bf16_gflops": decision.bf16_gflops,
     }
+    try:  # the library that runs the shipped priors' shape (SPAN, 52 channels, 6 blocks) here
+        prior = cpu_prior_backend(SpanConfig())
+        report["cpu"] |= {"prior_backend": prior.backend, "prior_backend_why": prior.reason}
+    except DeviceError as exc:  # a bad LINEARSR_PRIOR_BACKEND
+        report["cpu"] |= {"prior_backend": None, "prior_backend_why": str(exc)}
     auto = {}
     for name in ("cpu", "cuda", "mps"):
         if name == "cpu" or any(d.startswith(name) for d in report["devices"]):

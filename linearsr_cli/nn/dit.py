@@ -15,6 +15,7 @@ Any h, w >= 1 works: inputs are padded (replicate) to whole tokens inside and cr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,9 @@ class LinearSR(nn.Module):
     SRVGG network (cfg.prior_archs). The priors always run in fp32 (autocast off): SPAN scales
     its input by 255. `prior_records` holds each prior's
     provenance (origin, licence, attribution) for the weights file's metadata.
+    `prior_calls` may replace a prior's forward at inference, with grad off (input name -> a
+    callable with the same contract, e.g. the ncnn backend the upscaler picks on a CPU); empty,
+    or with grad on, the modules run.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -157,6 +161,7 @@ class LinearSR(nn.Module):
         })
         self.prior_records: dict[str, dict] = {}
         self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
+        self.prior_calls: dict[str, Callable[[Tensor], Tensor]] = {}
 
     def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
         """(B,) indices into cfg.prior_inputs for input names (ModelConfig.prior_index: a name the
@@ -165,21 +170,33 @@ class LinearSR(nn.Module):
             return None
         return torch.tensor([self.cfg.prior_index(n) for n in inputs], dtype=torch.long)
 
-    def prior_residual(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
-        """(prior(LR) - bicubic(LR)) / residual_scale, each sample through the prior of its input
-        kind; (B, 3, H, W) float32."""
+    def _run_prior(self, name: str, lr32: Tensor) -> Tensor:
+        """The prior `name` on lr32: its `prior_calls` replacement when grad is off, else the module
+        (training needs the module's gradients and current weights)."""
+        run = None if torch.is_grad_enabled() else self.prior_calls.get(name)
+        return (run or self.priors[name])(lr32).to(lr32.device)
+
+    def prior_image(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
+        """prior(LR), each sample through the prior of its input kind: (B, 3, H, W) float32, not
+        clamped (the priors' own contract), on lr's device."""
         cfg = self.cfg
         lr32 = lr.float()
         with torch.autocast(lr.device.type, enabled=False):
             kinds = [cfg.prior_index("auto")] if input_kind is None else input_kind.unique().tolist()
             if len(kinds) == 1:
-                up = self.priors[cfg.prior_inputs[int(kinds[0])]](lr32)  # (B, 3, H, W)
-            else:
-                up = lr32.new_empty(lr.shape[0], 3, lr.shape[2] * cfg.scale, lr.shape[3] * cfg.scale)
-                for k in kinds:
-                    idx = (input_kind == k).nonzero().squeeze(1).to(lr.device)
-                    up[idx] = self.priors[cfg.prior_inputs[int(k)]](lr32[idx])
-            return (up - bicubic_upsample(lr32, cfg.scale)) / cfg.residual_scale
+                return self._run_prior(cfg.prior_inputs[int(kinds[0])], lr32)  # (B, 3, H, W)
+            up = lr32.new_empty(lr.shape[0], 3, lr.shape[2] * cfg.scale, lr.shape[3] * cfg.scale)
+            for k in kinds:
+                idx = (input_kind == k).nonzero().squeeze(1).to(lr.device)
+                up[idx] = self._run_prior(cfg.prior_inputs[int(k)], lr32[idx])
+            return up
+
+    def prior_residual(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
+        """(prior(LR) - bicubic(LR)) / residual_scale, each sample through the prior of its input
+        kind; (B, 3, H, W) float32."""
+        up = self.prior_image(lr, input_kind)
+        with torch.autocast(lr.device.type, enabled=False):
+            return (up - bicubic_upsample(lr.float(), self.cfg.scale)) / self.cfg.residual_scale
 
     def _expert(
         self, e: int, x_t: Tensor, t: Tensor, lr: Tensor, tags: Tensor | None, tag_mask: Tensor | None,

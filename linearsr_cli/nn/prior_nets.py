@@ -34,6 +34,14 @@ def build(net_cfg: PriorNetConfig) -> PriorNet:
     return Srvgg(net_cfg) if isinstance(net_cfg, SrvggConfig) else Span(net_cfg)
 
 
+def shallow(net_cfg: PriorNetConfig) -> PriorNetConfig:
+    """`net_cfg` cut to one block (SPAN) or two body convs (SRVGG), same widths and scale: a
+    cheap stand-in with the per-layer cost of the full network, for timing probes."""
+    if isinstance(net_cfg, SrvggConfig):
+        return dataclasses.replace(net_cfg, convs=min(net_cfg.convs, 2))
+    return dataclasses.replace(net_cfg, blocks=1)
+
+
 def shape_fields(net_cfg: PriorNetConfig) -> dict[str, int]:
     """The ModelConfig fields that carry `net_cfg`'s shape."""
     if isinstance(net_cfg, SrvggConfig):
