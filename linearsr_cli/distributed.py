@@ -141,14 +141,32 @@ def upscale_batch_ray(
             reporter.image_start(job, index)
             summary.records.append(done)
             reporter.image_done(done)
-        if pending:
-            for record in _run_on_ray(req, cfg, [job for _, job in pending.values()]):
+        try:
+            for record in _run_on_ray(req, cfg, [job for _, job in pending.values()]) if pending else ():
                 index, job = pending[record.output]
                 record.input, record.output = str(job.input), str(job.output)  # as the driver named them
                 reporter.image_start(job, index)
                 summary.records.append(record)
                 reporter.image_done(record)
+        except KeyboardInterrupt:
+            _disconnect()
+            raise
     return summary
+
+
+def _disconnect() -> None:
+    """Leave Ray now, with Ctrl-C ignored meanwhile. Left to Ray's own exit hook after an
+    interrupt, a second SIGINT landing inside its shutdown crashed the driver (SIGSEGV, exit -11)
+    in 2 of 5 full test runs instead of exiting 130."""
+    import signal
+
+    import ray
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_on_ray(req: UpscaleRequest, cfg: RayConfig, jobs: list[Job]) -> Iterable[FileRecord]:
