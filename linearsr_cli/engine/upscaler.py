@@ -23,9 +23,10 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              region) and blended straight into the output canvas (engine/tiling.TileCanvas), so
              memory holds that canvas plus one tile's work. An out-of-memory error halves the
              tile and starts the image over (down to TileConfig.min_tile).
-    dtype:   the model runs under autocast(plan.autocast) when set; the canvas, blending and
-             output stay float32 (a prior always runs in fp32; on the CPU through PyTorch or
-             ncnn, engine.device.cpu_prior_backend, decided on the prior's first call).
+    dtype:   the model runs under autocast(plan.autocast) when set; composing and blending
+             stay float32, and so does the output unless `compact` (a prior always runs in
+             fp32; on the CPU through PyTorch or ncnn, engine.device.cpu_prior_backend,
+             decided on the prior's first call).
     cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
              it ("clean", "real" or "texture", see config.PRIOR_INPUTS; `choose_input` picks it,
              ModelConfig.prior_index turns the name into the index and refuses one the weights
