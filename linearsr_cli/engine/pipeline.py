@@ -19,7 +19,7 @@ from torch import Tensor
 
 from linearsr_cli.checkpoints import WeightsInfo, read_info
 from linearsr_cli.config import SamplerConfig, TileConfig
-from linearsr_cli.engine.device import plan_device
+from linearsr_cli.engine.device import plan_device, release_cpu_memory
 from linearsr_cli.engine.upscaler import (
     DEFAULT_SCALE,
     WEIGHTS_ENV,
@@ -193,7 +193,10 @@ def upscale_to_size(
     out, route = upscale_chain(chain, rgb, sampler, tags=tags, input_kind=input_kind, jpeg_quality=jpeg_quality,
                                tta=tta, progress=progress, compact=compact)
     up_alpha = None if alpha is None else upscale_alpha(alpha, math.prod(passes))
-    out, up_alpha = resample(out, up_alpha, (out_h, out_w))
+    resized, up_alpha = resample(out, up_alpha, (out_h, out_w))
+    if resized is not out:  # hand the native canvas's pages back before the encoder allocates
+        out = resized
+        release_cpu_memory()
     if crop is not None:
         x0, y0, x1, y1 = crop
         out = out[:, y0:y1, x0:x1].contiguous()
