@@ -58,7 +58,8 @@ from linearsr_cli.engine.device import (  # noqa: E402
     ncnn_available,
     plan_device,
 )
-from linearsr_cli.engine.upscaler import CpuPrior, Upscaler, upscale_chain  # noqa: E402
+from linearsr_cli.engine.ncnn_prior import CpuPrior  # noqa: E402
+from linearsr_cli.engine.upscaler import Upscaler, upscale_chain  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402

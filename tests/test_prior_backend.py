@@ -29,8 +29,8 @@ from linearsr_cli.engine.device import (
     ncnn_available,
     plan_device,
 )
-from linearsr_cli.engine.ncnn_prior import NcnnPrior, prior_graph
-from linearsr_cli.engine.upscaler import CpuPrior, Upscaler
+from linearsr_cli.engine.ncnn_prior import CpuPrior, NcnnPrior, prior_graph
+from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.errors import DeviceError, WeightsError
 from linearsr_cli.ncnn_files import (
     Graph,

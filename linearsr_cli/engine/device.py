@@ -142,9 +142,9 @@ def release_cpu_memory() -> bool:
 
     tune_cpu_allocator keeps freed blocks for reuse, which a 1 MP photo can afford; after the
     tiles of a 12 MP photo at x4 that is gigabytes of freed activations still resident when its
-    output is encoded (issue 24: 5.1 GiB peak without this, BENCHMARKS.md). The engine calls
-    this after each row of tiles and after each image; it costs milliseconds. False where it
-    does not apply (not Linux/glibc)."""
+    output is encoded (issue 24, BENCHMARKS.md). The engine calls this after each tile, after a
+    resample and after each written file; it costs milliseconds. False where it does not apply
+    (not Linux/glibc)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

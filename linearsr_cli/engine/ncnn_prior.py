@@ -3,11 +3,14 @@
 On some CPUs ncnn's x86 kernels run these small 3x3 conv stacks much faster than PyTorch's
 oneDNN path (an AMD EPYC: SPAN x4 at 256^2 in 0.28 s through ncnn against 0.48 s in torch fp32),
 on others slower (BENCHMARKS.md, issue 24 part 6); engine/device.cpu_prior_backend decides, once
-per process, by timing both. This module only builds and runs the ncnn side:
+per process, by timing both. This module builds and runs the ncnn side, and holds the
+wrapper that applies that decision:
 
     prior_graph(net)   our torch prior -> (.param text, .bin bytes): the same graph as the
                        released ncnn exports (priors.span_state_from_ncnn and
                        srvgg_state_from_ncnn read it back), fp32 weights from the torch tensors
+    CpuPrior(net)      the prior as the upscaler runs it on the CPU: torch or NcnnPrior, whichever
+                       engine/device.cpu_prior_backend picks for its shape, on the first call
     NcnnPrior(net)     a callable with the torch prior's contract:
                        (B, 3, h, w) float RGB in [0, 1] -> (B, 3, s h, s w) float32 on the CPU, not
                        clamped; ncnn in fp32 (fp16/bf16 storage and arithmetic off), as many
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from linearsr_cli.engine.device import cpu_prior_backend
 from linearsr_cli.ncnn_files import Graph, io_blobs, parse_param
 from linearsr_cli.nn.prior_nets import PriorNet
 from linearsr_cli.nn.span import Span
@@ -153,3 +158,20 @@ class NcnnPrior:
         """(B, 3, h, w) -> (B, 3, s h, s w) float32 on the CPU, one ncnn pass per image."""
         outs = [self.run(img) for img in _array(x)]
         return torch.from_numpy(outs[0][None] if len(outs) == 1 else np.stack(outs))  # (B, 3, s h, s w)
+
+
+class CpuPrior:
+    """A prior network on the CPU, run by the library engine.device.cpu_prior_backend picks for
+    its shape (torch or ncnn). Decided, and the ncnn graph written from the weights, on the first
+    call: a prior the run never uses costs nothing."""
+
+    def __init__(self, net: PriorNet, backend: str | None = None) -> None:
+        self.net = net
+        self.backend = backend  # "torch" or "ncnn" once decided; given, it is not asked (benchmarks)
+        self._run: Callable[[Tensor], Tensor] | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self._run is None:
+            self.backend = self.backend or cpu_prior_backend(self.net.cfg).backend
+            self._run = NcnnPrior(self.net) if self.backend == "ncnn" else self.net
+        return self._run(x)

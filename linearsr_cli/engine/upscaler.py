@@ -71,13 +71,12 @@ from linearsr_cli.engine.device import (
     release_cpu_memory,
     tune_cpu_allocator,
 )
-from linearsr_cli.engine.ncnn_prior import NcnnPrior
+from linearsr_cli.engine.ncnn_prior import CpuPrior
 from linearsr_cli.engine.route import Router, measure, run_kind
 from linearsr_cli.engine.tiling import TileCanvas, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
-from linearsr_cli.nn.dit import LinearSR, bicubic_region, compose_output
-from linearsr_cli.nn.prior_nets import PriorNet
+from linearsr_cli.nn.dit import LinearSR, compose_output, compose_unclamped
 from linearsr_cli.nn.span import SpanConfig
 from linearsr_cli.sampling.noise import NoiseField
 from linearsr_cli.sampling.samplers import count_evaluations, evaluation_times, sample
@@ -204,23 +203,6 @@ def auto_tile(cfg: ModelConfig, tiles: TileConfig, h: int, w: int) -> int:
     return max(side, tiles.min_tile, 2 * tiles.overlap + 2 * k)
 
 
-class CpuPrior:
-    """A prior network on the CPU, run by the library engine.device.cpu_prior_backend picks for
-    its shape (torch or ncnn). Decided, and the ncnn graph written from the weights, on the first
-    call: a prior the run never uses costs nothing."""
-
-    def __init__(self, net: PriorNet, backend: str | None = None) -> None:
-        self.net = net
-        self.backend = backend  # "torch" or "ncnn" once decided; given, it is not asked (benchmarks)
-        self._run: Callable[[Tensor], Tensor] | None = None
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self._run is None:
-            self.backend = self.backend or cpu_prior_backend(self.net.cfg).backend
-            self._run = NcnnPrior(self.net) if self.backend == "ncnn" else self.net
-        return self._run(x)
-
-
 class Upscaler:
     """A loaded model on a device, ready to upscale tensors (see the module docstring)."""
 
@@ -336,9 +318,9 @@ class Upscaler:
         h, w = lr.shape[-2:]
         s = self.scale
         shape = (1, 3, h * s, w * s)
-        if noise is not None and tuple(noise.shape) != shape:
-            raise ValueError(f"noise must be {shape}, got {tuple(noise.shape)}")
         if noise is not None:
+            if tuple(noise.shape) != shape:
+                raise ValueError(f"noise must be {shape}, got {tuple(noise.shape)}")
             field = NoiseField.of(noise)
         elif runs_network(self.cfg, sampler):
             field = NoiseField(shape, sampler.seed)
@@ -445,7 +427,7 @@ class Upscaler:
             else:
                 x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, kind, on_tile), field.crop(t.hr_box),
                                 sampler)
-                values = bicubic_region(lr, t.lr_box, s).add_(x0_hat, alpha=self.cfg.residual_scale)
+                values = compose_unclamped(lr, x0_hat, self.cfg, box=t.lr_box)
                 del x0_hat
             board.add(t, values[0])
             del values

@@ -264,9 +264,12 @@ def residual_target(hr: Tensor, lr: Tensor, cfg: ModelConfig) -> Tensor:
     return (hr - bicubic_upsample(lr, cfg.scale)) / cfg.residual_scale
 
 
-def compose_unclamped(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
-    """bicubic(LR) + residual_scale * x0 without clamping (differentiable everywhere), float32."""
-    return bicubic_upsample(lr, cfg.scale).float() + cfg.residual_scale * x0.float()
+def compose_unclamped(lr: Tensor, x0: Tensor, cfg: ModelConfig, box: tuple[int, int, int, int] | None = None) -> Tensor:
+    """bicubic(LR) + residual_scale * x0 without clamping (differentiable everywhere), float32;
+    with `box`, x0 is the tile of the LR box (y0, x0, y1, x1) and bicubic that region of LR
+    (bicubic_region)."""
+    base = bicubic_upsample(lr, cfg.scale) if box is None else bicubic_region(lr, box, cfg.scale)
+    return base.float() + cfg.residual_scale * x0.float()
 
 
 def compose_output(lr: Tensor, x0: Tensor, cfg: ModelConfig) -> Tensor:
