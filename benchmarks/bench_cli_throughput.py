@@ -101,8 +101,9 @@ def pipeline_check(args: argparse.Namespace) -> None:
     import numpy as np
 
     from linearsr_cli.config import TileConfig
-    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, load_batch, request_jobs
+    from linearsr_cli.engine.batch import load_batch
     from linearsr_cli.engine.device import plan_device
+    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, request_jobs
     from linearsr_cli.engine.upscaler import Upscaler, sampler_config
     from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer
     from linearsr_cli.imageio import read_image

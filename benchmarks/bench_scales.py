@@ -38,9 +38,9 @@ from benchmarks.bench_peers_speed import load_lr  # noqa: E402
 from benchmarks.timing_weights import timing_weights  # noqa: E402
 from linearsr_cli.config import PRESETS, TileConfig  # noqa: E402
 from linearsr_cli.engine.device import cpu_bf16, plan_device  # noqa: E402
+from linearsr_cli.engine.resize import resample  # noqa: E402
 from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
-from linearsr_cli.resize import resample  # noqa: E402
 
 
 def build(tmp: Path, lr_size: int, threads: int) -> tuple[dict[str, tuple[Callable[[torch.Tensor], object], int]], dict]:

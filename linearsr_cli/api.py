@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from linearsr_cli.config import TileConfig
-from linearsr_cli.engine.batch import BatchRun, FileRecord, Job, OutputConfig, output_format_for
+from linearsr_cli.engine.batch import BatchRun
 from linearsr_cli.engine.pipeline import (
     ImageTags,
     Upscaled,
@@ -35,10 +35,12 @@ from linearsr_cli.engine.pipeline import (
     parse_tile,
     upscale_to_size,
 )
+from linearsr_cli.engine.plan import Job, OutputConfig, output_format_for
+from linearsr_cli.engine.report import FileRecord
+from linearsr_cli.engine.resize import SizeRequest
 from linearsr_cli.engine.upscaler import DEFAULT_SCALE, Upscaler, sampler_config
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.imageio import LUMA, ImageData, from_pil, read_image, to_pil
-from linearsr_cli.resize import SizeRequest
 from linearsr_cli.tag.config import TagConfig
 
 

@@ -312,7 +312,8 @@ def test_help_texts_survive_rich_markup() -> None:
 
 def _batch(tiny_weights: Path, src: Path, out: Path):
     from linearsr_cli.config import TileConfig
-    from linearsr_cli.engine.batch import OutputConfig, UpscaleRequest, load_batch, request_jobs
+    from linearsr_cli.engine.batch import load_batch
+    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, request_jobs
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.tag.config import TagConfig
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from linearsr_cli import console
-from linearsr_cli.cli import EXIT_INTERRUPTED
-from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job
+from linearsr_cli.cli import EXIT_INTERRUPTED, console
+from linearsr_cli.engine.plan import Job
+from linearsr_cli.engine.report import BatchSummary, FileRecord
 from tests.test_batch_pipelines import _batch, _Collect, folder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,16 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import linearsr_cli.engine.resize as resize_mod
 import linearsr_cli.imageio as imageio_mod
-import linearsr_cli.resize as resize_mod
 import linearsr_cli.sampling.noise as noise_mod
 from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import DevicePlan
+from linearsr_cli.engine.resize import axis_weights, resample
 from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.imageio import ImageData, _to_array
 from linearsr_cli.nn.dit import bicubic_region, bicubic_upsample
 from linearsr_cli.pixels import as_float, quantize
-from linearsr_cli.resize import axis_weights, resample
 from linearsr_cli.sampling.noise import NoiseField, block_seed
 from linearsr_cli.sampling.samplers import draw_noise
 from tests.conftest import synthetic_photo

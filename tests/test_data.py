@@ -205,8 +205,8 @@ import io  # noqa: E402
 import json  # noqa: E402
 import struct  # noqa: E402
 
+from linearsr_cli.data import photos  # noqa: E402
 from linearsr_cli.errors import ImageReadError  # noqa: E402
-from linearsr_cli.train import photos  # noqa: E402
 
 
 def jpeg_bytes(w: int, h: int, quality: int = 95, seed: int = 0, **save: object) -> bytes:

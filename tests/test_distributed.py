@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from linearsr_cli.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, app
-from linearsr_cli.engine.batch import Job, parse_shard, shard_jobs
+from linearsr_cli.engine.plan import Job, parse_shard, shard_jobs
 from linearsr_cli.errors import ConfigError
 from tests.conftest import synthetic_photo
 
@@ -76,7 +76,7 @@ def test_shard_runs_cover_every_file_once(tmp_path: Path, tiny_weights: Path) ->
 
 
 def test_ray_option_without_ray_is_a_setup_error(tmp_path: Path, tiny_weights: Path, monkeypatch) -> None:
-    import linearsr_cli.distributed as dist
+    import linearsr_cli.engine.ray as dist
 
     monkeypatch.setattr(dist, "ray_available", lambda: False)
     src = photos(tmp_path / "in", 1)

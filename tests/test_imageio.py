@@ -211,7 +211,7 @@ def test_bad_files(tmp_path) -> None:
 def test_png_level_is_lossless_at_every_level_and_validated(depth: int) -> None:
     """--png-level only trades time for size: the pixels survive at 1, 3 and 9, and 9 is no
     larger than 1 on a photo-like image."""
-    from linearsr_cli.engine.batch import OutputConfig
+    from linearsr_cli.engine.plan import OutputConfig
     from linearsr_cli.errors import ConfigError
     from linearsr_cli.imageio import png16_bytes
 

@@ -18,11 +18,17 @@ from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import EXIT_OK, EXIT_USAGE, app
 from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device
+from linearsr_cli.engine.resize import (
+    SizeRequest,
+    linear_to_srgb,
+    plan_passes,
+    resample,
+    srgb_to_linear,
+)
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.imageio import png16_bytes, read_image
-from linearsr_cli.resize import SizeRequest, linear_to_srgb, plan_passes, resample, srgb_to_linear
 from linearsr_cli.sampling.samplers import draw_noise
 from tests.conftest import synthetic_photo
 from tests.util import random_model, tiny_model_config

@@ -262,7 +262,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     def boom(fd: int) -> None:
         raise KeyboardInterrupt  # Ctrl-C / SIGTERM arriving in the middle of the write
 
-    monkeypatch.setattr(batch_mod.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
         batch_mod.atomic_write(target, b"\x89PNG" + bytes(100_000))
     assert not target.exists() and list(target.parent.iterdir()) == []

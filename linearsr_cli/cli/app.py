@@ -145,7 +145,7 @@ def version() -> None:
 def fail(exc: Exception) -> typer.Exit:
     """Report a project error in one line on stderr (console.error: no traceback, never
     wrapped); the usage exit code."""
-    from linearsr_cli import console
+    from linearsr_cli.cli import console
 
     console.error(str(exc))
     return typer.Exit(EXIT_USAGE)

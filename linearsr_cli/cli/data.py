@@ -20,8 +20,8 @@ def data_fetch(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
 ) -> None:
     """Download the photo packages (apt-get download + dpkg -x), keep the reviewed photos, write PNGs."""
+    from linearsr_cli.data.photos import FetchConfig, fetch_photos
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.train.photos import FetchConfig, fetch_photos
 
     try:
         cfg = FetchConfig(root=root, val=val, cache=cache)

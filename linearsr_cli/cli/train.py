@@ -103,7 +103,7 @@ def with_model_options(fn):  # type: ignore[no-untyped-def]
 
 
 def _reporter(quiet: bool, json_lines: bool):  # type: ignore[no-untyped-def]
-    from linearsr_cli import console
+    from linearsr_cli.cli import console
 
     return console.train_reporter(quiet=quiet, json_lines=json_lines)
 

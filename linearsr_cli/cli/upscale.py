@@ -66,20 +66,20 @@ def upscale(
     import signal
     import sys
 
-    from linearsr_cli import console
+    from linearsr_cli.cli import console
     from linearsr_cli.config import TileConfig
-    from linearsr_cli.engine.batch import (
+    from linearsr_cli.engine.batch import upscale_batch
+    from linearsr_cli.engine.pipeline import parse_tile
+    from linearsr_cli.engine.plan import (
         NoInputError,
         OutputConfig,
         UpscaleRequest,
         parse_shard,
         stdin_paths,
-        upscale_batch,
     )
-    from linearsr_cli.engine.pipeline import parse_tile
+    from linearsr_cli.engine.resize import SizeRequest
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.resize import SizeRequest
     from linearsr_cli.tag.config import tag_config_for
 
     try:
@@ -107,7 +107,7 @@ def upscale(
     try:
         stdin = stdin_paths(typer.get_text_stream("stdin"), null=null) if source == "-" else None
         if ray:
-            from linearsr_cli.distributed import RayConfig, upscale_batch_ray
+            from linearsr_cli.engine.ray import RayConfig, upscale_batch_ray
 
             cfg = RayConfig(address=ray, actors=ray_actors, cpus_per_actor=ray_cpus, gpus_per_actor=ray_gpus, batch_size=ray_batch)
             summary = upscale_batch_ray(req, cfg, reporter, stdin)

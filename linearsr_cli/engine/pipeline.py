@@ -20,6 +20,7 @@ from torch import Tensor
 from linearsr_cli.checkpoints import WeightsInfo, read_info
 from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device, release_cpu_memory
+from linearsr_cli.engine.resize import SizeRequest, needed_factor, plan_passes, resample
 from linearsr_cli.engine.upscaler import (
     DEFAULT_SCALE,
     WEIGHTS_ENV,
@@ -31,7 +32,6 @@ from linearsr_cli.engine.upscaler import (
     upscale_chain,
 )
 from linearsr_cli.errors import ConfigError, WeightsError
-from linearsr_cli.resize import SizeRequest, needed_factor, plan_passes, resample
 
 DEFAULT_MAX_CANVAS = 1_024_000_000  # pixels of the largest canvas a chain may build (x4 of 64 MP)
 

@@ -11,7 +11,7 @@ A rerun compares `settings` (`differences`): equal -> skip the file, different -
 (or keep it with --keep-existing); an output without a record was made by something else and is
 a conflict unless --overwrite or --keep-existing says what to do. The input prior and the tags
 are compared by what was used where the rerun knows that before reading the image (`used`,
-engine/batch.planned_use), else as asked. Pure: no file access besides hashing the weights
+engine/plan.planned_use), else as asked. Pure: no file access besides hashing the weights
 files.
 """
 
@@ -139,7 +139,7 @@ def differences(
     """'key: old -> new' for every setting that differs (nested keys dotted); [] when equal.
     The requested prior ("input") and tag setting ("tags") count only when they change what is
     used: not when `current_use` (what this run uses for every image, where known before the
-    image is read: engine/batch.planned_use) equals `stored_use` (`used` of the stored record),
+    image is read: engine/plan.planned_use) equals `stored_use` (`used` of the stored record),
     e.g. --input real where auto had chosen real, or --tags under a preset that uses none."""
     old, new = dict(_flat("", stored)), dict(_flat("", current))
     out = []

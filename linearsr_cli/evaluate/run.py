@@ -40,6 +40,7 @@ import torch
 
 from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig, check_input_name
 from linearsr_cli.degrade import bicubic_downscale, jpeg_roundtrip, realistic_degrade
+from linearsr_cli.engine.resize import SizeRequest
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
@@ -48,7 +49,6 @@ from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
-from linearsr_cli.resize import SizeRequest
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")

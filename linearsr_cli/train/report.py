@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 
 class TrainReporter(Protocol):
-    """Progress sink of a training run (console.py implements it); nothing in train/ prints."""
+    """Progress sink of a training run (cli/console.py implements it); nothing in train/ prints."""
 
     def start(self, name: str, step: int, total: int) -> None: ...
 

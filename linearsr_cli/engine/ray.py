@@ -22,20 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linearsr_cli.engine.batch import (
-    BatchSummary,
-    FileRecord,
+from linearsr_cli.engine.plan import (
     Job,
-    Reporter,
     UpscaleRequest,
     check_out,
     model_files,
-    reporting,
     request_jobs,
     request_settings,
     request_use,
-    triage,
 )
+from linearsr_cli.engine.report import BatchSummary, FileRecord, Reporter, reporting
+from linearsr_cli.engine.rerun import triage
 from linearsr_cli.errors import ConfigError
 
 INSTALL_HINT = "--ray needs Ray Data: pip install -e '.[ray]' (or pip install 'ray[data]')"

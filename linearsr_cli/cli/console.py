@@ -26,7 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from linearsr_cli.engine.batch import BatchSummary, FileRecord, Job, OutputConfig, triage
+from linearsr_cli.engine.plan import Job, OutputConfig
+from linearsr_cli.engine.report import BatchSummary, FileRecord
+from linearsr_cli.engine.rerun import triage
 from linearsr_cli.train.report import SilentReporter
 
 # soft_wrap: rich never breaks a printed line (it would at 80 columns in a pipe or a file, where

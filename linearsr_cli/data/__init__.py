@@ -1,0 +1,1 @@
+"""Data the project fetches for itself: the training photos from Debian packages (photos.py)."""
