@@ -100,11 +100,11 @@ def pipeline_check(args: argparse.Namespace) -> None:
     """Whole batch vs model-only vs a SPAN-through-ncnn loop on the same folder (issue 20)."""
     import numpy as np
 
-    from linearsr_cli.config import TileConfig
+    from linearsr_cli.config import TileConfig, sampler_config
     from linearsr_cli.engine.batch import load_batch
     from linearsr_cli.engine.device import plan_device
-    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, request_jobs
-    from linearsr_cli.engine.upscaler import Upscaler, sampler_config
+    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, prepare
+    from linearsr_cli.engine.upscaler import Upscaler
     from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer
     from linearsr_cli.imageio import read_image
     from linearsr_cli.tag.config import TagConfig
@@ -148,8 +148,8 @@ def pipeline_check(args: argparse.Namespace) -> None:
                                  sampler=sampler, tiles=TileConfig(), output=OutputConfig(),
                                  tags=TagConfig(enabled=False), device="cpu")
             start = time.perf_counter()
-            batch = load_batch(req)
-            summary = batch.run(request_jobs(req), Silent(), prefetch=args.prefetch)
+            plan = prepare(req)
+            summary = load_batch(req, plan).run(plan.jobs, Silent(), prefetch=args.prefetch)
             rows["batch"].append(time.perf_counter() - start)
             assert summary.count("ok") == len(files), [r.error for r in summary.records]
             cmd = [sys.executable, "-m", "linearsr_cli", "upscale", str(src), str(tmp_path / f"cmd{run}"), "--json",

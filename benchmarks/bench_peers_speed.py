@@ -59,7 +59,8 @@ from linearsr_cli.engine.device import (  # noqa: E402
     plan_device,
 )
 from linearsr_cli.engine.ncnn_prior import CpuPrior  # noqa: E402
-from linearsr_cli.engine.upscaler import Upscaler, upscale_chain  # noqa: E402
+from linearsr_cli.engine.route import choose_input  # noqa: E402
+from linearsr_cli.engine.upscaler import Conditioning, Upscaler, upscale_chain  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
 from linearsr_cli.sampling.samplers import count_evaluations  # noqa: E402
@@ -144,9 +145,9 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     fidelity, perceptual = PRESETS["fidelity"], PRESETS["perceptual"]
     extra["perceptual preset"] = f"{perceptual.steps} steps {perceptual.solver}, {count_evaluations(perceptual)} NFE"
     def one_nfe(up: Upscaler) -> Callable[[torch.Tensor], object]:
-        return lambda lr: upscale_chain([up], lr, fidelity, input_kind="auto")[0]
+        return lambda lr: upscale_chain([up], lr, fidelity, input="auto")[0]
 
-    route = upscaler.choose_input("auto", load_lr(lr_size), None, fidelity)
+    route = choose_input(upscaler.cfg, upscaler.router, "auto", load_lr(lr_size), None, fidelity)
     prior = upscaler.model.priors[route.prior]
     decision = cpu_prior_backend(prior.cfg)
     extra["1-NFE --input auto"] = f"prior '{route.prior}' ({route.why})"
@@ -175,7 +176,7 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
             resolved = guidance.auto_tags(lr)
             tokens, mask = guidance.encode(resolved.tags)
             extra["tags"] = list(resolved.tags)
-            return upscaler(lr, perceptual, upscaler.conditioning("auto", tokens, mask))
+            return upscaler(lr, perceptual, Conditioning(choose_input(upscaler.cfg, None, None).index, tokens, mask))
 
         methods.append(Method("linearsr multi-step + tags", with_tags,
                               note="tagger + encoder + the perceptual run with tag tokens"))

@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.timing_weights import timing_weights  # noqa: E402
-from linearsr_cli.config import TileConfig  # noqa: E402
+from linearsr_cli.config import TileConfig, sampler_config  # noqa: E402
 from linearsr_cli.engine.device import plan_device  # noqa: E402
-from linearsr_cli.engine.upscaler import Upscaler, sampler_config  # noqa: E402
+from linearsr_cli.engine.upscaler import Upscaler  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 
 

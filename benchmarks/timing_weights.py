@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-from linearsr_cli.checkpoints import save_weights
+from linearsr_cli.checkpoints import default_weights_path, save_weights
 from linearsr_cli.config import ModelConfig
-from linearsr_cli.engine.upscaler import default_weights_path
 from linearsr_cli.nn.dit import LinearSR
 
 

@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from linearsr_cli.config import TileConfig
+from linearsr_cli.checkpoints import DEFAULT_SCALE
+from linearsr_cli.config import TileConfig, sampler_config
 from linearsr_cli.engine.batch import BatchRun
 from linearsr_cli.engine.pipeline import (
     ImageTags,
+    TagResolver,
     Upscaled,
     load_models,
     model_files,
@@ -38,7 +40,7 @@ from linearsr_cli.engine.pipeline import (
 from linearsr_cli.engine.plan import Job, OutputConfig, output_format_for
 from linearsr_cli.engine.report import FileRecord
 from linearsr_cli.engine.resize import SizeRequest
-from linearsr_cli.engine.upscaler import DEFAULT_SCALE, Upscaler, sampler_config
+from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.imageio import LUMA, ImageData, from_pil, read_image, to_pil
 from linearsr_cli.tag.config import TagConfig
@@ -49,7 +51,7 @@ class Pipeline:
 
     def __init__(self, models: dict[int, Upscaler] | Upscaler) -> None:
         self.models = dict(sorted(models.items())) if isinstance(models, dict) else {models.scale: models}
-        self._guidance: Any = None
+        self._tag_resolver = TagResolver(TagConfig(), self.upscaler.plan.device)
 
     @property
     def upscaler(self) -> Upscaler:
@@ -64,18 +66,9 @@ class Pipeline:
         """The image's tags (None: no guidance; "auto": the tagger; else the given tags)."""
         if tags is None:
             return None
-        from linearsr_cli.tag.guidance import TagGuidance
-
-        if self._guidance is None:
-            self._guidance = TagGuidance(TagConfig(), self.upscaler.plan.device)
-        guidance = self._guidance
-
-        def resolve() -> tuple[tuple[str, ...], str]:
-            if tags == "auto":
-                return tuple(guidance.auto_tags(rgb).tags), "tagger"
-            return tuple([tags] if isinstance(tags, str) else tags), "given"
-
-        return ImageTags(resolve, guidance.encode)
+        if tags == "auto":
+            return self._tag_resolver.for_image(None, rgb)
+        return self._tag_resolver.for_image(None, rgb, given=[tags] if isinstance(tags, str) else tags)
 
     def _run(
         self, rgb: torch.Tensor, alpha: torch.Tensor | None, *, preset: str = "fidelity", steps: int | None = None,
@@ -86,7 +79,7 @@ class Pipeline:
         sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift)
         size = SizeRequest(outscale=outscale, width=width, height=height, fit=fit)
         return upscale_to_size(self.models, rgb, alpha, sampler, size=size, tags=self._tags(rgb, tags),
-                               input_kind=input, jpeg_quality=jpeg_quality, tta=tta)
+                               input=input, jpeg_quality=jpeg_quality, tta=tta)
 
     def upscale_rgb(self, rgb: torch.Tensor, **options: Any) -> torch.Tensor:
         """(3, h, w) float RGB in [0, 1] -> (3, H, W) float32 in [0, 1] on the CPU (H, W: the
@@ -164,7 +157,7 @@ def load(
     every shipped scale so that any outscale runs the CLI's chain) onto a device."""
     tiles = TileConfig(tile=parse_tile(tile), overlap=tile_overlap)
     path = Path(weights) if weights is not None else None
-    infos = model_files(path, scale, SizeRequest(outscale=float(DEFAULT_SCALE)) if scale is None else SizeRequest())
+    infos = model_files(path, scale, every_scale=scale is None)  # no scale: any outscale runs the CLI's chain
     return Pipeline(load_models(infos, device=device, dtype=dtype, tiles=tiles))
 
 

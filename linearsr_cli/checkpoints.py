@@ -1,4 +1,5 @@
-"""Weights files: safetensors with the config JSON in the metadata, and one strict loader.
+"""Weights files: safetensors with the config JSON in the metadata, one strict loader, and the
+search for the file to run (--weights, $LINEARSR_WEIGHTS, the shipped weights/ files).
 
 Metadata keys (all strings, as safetensors requires):
     format       "linearsr"
@@ -26,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+import linearsr_cli
 from linearsr_cli.config import ModelConfig
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.fileio import write_atomic
@@ -227,3 +229,49 @@ def load_weights(
     model.router_record = dict(info.router)
     model.eval()
     return model, info
+
+
+WEIGHTS_ENV = "LINEARSR_WEIGHTS"
+
+
+SHIPPED_SCALES = (2, 4)
+
+
+DEFAULT_SCALE = 4
+
+
+def default_weights_path(scale: int = DEFAULT_SCALE) -> Path:
+    """weights/linearsr-x{scale}.safetensors next to the package (the repository root)."""
+    return Path(linearsr_cli.__file__).resolve().parents[1] / "weights" / f"linearsr-x{scale}.safetensors"
+
+
+def installed_scales() -> tuple[int, ...]:
+    """The scales whose shipped weights file is present."""
+    return tuple(s for s in SHIPPED_SCALES if default_weights_path(s).is_file())
+
+
+def resolve_weights(option: Path | None, scale: int = DEFAULT_SCALE) -> Path:
+    """--weights, else $LINEARSR_WEIGHTS, else the shipped file for `scale`; WeightsError when absent."""
+    if option is not None:
+        path, origin = Path(option), "--weights"
+    elif os.environ.get(WEIGHTS_ENV):
+        path, origin = Path(os.environ[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
+    else:
+        path, origin = default_weights_path(scale), "default"
+    if not path.is_file():
+        if origin == "default":
+            if scale not in SHIPPED_SCALES:
+                shipped = ", ".join(f"x{s}" for s in installed_scales()) or "none"
+                raise WeightsError(
+                    f"no x{scale} LinearSR model is shipped (installed: {shipped}); for a x{scale} output use "
+                    f"--outscale {scale}, or give --weights for a x{scale} weights file"
+                )
+            raise WeightsError(
+                f"no x{scale} LinearSR weights are installed (looked for {path}). The shipped files live in "
+                "the repository's weights/ folder: restore them with `git checkout weights/` in the checkout "
+                f"(or a fresh clone), or point --weights / ${WEIGHTS_ENV} at a weights file; to train your own, "
+                "`linearsr train` (weights/MODEL_CARD.md has the exact recipe)."
+            )
+        raise WeightsError(f"{origin} names {path}, which does not exist")
+    return path
+

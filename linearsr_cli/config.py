@@ -29,18 +29,11 @@ DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.
 PRIOR_INPUTS = ("clean", "real", "texture")
 INPUT_KINDS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
-INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.py)
+INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.check_input)
 # The networks a prior slot may hold: "span" (deploy-form SPAN, nn/span.py; every prior of files
 # written before ModelConfig.prior_archs existed) and "srvgg" (Real-ESRGAN's SRVGGNetCompact,
 # nn/srvgg.py, e.g. realesr-general-x4v3). Any slot takes any architecture.
 PRIOR_ARCHS = ("span", "srvgg")
-
-
-def check_input_name(name: str) -> str:
-    """`name` when it is an --input choice (INPUT_CHOICES); ConfigError otherwise."""
-    if name not in INPUT_CHOICES:
-        raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {name!r}")
-    return name
 
 
 def bisect_boundaries(lo: float, hi: float, num_experts: int) -> tuple[float, ...]:
@@ -176,7 +169,7 @@ class ModelConfig:
         """The one name -> index rule of the priors: the index in `prior_inputs` of the prior
         `name` ("clean", "real", "texture"); None or "auto" = the file's first prior; None for a
         file without priors, where no name applies. A prior the file lacks is a ConfigError,
-        never a silent fallback."""
+        never a silent fallback. Its one caller is engine/route.py, where priors are chosen."""
         if name is None or name == "auto":
             return 0 if self.prior_inputs else None
         if name not in self.prior_inputs:
@@ -280,3 +273,25 @@ class TileConfig:
             raise ConfigError("tile and overlap must be >= 0")
         if self.tile and self.tile <= 2 * self.overlap:
             raise ConfigError(f"tile ({self.tile}) must exceed twice the overlap ({self.overlap})")
+
+
+def sampler_config(
+    preset: str = DEFAULT_PRESET,
+    *,
+    steps: int | None = None,
+    solver: str | None = None,
+    seed: int = 0,
+    shift: float | None = None,
+) -> SamplerConfig:
+    """The preset's SamplerConfig with --steps/--solver/--shift/--seed applied on top."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    return dataclasses.replace(
+        base,
+        steps=base.steps if steps is None else steps,
+        solver=base.solver if solver is None else solver,
+        shift=base.shift if shift is None else shift,
+        seed=seed,
+    )
+

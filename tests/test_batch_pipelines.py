@@ -311,15 +311,15 @@ def test_help_texts_survive_rich_markup() -> None:
 
 
 def _batch(tiny_weights: Path, src: Path, out: Path):
-    from linearsr_cli.config import TileConfig
+    from linearsr_cli.config import TileConfig, sampler_config
     from linearsr_cli.engine.batch import load_batch
-    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, request_jobs
-    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.engine.plan import OutputConfig, UpscaleRequest, prepare
     from linearsr_cli.tag.config import TagConfig
 
     req = UpscaleRequest(source=str(src), out=out, weights=tiny_weights, scale=None, sampler=sampler_config(),
                          tiles=TileConfig(), output=OutputConfig(), tags=TagConfig(enabled=False), device="cpu")
-    return load_batch(req), request_jobs(req)
+    plan = prepare(req)
+    return load_batch(req, plan), plan.jobs
 
 
 class _Collect:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig
+from linearsr_cli.checkpoints import resolve_weights
+from linearsr_cli.config import PRESETS, ModelConfig, SamplerConfig, TileConfig, sampler_config
 from linearsr_cli.engine.device import (
     DevicePlan,
     choose_device,
@@ -18,7 +19,7 @@ from linearsr_cli.engine.device import (
     plan_device,
     training_device,
 )
-from linearsr_cli.engine.upscaler import Upscaler, auto_tile, resolve_weights, sampler_config
+from linearsr_cli.engine.upscaler import Upscaler, auto_tile
 from linearsr_cli.errors import ConfigError, DeviceError, WeightsError
 from linearsr_cli.nn.dit import LinearSR
 from tests.conftest import synthetic_photo
@@ -70,11 +71,11 @@ class OomAbove(torch.nn.Module):
         self.max_lr_pixels = max_lr_pixels
         self.sizes: list[tuple[int, int]] = []
 
-    def forward(self, x_t, t, lr, tags=None, tag_mask=None, input_kind=None):  # type: ignore[no-untyped-def]
+    def forward(self, x_t, t, lr, tags=None, tag_mask=None, prior=None):  # type: ignore[no-untyped-def]
         self.sizes.append(tuple(lr.shape[-2:]))
         if lr.shape[-2] * lr.shape[-1] > self.max_lr_pixels:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
-        return self.inner(x_t, t, lr, tags, tag_mask, input_kind)
+        return self.inner(x_t, t, lr, tags, tag_mask, prior)
 
 
 def test_out_of_memory_retries_with_smaller_tiles(model: LinearSR) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import linearsr_cli.engine.upscaler as upscaler_mod
+import linearsr_cli.checkpoints as checkpoints_mod
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import EXIT_OK, EXIT_USAGE, app
 from linearsr_cli.config import SamplerConfig, TileConfig
@@ -131,7 +131,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def installed(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("LINEARSR_WEIGHTS", raising=False)
-    monkeypatch.setattr(upscaler_mod, "default_weights_path", lambda scale=4: shipped / f"linearsr-x{scale}.safetensors")
+    monkeypatch.setattr(checkpoints_mod, "default_weights_path", lambda scale=4: shipped / f"linearsr-x{scale}.safetensors")
     return shipped
 
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from linearsr_cli.checkpoints import load_weights, save_weights
+from linearsr_cli.engine.route import prior_indices
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.ncnn_files import FP16_TAG, io_blobs, package_dir, parse_param, read_weights
 from linearsr_cli.nn.dit import LinearSR, bicubic_upsample, compose_output
@@ -152,11 +153,11 @@ def test_prior_expert_adds_the_prior_residual_and_others_do_not():
             expect = (model.priors[name](lr[i : i + 1]) - base[i : i + 1]) / model.cfg.residual_scale
             torch.testing.assert_close(skip[i : i + 1], expect)
         t1 = torch.ones(2)
-        torch.testing.assert_close(model(x, t1, lr, input_kind=kind), model.experts[0](x, t1, lr) + skip)
+        torch.testing.assert_close(model(x, t1, lr, prior=kind), model.experts[0](x, t1, lr) + skip)
         t_low = torch.full((2,), 0.05)  # the polishing expert: no prior
-        torch.testing.assert_close(model(x, t_low, lr, input_kind=kind), model.experts[3](x, t_low, lr))
+        torch.testing.assert_close(model(x, t_low, lr, prior=kind), model.experts[3](x, t_low, lr))
         mixed = torch.tensor([1.0, 0.05])  # one sample per expert, routed separately
-        out = model(x, mixed, lr, input_kind=kind)
+        out = model(x, mixed, lr, prior=kind)
         torch.testing.assert_close(out[:1], model.experts[0](x[:1], mixed[:1], lr[:1]) + skip[:1])
         torch.testing.assert_close(out[1:], model.experts[3](x[1:], mixed[1:], lr[1:]))
 
@@ -213,7 +214,7 @@ def test_one_prior_choice_and_unknown_priors_are_errors():
         with pytest.raises(ConfigError, match="--input"):
             cfg.prior_index(name)
     with pytest.raises(ConfigError, match="clean"):  # the model no longer falls back silently
-        LinearSR(dataclasses.replace(real_only, prior_channels=4, prior_blocks=1)).input_index(["clean"])
+        prior_indices(dataclasses.replace(real_only, prior_channels=4, prior_blocks=1), ["clean"])
 
 
 def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):
@@ -226,7 +227,7 @@ def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):
     lr = torch.rand(2, 3, 6, 6)
     kind = torch.tensor([1, 0])
     with torch.no_grad():
-        torch.testing.assert_close(model(torch.randn(2, 3, 24, 24), 1.0, lr, input_kind=kind), model.prior_residual(lr, kind))
+        torch.testing.assert_close(model(torch.randn(2, 3, 24, 24), 1.0, lr, prior=kind), model.prior_residual(lr, kind))
     loaded, info = load_weights(save_weights(tmp_path / "bare.safetensors", model))
     assert info.config.bare_experts == (0,)
     with pytest.raises(ConfigError):

@@ -30,7 +30,8 @@ from linearsr_cli.engine.device import (
     plan_device,
 )
 from linearsr_cli.engine.ncnn_prior import CpuPrior, NcnnPrior, prior_graph
-from linearsr_cli.engine.upscaler import Upscaler
+from linearsr_cli.engine.route import choose_input
+from linearsr_cli.engine.upscaler import Conditioning, Upscaler
 from linearsr_cli.errors import DeviceError, WeightsError
 from linearsr_cli.ncnn_files import (
     Graph,
@@ -142,7 +143,7 @@ def test_forced_torch_and_ncnn_upscales_agree(tmp_path: Path, monkeypatch: pytes
     for backend in ("torch", "ncnn"):
         monkeypatch.setenv(PRIOR_BACKEND_ENV, backend)
         up = Upscaler.from_weights(weights, plan_device("cpu", "fp32"), TileConfig())
-        outs[backend] = [up(lr, s, up.conditioning("real")) for s in (FIDELITY, PERCEPTUAL)]
+        outs[backend] = [up(lr, s, Conditioning(choose_input(up.cfg, None, "real").index)) for s in (FIDELITY, PERCEPTUAL)]
         assert up.model.prior_calls["real"].backend == backend  # type: ignore[attr-defined]
     for a, b in zip(outs["torch"], outs["ncnn"], strict=True):
         assert (a * 255 - b * 255).abs().max() <= 1.0
@@ -212,7 +213,7 @@ def test_without_the_ncnn_package_the_prior_runs_in_torch(tmp_path: Path, monkey
         cpu_prior_backend(cfg)
     monkeypatch.delenv(PRIOR_BACKEND_ENV)
     up = Upscaler.from_weights(routed_prior_weights(tmp_path / "w.safetensors"), plan_device("cpu", "fp32"), TileConfig())
-    out = up(_photo(), FIDELITY, up.conditioning("real"))
+    out = up(_photo(), FIDELITY, Conditioning(choose_input(up.cfg, None, "real").index))
     assert out.shape == (3, 80, 112) and up.model.prior_calls["real"].backend == "torch"  # type: ignore[attr-defined]
 
 
@@ -249,7 +250,7 @@ def test_the_fidelity_run_is_the_prior_alone_and_draws_no_noise(tmp_path: Path, 
     up = Upscaler.from_weights(routed_prior_weights(tmp_path / "w.safetensors"), plan_device("cpu", "fp32"), TileConfig())
     assert up.prior_only(FIDELITY) and not up.prior_only(PERCEPTUAL)
     lr = _photo(18, 22)
-    cond = up.conditioning("real")
+    cond = Conditioning(choose_input(up.cfg, None, "real").index)
     kind = cond.prior_tensor()
     with torch.no_grad():
         composed = compose_output(lr[None], up.model.prior_residual(lr[None], kind), up.cfg)[0]

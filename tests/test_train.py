@@ -305,7 +305,7 @@ def test_attach_priors_starts_as_the_prior_and_keeps_it_frozen(photos: Path, tmp
     assert not any(p.requires_grad for p in model.priors.parameters())
     lr = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
-        sr = compose_output(lr, model(torch.randn(2, 3, 32, 32), 1.0, lr, input_kind=torch.tensor([0, 1])), model.cfg)
+        sr = compose_output(lr, model(torch.randn(2, 3, 32, 32), 1.0, lr, prior=torch.tensor([0, 1])), model.cfg)
         torch.testing.assert_close(sr[:1], model.priors["clean"](lr[:1]).clamp(0, 1), atol=1e-5, rtol=0)
         torch.testing.assert_close(sr[1:], model.priors["real"](lr[1:]).clamp(0, 1), atol=1e-5, rtol=0)
 
@@ -356,7 +356,7 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
 
     lr = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
-        sr = compose_output(lr, model(torch.randn(1, 3, 32, 32), 1.0, lr, input_kind=torch.tensor([1])), model.cfg)
+        sr = compose_output(lr, model(torch.randn(1, 3, 32, 32), 1.0, lr, prior=torch.tensor([1])), model.cfg)
         torch.testing.assert_close(sr, real(lr).clamp(0, 1), atol=1e-5, rtol=0)  # 1-NFE = the real prior
 
 

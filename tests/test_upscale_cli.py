@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-import linearsr_cli.engine.upscaler as upscaler_mod
+import linearsr_cli.checkpoints as checkpoints_mod
 from linearsr_cli.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, app
 from linearsr_cli.engine import batch as batch_mod
 from linearsr_cli.errors import ImageWriteError
@@ -200,7 +200,7 @@ def test_exit_codes_and_setup_errors(tmp_path: Path, tiny_weights: Path, monkeyp
     assert run([str(src), str(tmp_path / "o"), "--tile", "big"], tiny_weights).exit_code == EXIT_USAGE
     # no weights installed: a plain message on how to get them, exit 1, nothing written
     monkeypatch.delenv("LINEARSR_WEIGHTS", raising=False)
-    monkeypatch.setattr(upscaler_mod, "default_weights_path", lambda scale=4: tmp_path / "weights" / f"linearsr-x{scale}.safetensors")
+    monkeypatch.setattr(checkpoints_mod, "default_weights_path", lambda scale=4: tmp_path / "weights" / f"linearsr-x{scale}.safetensors")
     res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "o2"), "--no-tags"])
     assert res.exit_code == EXIT_USAGE
     assert "no x4 LinearSR weights are installed" in res.output and "linearsr train" in res.output
@@ -320,7 +320,7 @@ def test_info_lists_versions_devices_and_weights(tiny_weights: Path) -> None:
 
 
 def test_describe_router_names_fitted_and_fixed_runs() -> None:
-    from linearsr_cli.engine.upscaler import describe_router
+    from linearsr_cli.engine.info import describe_router
 
     assert describe_router(None).startswith("no router")
     line = describe_router({"fitted": {"crops": 800}, "fixed": {"1-step": "real"}})

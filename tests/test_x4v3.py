@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from linearsr_cli import priors
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.config import ModelConfig
+from linearsr_cli.engine.route import prior_indices
 from linearsr_cli.errors import ConfigError, WeightsError
 from linearsr_cli.ncnn_files import FP16_TAG
 from linearsr_cli.nn.dit import compose_output
@@ -282,9 +283,9 @@ def test_revise_puts_an_srvgg_prior_into_any_slot_and_the_bare_expert_is_it(tmp_
     assert info.priors["real"]["model"] == "vgg" and info.priors["clean"]["name"] == "clean"
     assert info.router == {"kind": "test"} and info.provenance["revisions"][-1]["priors"] == ["real", "texture"]
     lr = torch.rand(2, 3, 7, 6)
-    kind = revised.input_index(["real", "clean"])
+    kind = prior_indices(revised.cfg, ["real", "clean"])
     with torch.no_grad():
-        sr = compose_output(lr, revised(torch.randn(2, 3, 28, 24), 1.0, lr, input_kind=kind), revised.cfg)
+        sr = compose_output(lr, revised(torch.randn(2, 3, 28, 24), 1.0, lr, prior=kind), revised.cfg)
         torch.testing.assert_close(sr[:1], vgg(lr[:1]).clamp(0, 1), atol=1e-5, rtol=0)
         torch.testing.assert_close(sr[1:], model.priors["clean"](lr[1:]).clamp(0, 1), atol=1e-5, rtol=0)
         for k, v in model.experts.state_dict().items():  # the experts are kept (as stored: fp16)

@@ -26,9 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from linearsr_cli.engine.plan import Job, OutputConfig
+from linearsr_cli.engine.plan import Job
 from linearsr_cli.engine.report import BatchSummary, FileRecord
-from linearsr_cli.engine.rerun import triage
+from linearsr_cli.engine.rerun import planned_record
 from linearsr_cli.train.report import SilentReporter
 
 # soft_wrap: rich never breaks a printed line (it would at 80 columns in a pipe or a file, where
@@ -68,7 +68,7 @@ def summary_line(summary: BatchSummary) -> str:
 
 def ignored_record(job: Job) -> FileRecord:
     """The record of a file passed over for its extension."""
-    return triage(job, OutputConfig())[0]  # type: ignore[return-value]
+    return planned_record(job)  # type: ignore[return-value]
 
 
 def silence_broken_pipe(*streams: Any) -> None:

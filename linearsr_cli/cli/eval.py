@@ -45,7 +45,7 @@ def eval_cmd(
     """PSNR/SSIM (Y) and NIQE/BRISQUE of LinearSR, bicubic and peers on the same LR inputs. Exit 2: some images failed."""
     import json
 
-    from linearsr_cli.engine.upscaler import sampler_config
+    from linearsr_cli.config import sampler_config
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
 
@@ -59,7 +59,7 @@ def eval_cmd(
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
-            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, tta=tta, limit=limit,
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input=input_kind, tta=tta, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))

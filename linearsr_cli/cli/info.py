@@ -18,7 +18,7 @@ def info(
     """Print versions, devices, dtypes and the installed weights."""
     import json
 
-    from linearsr_cli.engine.upscaler import system_info
+    from linearsr_cli.engine.info import system_info
 
     report = system_info(weights)
     if json_out:

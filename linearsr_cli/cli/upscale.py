@@ -67,7 +67,7 @@ def upscale(
     import sys
 
     from linearsr_cli.cli import console
-    from linearsr_cli.config import TileConfig
+    from linearsr_cli.config import TileConfig, sampler_config
     from linearsr_cli.engine.batch import upscale_batch
     from linearsr_cli.engine.pipeline import parse_tile
     from linearsr_cli.engine.plan import (
@@ -78,7 +78,6 @@ def upscale(
         stdin_paths,
     )
     from linearsr_cli.engine.resize import SizeRequest
-    from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
     from linearsr_cli.tag.config import tag_config_for
 
@@ -90,7 +89,7 @@ def upscale(
             output=OutputConfig(suffix=suffix, format=fmt, quality=quality, png_level=png_level, overwrite=overwrite,
                                 max_pixels=max_pixels, keep_existing=keep_existing, max_canvas=max_canvas),
             tags=tag_config_for(tags, no_tags=no_tags),
-            device=device, dtype=dtype, input_kind=input_kind, shard=parse_shard(shard),
+            device=device, dtype=dtype, input=input_kind, shard=parse_shard(shard),
             size=SizeRequest(outscale=outscale, width=width, height=height, fit=fit), tta=tta, threads=threads,
         )
         if null and source != "-":

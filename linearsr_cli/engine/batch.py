@@ -26,26 +26,23 @@ from linearsr_cli.engine.device import (
     release_cpu_memory,
     use_cpu_threads,
 )
-from linearsr_cli.engine.pipeline import (
-    image_tags,
-    load_models,
-    upscale_to_size,
-)
+from linearsr_cli.engine.pipeline import TagResolver, load_models, upscale_to_size
 from linearsr_cli.engine.plan import (
     Job,
     OutputConfig,
+    RunPlan,
+    RunRecord,
     UpscaleRequest,
     check_out,
-    model_files,
-    planned_use,
-    request_jobs,
-    request_settings,
+    prepare,
+    run_record,
 )
 from linearsr_cli.engine.report import (
     BatchSummary,
     FileRecord,
     Reporter,
     SerializedReporter,
+    report_done,
     reporting,
 )
 from linearsr_cli.engine.rerun import triage
@@ -65,6 +62,7 @@ from linearsr_cli.imageio import (
     read_image,
     with_pixels,
 )
+from linearsr_cli.tag.config import TagConfig
 
 PREFETCH = 2  # files decoded ahead of the model, and finished files waiting to be written
 
@@ -87,39 +85,29 @@ class BatchRun:
         models: dict[int, Upscaler] | Upscaler,
         sampler: SamplerConfig,
         output: OutputConfig,
-        tags: Any | None = None,
-        input_kind: str = "auto",
+        tags: TagConfig | None = None,
+        input: str = "auto",
         size: SizeRequest = SizeRequest(),
         tta: bool = False,
-        settings: dict[str, Any] | None = None,
+        record: RunRecord | None = None,
     ) -> None:
-        """`models` maps scale -> a loaded model (or one model); `tags` is a
-        linearsr_cli.tag.guidance.TagConfig, or None for no tags at all;
-        `input_kind` picks the prior of the first pass (Upscaler.choose_input; a second pass
-        sees a clean image and gets the default prior); `size` the output size (engine/resize.py);
-        `tta` the 8-transform self-ensemble; `settings` the record written into every output
-        and compared with existing ones (engine/record.py; default: made from the above)."""
+        """`models` maps scale -> a loaded model (or one model); `tags` how tags are found
+        (pipeline.TagResolver; None: no tags at all); `input` the --input of the first pass
+        (engine/route.choose_input; a later pass sees a clean image and gets the file's first
+        prior); `size` the output size (engine/resize.py); `tta` the 8-transform self-ensemble;
+        `record` what every output records and existing ones are compared with (engine/record.py;
+        default: made from the above, plan.run_record)."""
         self.models = dict(sorted(models.items())) if isinstance(models, dict) else {models.scale: models}
         self.sampler = sampler
         self.output = output
-        self.input_kind = input_kind
+        self.input = input
         self.size = size
         self.tta = tta
-        self.tags = tags
-        self._tagger: Any = None
-        self.settings = settings if settings is not None else settings_record.settings(
-            models={s: up.info.path for s, up in self.models.items() if up.info is not None},
-            size=size, sampler=sampler, input_kind=input_kind, tags=tags, tta=tta,
+        self.tags = TagResolver(tags, next(iter(self.models.values())).plan.device)
+        self.record = record or run_record(
+            {s: up.info.path for s, up in self.models.items() if up.info is not None},
+            [up.cfg for up in self.models.values()], sampler, size, input, tags, tta,
         )
-        self.use = planned_use([up.cfg for up in self.models.values()], sampler, input_kind, tags)
-
-    def _guidance(self) -> Any:
-        """The tag guidance (tagger + encoder), made on first use."""
-        if self._tagger is None:
-            from linearsr_cli.tag.guidance import TagGuidance
-
-            self._tagger = TagGuidance(self.tags, next(iter(self.models.values())).plan.device)
-        return self._tagger
 
     def run(self, jobs: Sequence[Job], reporter: Reporter, *, prefetch: int = PREFETCH) -> BatchSummary:
         """Every job, in order, as a bounded pipeline: a reader thread triages and decodes the next
@@ -142,9 +130,7 @@ class BatchRun:
             if prefetch < 1:
                 for index, job in enumerate(jobs):
                     reporter.image_start(job, index)
-                    record = self.process(job, reporter)
-                    summary.records.append(record)
-                    reporter.image_done(record)
+                    report_done(reporter, summary, self.process(job, reporter))
             else:
                 self._pipeline(jobs, reporter, summary, prefetch)
         return summary
@@ -164,8 +150,7 @@ class BatchRun:
             try:
                 if out is not None:
                     self.write(prepared, out)
-                summary.records.append(prepared.record)
-                reporter.image_done(prepared.record)
+                report_done(reporter, summary, prepared.record)
             except BaseException:
                 stop.set()
                 raise
@@ -197,10 +182,9 @@ class BatchRun:
     def upscale(self, img: Any, path: Path | None, record: FileRecord, progress: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image's pixels through the native passes, then resampled to the exact size;
         fills the record's tags, prior, passes and warnings."""
-        tags_on = self.tags is not None and self.tags.enabled
-        tags = image_tags(self._guidance, path, img.rgb) if tags_on else None
+        tags = self.tags.for_image(path, img.rgb)
         done = upscale_to_size(self.models, img.rgb, img.alpha, self.sampler, size=self.size, tags=tags,
-                               input_kind=self.input_kind, jpeg_quality=img.jpeg_quality, tta=self.tta,
+                               input=self.input, jpeg_quality=img.jpeg_quality, tta=self.tta,
                                progress=progress, max_canvas=self.output.max_canvas, compact=True)
         record.passes, record.tta = list(done.passes), self.tta
         record.input_kind, record.input_why, record.prior = done.route.input, done.route.why or None, done.route.prior
@@ -208,20 +192,20 @@ class BatchRun:
         if tags is not None and tags.source is not None:
             record.tags, record.tag_source = tags.tags, tags.source
         else:
-            record.tag_source = "unused" if tags_on else "off"
+            record.tag_source = "unused" if self.tags.enabled else "off"
         return done.rgb, done.alpha
 
     def image_record(self, record: FileRecord) -> str:
         """The settings record text for an output (what was asked + what this image resolved to)."""
         image = {"input_kind": record.input_kind, "prior": record.prior, "why": record.input_why, "tags": record.tags,
                  "tag_source": record.tag_source, "passes": record.passes, "size": record.size}
-        return settings_record.dumps(self.settings, image)
+        return settings_record.dumps(self.record.settings, image)
 
     def prepare(self, job: Job) -> _Prepared:
         """Triage and decode one job (the reader's part): a finished record (skipped, failed...),
         or the decoded image with the record to fill."""
         started = time.perf_counter()
-        done, replaces = triage(job, self.output, self.settings, self.use)
+        done, replaces = triage(job, self.output, self.record)
         if done is not None:
             return _Prepared(job, done, None)
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed", note=replaces)
@@ -297,27 +281,24 @@ class _Prepared:
         self.image = None
 
 
-def load_batch(req: UpscaleRequest) -> BatchRun:
-    """The models and settings of a request, loaded once (raises WeightsError / DeviceError /
-    ConfigError before any file is touched)."""
-    infos = model_files(req)
-    models = load_models(infos, device=req.device, dtype=req.dtype, tiles=req.tiles)
-    return BatchRun(models, req.sampler, req.output, req.tags, req.input_kind, req.size, req.tta,
-                 settings=request_settings(req, infos))
+def load_batch(req: UpscaleRequest, plan: RunPlan) -> BatchRun:
+    """The planned weights of a request loaded once onto its device (DeviceError for a device or
+    dtype this machine lacks), as a BatchRun with the plan's record."""
+    models = load_models(plan.weights, device=req.device, dtype=req.dtype, tiles=req.tiles)
+    return BatchRun(models, req.sampler, req.output, req.tags, req.input, req.size, req.tta, record=plan.record)
 
 
 def upscale_batch(
     req: UpscaleRequest, reporter: Reporter, stdin_lines: Iterable[str] | None = None
 ) -> BatchSummary:
-    """Plan the jobs, load the model once, check (and make) OUT, run the batch.
+    """Plan the request, load the models once, check (and make) OUT, run the batch.
 
     Raises ConfigError (NoInputError for an IN without input) / WeightsError / DeviceError for
     setup problems (nothing is written, OUT is not made); per-file problems end up in the
     summary's records.
     """
-    jobs = request_jobs(req, stdin_lines)
+    plan = prepare(req, stdin_lines)
     use_cpu_threads(req.threads)
-    batch = load_batch(req)  # weights, device, dtype: every setup error comes before OUT is made
-    check_out(req.out, jobs)
-    return batch.run(jobs, reporter)
-
+    batch = load_batch(req, plan)  # weights, device, dtype: every setup error comes before OUT is made
+    check_out(req.out, plan.jobs)
+    return batch.run(plan.jobs, reporter)

@@ -1,6 +1,7 @@
-"""What the three entry points (the batch, the Python API, eval) share: parse --tile, load the
-native models a request runs, resolve and encode an image's tags once, and upscale one image
-to the asked size (native passes, canvas guard, alpha, resample, --fit crop).
+"""What the three entry points (the batch, the Python API, eval) share: parse --tile, find and
+load the native models a run uses (model_files: which scales is the caller's explicit choice),
+resolve and encode an image's tags once (TagResolver), and upscale one image to the asked size
+(native passes, canvas guard, alpha, resample, --fit crop).
 
 Nothing here prints or touches files besides reading weights (and sidecars through the tagger).
 """
@@ -9,29 +10,31 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from linearsr_cli.checkpoints import WeightsInfo, read_info
+from linearsr_cli.checkpoints import (
+    DEFAULT_SCALE,
+    WEIGHTS_ENV,
+    WeightsInfo,
+    installed_scales,
+    read_info,
+    resolve_weights,
+)
 from linearsr_cli.config import SamplerConfig, TileConfig
 from linearsr_cli.engine.device import plan_device, release_cpu_memory
 from linearsr_cli.engine.resize import SizeRequest, needed_factor, plan_passes, resample
-from linearsr_cli.engine.upscaler import (
-    DEFAULT_SCALE,
-    WEIGHTS_ENV,
-    Progress,
-    Route,
-    Upscaler,
-    installed_scales,
-    resolve_weights,
-    upscale_chain,
-)
+from linearsr_cli.engine.route import Route, check_input
+from linearsr_cli.engine.upscaler import Progress, Upscaler, upscale_chain
 from linearsr_cli.errors import ConfigError, WeightsError
+from linearsr_cli.tag.config import TagConfig
+from linearsr_cli.tag.sources import normalize_tags
 
 DEFAULT_MAX_CANVAS = 1_024_000_000  # pixels of the largest canvas a chain may build (x4 of 64 MP)
 
@@ -53,18 +56,21 @@ def parse_tile(value: str | int) -> int:
 
 
 def model_files(
-    weights: Path | None, scale: int | None, size: SizeRequest, input_kind: str = "auto"
+    weights: Path | None, scale: int | None = None, *, every_scale: bool = False, any_scale: bool = False,
+    input: str = "auto",
 ) -> dict[int, WeightsInfo]:
-    """The weights files a request runs, by scale, read and checked (WeightsError / ConfigError
-    before any file is touched): `weights` or $LINEARSR_WEIGHTS (its scale must be `scale`'s
-    when given); else the shipped file of `scale`; else, for an exact size, every shipped scale;
-    else the shipped x4. A named `input_kind` (not "auto") must be a prior of every file."""
+    """The weights files a run loads, by scale, each read and checked once (WeightsError /
+    ConfigError before any image is touched). Which files: `weights` or $LINEARSR_WEIGHTS; else
+    the shipped file of `scale`; else, with `every_scale` (runs that may chain native passes: an
+    exact output size, or the API loaded without a scale), every shipped scale; else the shipped
+    x4. A given file must be of `scale` when one is named, unless `any_scale` (eval resamples
+    any file's output to its scale). A named `input` must be a prior of every file."""
     explicit = weights is not None or bool(os.environ.get(WEIGHTS_ENV))
     if explicit:
         paths = [resolve_weights(weights)]
     elif scale is not None:
         paths = [resolve_weights(None, scale)]
-    elif size.exact and installed_scales():
+    elif every_scale and installed_scales():
         paths = [resolve_weights(None, s) for s in installed_scales()]
     else:
         paths = [resolve_weights(None, DEFAULT_SCALE)]
@@ -72,13 +78,13 @@ def model_files(
     for path in paths:
         info = read_info(path)
         native = info.config.scale
-        if scale is not None and native != scale:
+        if scale is not None and native != scale and not any_scale:
             raise WeightsError(
                 f"{path}: weights are for x{native}, but --scale {scale} was asked for; give x{scale} "
                 f"weights, or --outscale {scale} to reach x{scale} with this x{native} model"
             )
         try:
-            info.config.prior_index(input_kind)
+            check_input(input, info.config.prior_inputs)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         infos[native] = info
@@ -114,15 +120,54 @@ class ImageTags:
         return self._tokens
 
 
-def image_tags(guidance: Callable[[], Any], path: Path | None, rgb: Tensor) -> ImageTags:
-    """ImageTags from `guidance()`, a tag.guidance.TagGuidance made on first use: the --tags
-    text, else sidecar > metadata > tagger for a file, the tagger for pixels without a file."""
+class TagResolver:
+    """The one way an image's tags are found, for the batch, the API and eval. `cfg` None or
+    disabled: no tags (the model's null token); given tags: those for every image; auto: sidecar >
+    metadata keywords > the tagger for a file, the tagger for pixels without a file. `visual`
+    (eval's TAG ablation): the tagger's pooled feature as one token instead of tags. The tagger
+    and the encoder (tag.guidance.TagGuidance) load on first use, once, on `device`."""
 
-    def resolve() -> tuple[tuple[str, ...], str]:
-        found = guidance().resolve(path, rgb)
-        return tuple(found.tags), found.source
+    def __init__(self, cfg: TagConfig | None, device: torch.device, *, visual: bool = False) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.visual = visual
+        self._guidance: Any = None
 
-    return ImageTags(resolve, lambda names: guidance().encode(names))
+    @property
+    def enabled(self) -> bool:
+        return self.cfg is not None and self.cfg.enabled
+
+    def guidance(self) -> Any:
+        """The tag.guidance.TagGuidance, made on first use."""
+        if self._guidance is None:
+            from linearsr_cli.tag.guidance import TagGuidance
+
+            self._guidance = TagGuidance(self.cfg or TagConfig(), self.device)
+        return self._guidance
+
+    def for_image(self, path: Path | None, rgb: Tensor, *, given: Sequence[str] | None = None) -> ImageTags | None:
+        """The tags of one image (3, h, w) and its file `path` (None for pixels alone), resolved
+        and encoded only when a pass uses them; None when tags are off. `given`: these tags for
+        this image instead (the API's per-call tags), encoded by the same encoder."""
+        if given is not None:
+            names = normalize_tags(given)
+            return ImageTags(lambda: (names, "cli"), lambda _names: self.guidance().encode(names))
+        if not self.enabled:
+            return None
+        if self.visual:
+            def visual() -> tuple[Any, Any]:
+                from linearsr_cli.tag.tagger import visual_token
+
+                tok, mask = visual_token(self.guidance().tagger.features(rgb[None]))  # (1, 1, 384)
+                return tok.to(self.device), mask.to(self.device)
+
+            return ImageTags(lambda: (("<visual>",), "visual"), lambda _names: visual())
+
+        def resolve() -> tuple[tuple[str, ...], str]:
+            found = self.guidance().resolve(path, rgb)
+            return tuple(found.tags), found.source
+
+        return ImageTags(resolve, lambda names: self.guidance().encode(names))
 
 
 @dataclass
@@ -132,7 +177,7 @@ class Upscaled:
     rgb: Tensor  # (3, H, W) float32 in [0, 1], or a uint16 canvas (pixels.py) when asked `compact`
     alpha: Tensor | None  # (1, H, W) or None
     passes: tuple[int, ...]
-    route: Route  # the first pass's input kind, prior and why (Route(None, None, "") without priors)
+    route: Route  # the first pass's input kind, prior and why (route.NO_PRIOR without priors)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -173,7 +218,7 @@ def upscale_to_size(
     *,
     size: SizeRequest = SizeRequest(),
     tags: Callable[[], tuple[Any, Any]] | None = None,
-    input_kind: str = "auto",
+    input: str = "auto",
     jpeg_quality: int | None = None,
     tta: bool = False,
     progress: Progress = None,
@@ -182,7 +227,7 @@ def upscale_to_size(
 ) -> Upscaled:
     """rgb (3, h, w) [+ alpha] through the native passes `size` needs, then resampled (linear
     light) and, for --fit cover, centre-cropped to the exact output size. The canvas guard runs
-    before the model; `tags` is called only if a pass can use tags; `input_kind` "auto" lets the
+    before the model; `tags` is called only if a pass can use tags; `input` "auto" lets the
     weights' router decide from the pixels and `jpeg_quality` (what the file says). `compact`:
     a tiled image may come back as a uint16 canvas (pixels.py), resampled band by band, so a
     12 MP photo at x4 never has a float copy of its output in memory (the batch asks for it)."""
@@ -190,7 +235,7 @@ def upscale_to_size(
     passes, (out_w, out_h), crop = plan_size(models, size, w, h)
     check_canvas(w, h, passes, max_canvas)
     chain = [models[scale] for scale in passes]  # the first pass's choose_input refuses an unknown prior
-    out, route = upscale_chain(chain, rgb, sampler, tags=tags, input_kind=input_kind, jpeg_quality=jpeg_quality,
+    out, route = upscale_chain(chain, rgb, sampler, tags=tags, input=input, jpeg_quality=jpeg_quality,
                                tta=tta, progress=progress, compact=compact)
     up_alpha = None if alpha is None else upscale_alpha(alpha, math.prod(passes))
     resized, up_alpha = resample(out, up_alpha, (out_h, out_w))
@@ -211,6 +256,6 @@ def upscale_to_size(
 
 
 __all__ = [
-    "DEFAULT_MAX_CANVAS", "ImageTags", "Upscaled", "check_canvas", "image_tags", "load_models", "model_files",
+    "DEFAULT_MAX_CANVAS", "ImageTags", "TagResolver", "Upscaled", "check_canvas", "load_models", "model_files",
     "parse_tile", "plan_size", "upscale_alpha", "upscale_to_size",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from linearsr_cli.checkpoints import WeightsInfo
-from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig, check_input_name, prior_for
+from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig, prior_for
 from linearsr_cli.engine import record as settings_record
 from linearsr_cli.engine.device import (
     check_dtype_name,
@@ -24,9 +24,10 @@ from linearsr_cli.engine.device import (
 )
 from linearsr_cli.engine.pipeline import (
     DEFAULT_MAX_CANVAS,
+    model_files,
 )
-from linearsr_cli.engine.pipeline import model_files as _model_files
 from linearsr_cli.engine.resize import SizeRequest
+from linearsr_cli.engine.route import check_input
 from linearsr_cli.engine.upscaler import runs_network
 from linearsr_cli.errors import (
     ConfigError,
@@ -279,7 +280,7 @@ class UpscaleRequest:
     tags: Any | None
     device: str = "auto"
     dtype: str = "auto"
-    input_kind: str = "auto"
+    input: str = "auto"  # --input: auto, or the prior to serve every image (engine/route.choose_input)
     shard: tuple[int, int] = (0, 1)  # --shard K/N
     size: SizeRequest = SizeRequest()  # --outscale / --width / --height
     tta: bool = False
@@ -287,33 +288,66 @@ class UpscaleRequest:
 
     def __post_init__(self) -> None:
         """The names and numbers that need no machine to check: before anything is read or made."""
-        check_input_name(self.input_kind)
+        check_input(self.input)
         parse_device(self.device)
         check_dtype_name(self.dtype)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
 
 
-def model_files(req: UpscaleRequest) -> dict[int, WeightsInfo]:
-    """The weights files a request runs, by scale (engine.pipeline.model_files)."""
-    return _model_files(req.weights, req.scale, req.size, req.input_kind)
+@dataclass(frozen=True)
+class RunRecord:
+    """What every output of a run records and every existing output is compared with
+    (engine/record.py): the settings asked for, and what the run uses for every image where that
+    is known before an image is read (planned_use)."""
+
+    settings: dict[str, Any]
+    use: dict[str, Any]
 
 
-def request_settings(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict[str, Any]:
-    """The settings record of a request (engine/record.py)."""
-    return settings_record.settings(models={s: i.path for s, i in infos.items()}, size=req.size, sampler=req.sampler,
-                                    input_kind=req.input_kind, tags=req.tags, tta=req.tta)
+def run_record(
+    paths: dict[int, Path], configs: Sequence[ModelConfig], sampler: SamplerConfig, size: SizeRequest,
+    input: str, tags: Any | None, tta: bool,
+) -> RunRecord:
+    """The RunRecord of a run of the weights files `paths` (by scale) whose configs are `configs`."""
+    return RunRecord(
+        settings_record.settings(models=paths, size=size, sampler=sampler, input=input, tags=tags, tta=tta),
+        planned_use(configs, sampler, input, tags),
+    )
 
 
-def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input_kind: str, tags: Any | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunPlan:
+    """A request, planned: its jobs, its weights files (read and checked once, by scale) and its
+    record. The local runner and the Ray driver both start from one."""
+
+    jobs: list[Job]
+    weights: dict[int, WeightsInfo]
+    record: RunRecord
+
+
+def prepare(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> RunPlan:
+    """Everything decided before OUT is touched or a model loaded, the same for the local and the
+    Ray path: the jobs (request_jobs), the weights files (pipeline.model_files: the shipped file
+    of --scale, or every shipped scale for an exact output size; a named --input must be a prior
+    of each) and the settings record. The request's names and numbers (device, dtype, --input)
+    were checked when it was made. Raises ConfigError (NoInputError) / WeightsError."""
+    jobs = request_jobs(req, stdin_lines)
+    infos = model_files(req.weights, req.scale, every_scale=req.size.exact, input=req.input)
+    record = run_record({s: i.path for s, i in infos.items()}, [i.config for i in infos.values()], req.sampler,
+                        req.size, req.input, req.tags, req.tta)
+    return RunPlan(jobs, infos, record)
+
+
+def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input: str, tags: Any | None) -> dict[str, Any]:
     """What a run with models of `configs` uses for every image, where that is known before an
     image is read (engine/record.used spells it alike): "prior" for a named --input (the prior it
     serves, config.prior_for; None for weights without priors), "tags" = "unused" when no pass can
     take tags, else [] for --tags off and the tags of --tags "a, b". --input auto and --tags auto
     are decided per image, so they are left out (compared as asked)."""
     use: dict[str, Any] = {}
-    if input_kind != "auto":
-        priors = {prior_for(input_kind, sampler, cfg.prior_inputs) if cfg.prior_inputs else None for cfg in configs}
+    if input != "auto":
+        priors = {prior_for(input, sampler, cfg.prior_inputs) if cfg.prior_inputs else None for cfg in configs}
         if len(priors) == 1:
             use["prior"] = priors.pop()
     if not any(runs_network(cfg, sampler) for cfg in configs):
@@ -323,11 +357,6 @@ def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input_ki
     elif tags.tags:
         use["tags"] = list(tags.tags)
     return use
-
-
-def request_use(req: UpscaleRequest, infos: dict[int, WeightsInfo]) -> dict[str, Any]:
-    """planned_use of a request whose models are not loaded here (the Ray driver)."""
-    return planned_use([info.config for info in infos.values()], req.sampler, req.input_kind, req.tags)
 
 
 def request_jobs(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> list[Job]:

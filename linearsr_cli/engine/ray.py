@@ -15,6 +15,7 @@ Inputs and outputs must be on a filesystem every node sees. Ray is an optional e
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from collections.abc import Iterable
@@ -22,16 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from linearsr_cli.engine.plan import (
-    Job,
-    UpscaleRequest,
-    check_out,
-    model_files,
-    request_jobs,
-    request_settings,
-    request_use,
-)
-from linearsr_cli.engine.report import BatchSummary, FileRecord, Reporter, reporting
+from linearsr_cli.engine.plan import Job, RunPlan, UpscaleRequest, check_out, prepare
+from linearsr_cli.engine.report import BatchSummary, FileRecord, Reporter, report_done, reporting
 from linearsr_cli.engine.rerun import triage
 from linearsr_cli.errors import ConfigError
 
@@ -98,15 +91,15 @@ def actor_layout(resources: dict[str, float], nodes: int, cfg: RayConfig) -> tup
 
 
 class _UpscaleActor:
-    """One Ray actor: the request's model loaded once; upscales the rows it is given."""
+    """One Ray actor: the request's planned weights loaded once; upscales the rows it is given."""
 
-    def __init__(self, req: UpscaleRequest, threads: int) -> None:
+    def __init__(self, req: UpscaleRequest, plan: RunPlan, threads: int) -> None:
         import torch
 
         from linearsr_cli.engine.batch import load_batch
 
         torch.set_num_threads(max(1, threads))
-        self.batch = load_batch(req)
+        self.batch = load_batch(req, plan)
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, list[str]]:
         records = []
@@ -119,32 +112,28 @@ class _UpscaleActor:
 def upscale_batch_ray(
     req: UpscaleRequest, cfg: RayConfig, reporter: Reporter, stdin_lines: Iterable[str] | None = None
 ) -> BatchSummary:
-    """The Ray run of `req` (see the module docstring); same summary and records as
-    engine.batch.upscale_batch. Raises ConfigError without Ray, and the setup errors of a local
-    run (bad weights, device) before any file is written."""
+    """The Ray run of `req` (see the module docstring); same plan (plan.prepare), summary and
+    records as engine.batch.upscale_batch. Raises ConfigError without Ray, and the setup errors of
+    a local run (bad weights) before any file is written."""
     if not ray_available():
         raise ConfigError(INSTALL_HINT)
-    jobs = request_jobs(req, stdin_lines)
-    infos = model_files(req)  # fail fast, on the driver, for a bad file
-    settings, use = request_settings(req, infos), request_use(req, infos)
-    check_out(req.out, jobs)
-    with reporting(reporter, len(jobs)) as summary:  # Ctrl-C: the interrupted summary still goes out
+    plan = prepare(req, stdin_lines)  # fail fast, on the driver, for a bad file
+    check_out(req.out, plan.jobs)
+    with reporting(reporter, len(plan.jobs)) as summary:  # Ctrl-C: the interrupted summary still goes out
         pending: dict[str, tuple[int, Job]] = {}
-        for index, job in enumerate(jobs):
-            done, _ = triage(job, req.output, settings, use)
+        for index, job in enumerate(plan.jobs):
+            done, _ = triage(job, req.output, plan.record)
             if done is None:
                 pending[str(job.output.resolve())] = (index, job)
                 continue
             reporter.image_start(job, index)
-            summary.records.append(done)
-            reporter.image_done(done)
+            report_done(reporter, summary, done)
         try:
-            for record in _run_on_ray(req, cfg, [job for _, job in pending.values()]) if pending else ():
+            for record in _run_on_ray(req, plan, cfg, [job for _, job in pending.values()]) if pending else ():
                 index, job = pending[record.output]
                 record.input, record.output = str(job.input), str(job.output)  # as the driver named them
                 reporter.image_start(job, index)
-                summary.records.append(record)
-                reporter.image_done(record)
+                report_done(reporter, summary, record)
         except KeyboardInterrupt:
             _disconnect()
             raise
@@ -166,7 +155,7 @@ def _disconnect() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_on_ray(req: UpscaleRequest, cfg: RayConfig, jobs: list[Job]) -> Iterable[FileRecord]:
+def _run_on_ray(req: UpscaleRequest, plan: RunPlan, cfg: RayConfig, jobs: list[Job]) -> Iterable[FileRecord]:
     import ray
 
     _connect(cfg.address)
@@ -176,7 +165,8 @@ def _run_on_ray(req: UpscaleRequest, cfg: RayConfig, jobs: list[Job]) -> Iterabl
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // cfg.batch_size))
     out = ds.map_batches(
         _UpscaleActor,
-        fn_constructor_kwargs={"req": req, "threads": req.threads or int(cpus)},
+        # the actors load the weights the driver planned; the jobs travel as rows, not in the plan
+        fn_constructor_kwargs={"req": req, "plan": dataclasses.replace(plan, jobs=[]), "threads": req.threads or int(cpus)},
         batch_size=cfg.batch_size,
         concurrency=actors,
         num_cpus=cpus,

@@ -58,7 +58,7 @@ def settings(
     models: Mapping[int, str | Path],
     size: Any,
     sampler: Any,
-    input_kind: str,
+    input: str,
     tags: Any | None,
     tta: bool,
 ) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def settings(
         "solver": sampler.solver,
         "shift": sampler.shift,
         "seed": sampler.seed,
-        "input": input_kind,
+        "input": input,
         "tags": tag_setting(tags),
         "tta": bool(tta),
     }

@@ -146,3 +146,8 @@ def reporting(reporter: Reporter, total: int) -> Iterator[BatchSummary]:
         raise
     reporter.finish(summary)
 
+
+def report_done(reporter: Reporter, summary: BatchSummary, record: FileRecord) -> None:
+    """A finished file: its record into the summary (in job order) and out to the reporter."""
+    summary.records.append(record)
+    reporter.image_done(record)

@@ -1,4 +1,7 @@
-"""`--input auto`: which prior serves an image, decided per image from the evidence it carries.
+"""`--input`: which prior serves an image. `choose_input` is the one place that decides it (a named
+--input, the router's choice for `auto`, the file's first prior for a later pass of a chain) and
+`check_input` the one check of the option; for `auto` the decision is made per image from the
+evidence it carries.
 
 The clean prior (SPAN as released) is best on bicubic-like inputs; the real prior (fine-tuned on
 noise, blur and JPEG) on camera and web photos. A wrong route is expensive (the real prior loses
@@ -37,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from linearsr_cli.config import INPUT_CHOICES, ModelConfig, SamplerConfig, prior_for
 from linearsr_cli.degrade import gaussian_blur
-from linearsr_cli.errors import WeightsError
+from linearsr_cli.errors import ConfigError, WeightsError
 
 FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg", "jpeg_grid")
 MONOTONE = ("blockiness", "jpeg", "jpeg_grid")  # evidence of JPEG: may only push towards `real`
@@ -267,3 +271,79 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
     regret = float(np.where(choice, np.maximum(-g, 0), np.maximum(g, 0)).mean())
     fitted = {"crops": len(g), "train_regret_db": regret, "train_accuracy": float((choice == (g > 0)).mean())}
     return Router(tuple(w), b, tuple(mean), tuple(scale), FEATURES, fitted)
+
+
+@dataclass(frozen=True)
+class Route:
+    """The prior decision for one image: the kind of input it is ("clean"/"real"), the prior that
+    serves it ("clean", "real" or "texture") with that prior's `index` in the weights'
+    prior_inputs (what the model reads as its `prior` argument), and why. All None for weights
+    without priors."""
+
+    input: str | None
+    prior: str | None
+    index: int | None
+    why: str
+    warning: str | None = None  # for the record's warnings: --input auto could not look at the image
+
+
+NO_PRIOR = Route(None, None, None, "")
+
+
+def check_input(name: str, priors: Sequence[str] | None = None) -> str:
+    """The one check of --input: `name` is one of INPUT_CHOICES and, given a weights file's
+    `priors`, one the file has (auto always applies); ConfigError otherwise."""
+    if name not in INPUT_CHOICES:
+        raise ConfigError(f"--input must be one of {', '.join(INPUT_CHOICES)}, got {name!r}")
+    if priors is not None and name != "auto" and name not in priors:
+        what = f"priors for {', '.join(priors)} inputs only" if priors else "no prior"
+        raise ConfigError(f"these weights have {what}, so --input {name} does not apply")
+    return name
+
+
+def choose_input(
+    cfg: ModelConfig, router: Router | None, requested: str | None, lr: Tensor | None = None,
+    jpeg_quality: int | None = None, sampler: SamplerConfig | None = None, *, weights_name: str = "these weights",
+) -> Route:
+    """The one prior decision for an image of a `cfg` model: which kind of input `lr` (3, h, w)
+    is, the prior that serves it in a `sampler` run (config.prior_for: the texture prior for real
+    inputs of multi-step runs, when the weights have one), and why.
+
+    `requested` "clean"/"real": that prior (check_input: ConfigError when the weights lack it);
+    "auto": the weights' `router` decides from the image's evidence (`jpeg_quality` is what its
+    file says), or, without a router, the file's first prior with a warning; None (nothing was
+    asked: a later pass of a chain, which sees the clean output of the one before): the file's
+    first prior. NO_PRIOR for weights without priors."""
+    if requested is not None:
+        check_input(requested, cfg.prior_inputs)
+    if not cfg.prior_inputs:
+        return NO_PRIOR
+    sampler = sampler or SamplerConfig()
+    warning = None
+    if requested is None:
+        first = cfg.prior_inputs[0]
+        return Route(first, first, cfg.prior_index(first), "a later pass: the output of the one before")
+    if requested != "auto":
+        kind, why = requested, "--input"
+    elif router is not None and lr is not None and set(ROUTED_INPUTS) <= set(cfg.prior_inputs):
+        fixed = router.fixed_input(sampler.steps)
+        if fixed is not None:
+            kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(sampler.steps)} runs: on "
+                                "held-out photos their router did not beat that constant")
+        else:
+            kind, why = router.choose(measure(lr, jpeg_quality))
+    else:
+        kind, why = cfg.prior_inputs[0], "the weights' first prior (they have no router)"
+        if len(cfg.prior_inputs) > 1:
+            warning = (f"--input auto: {weights_name} has no router, so the image was not looked at and got the "
+                       f"'{kind}' prior; give camera and web photos --input real")
+    prior = prior_for(kind, sampler, cfg.prior_inputs)
+    return Route(kind, prior, cfg.prior_index(prior), why, warning)
+
+
+def prior_indices(cfg: ModelConfig, inputs: Sequence[str]) -> Tensor | None:
+    """(B,) long indices into cfg.prior_inputs for a training batch whose samples are served by
+    the priors named `inputs` (ConfigError for one the weights lack); None without priors."""
+    if not cfg.has_prior:
+        return None
+    return torch.tensor([cfg.prior_index(name) for name in inputs], dtype=torch.long)

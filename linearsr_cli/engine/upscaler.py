@@ -27,44 +27,31 @@ Call contract of `Upscaler.__call__(lr, sampler, ...)`:
              stay float32, and so does the output unless `compact` (a prior always runs in
              fp32; on the CPU through PyTorch or ncnn, engine.device.cpu_prior_backend,
              decided on the prior's first call).
-    cond:    the image's Conditioning (Upscaler.conditioning): the index of the prior that serves
-             it ("clean", "real" or "texture", see config.PRIOR_INPUTS; `choose_input` picks it,
-             ModelConfig.prior_index turns the name into the index and refuses one the weights
-             lack), the tag tokens and their mask; tiles and sampling steps pass it along.
+    cond:    the image's Conditioning: the index of the prior that serves it ("clean", "real" or
+             "texture", see config.PRIOR_INPUTS; engine/route.choose_input picks it and gives
+             the index: a Route), the tag tokens and their mask; tiles and sampling steps pass it
+             along. None: the file's first prior, no tags.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-import os
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
-import linearsr_cli
-from linearsr_cli.checkpoints import WeightsInfo, load_weights, read_info
+from linearsr_cli.checkpoints import WeightsInfo, load_weights
 from linearsr_cli.config import (
-    DEFAULT_PRESET,
-    PRESETS,
     ModelConfig,
     SamplerConfig,
     TileConfig,
-    check_input_name,
-    prior_for,
 )
 from linearsr_cli.engine.device import (
     DevicePlan,
-    available_devices,
-    choose_dtype,
-    cpu_bf16,
-    cpu_prior_backend,
     is_out_of_memory,
     prefers_channels_last,
     prior_backend_setting,
@@ -72,88 +59,24 @@ from linearsr_cli.engine.device import (
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.ncnn_prior import CpuPrior
-from linearsr_cli.engine.route import Router, measure, run_kind
+from linearsr_cli.engine.route import NO_PRIOR, Route, Router, choose_input
 from linearsr_cli.engine.tiling import TileCanvas, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
-from linearsr_cli.errors import ConfigError, DeviceError, LinearSRError, WeightsError
+from linearsr_cli.errors import DeviceError
 from linearsr_cli.nn.dit import LinearSR, compose_output, compose_unclamped
-from linearsr_cli.nn.span import SpanConfig
 from linearsr_cli.sampling.noise import NoiseField
 from linearsr_cli.sampling.samplers import count_evaluations, evaluation_times, sample
 from linearsr_cli.sampling.schedules import expert_for_log_snr, log_snr
 
 Progress = Callable[[int, int], None] | None
-WEIGHTS_ENV = "LINEARSR_WEIGHTS"
-SHIPPED_SCALES = (2, 4)
-DEFAULT_SCALE = 4
 
 
-@dataclasses.dataclass(frozen=True)
-class Route:
-    """What kind of input an image is ("clean"/"real"), the prior that served it ("clean",
-    "real" or "texture"; None for weights without priors) and why."""
-
-    input: str | None
-    prior: str | None
-    why: str
-    warning: str | None = None  # for the record's warnings: --input auto could not look at the image
 
 
-def default_weights_path(scale: int = DEFAULT_SCALE) -> Path:
-    """weights/linearsr-x{scale}.safetensors next to the package (the repository root)."""
-    return Path(linearsr_cli.__file__).resolve().parents[1] / "weights" / f"linearsr-x{scale}.safetensors"
 
 
-def installed_scales() -> tuple[int, ...]:
-    """The scales whose shipped weights file is present."""
-    return tuple(s for s in SHIPPED_SCALES if default_weights_path(s).is_file())
 
 
-def resolve_weights(option: Path | None, scale: int = DEFAULT_SCALE) -> Path:
-    """--weights, else $LINEARSR_WEIGHTS, else the shipped file for `scale`; WeightsError when absent."""
-    if option is not None:
-        path, origin = Path(option), "--weights"
-    elif os.environ.get(WEIGHTS_ENV):
-        path, origin = Path(os.environ[WEIGHTS_ENV]), f"${WEIGHTS_ENV}"
-    else:
-        path, origin = default_weights_path(scale), "default"
-    if not path.is_file():
-        if origin == "default":
-            if scale not in SHIPPED_SCALES:
-                shipped = ", ".join(f"x{s}" for s in installed_scales()) or "none"
-                raise WeightsError(
-                    f"no x{scale} LinearSR model is shipped (installed: {shipped}); for a x{scale} output use "
-                    f"--outscale {scale}, or give --weights for a x{scale} weights file"
-                )
-            raise WeightsError(
-                f"no x{scale} LinearSR weights are installed (looked for {path}). The shipped files live in "
-                "the repository's weights/ folder: restore them with `git checkout weights/` in the checkout "
-                f"(or a fresh clone), or point --weights / ${WEIGHTS_ENV} at a weights file; to train your own, "
-                "`linearsr train` (weights/MODEL_CARD.md has the exact recipe)."
-            )
-        raise WeightsError(f"{origin} names {path}, which does not exist")
-    return path
-
-
-def sampler_config(
-    preset: str = DEFAULT_PRESET,
-    *,
-    steps: int | None = None,
-    solver: str | None = None,
-    seed: int = 0,
-    shift: float | None = None,
-) -> SamplerConfig:
-    """The preset's SamplerConfig with --steps/--solver/--shift/--seed applied on top."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
-    base = PRESETS[preset]
-    return dataclasses.replace(
-        base,
-        steps=base.steps if steps is None else steps,
-        solver=base.solver if solver is None else solver,
-        shift=base.shift if shift is None else shift,
-        seed=seed,
-    )
 
 
 @dataclass(frozen=True)
@@ -248,51 +171,11 @@ class Upscaler:
         """Whether a `sampler` run's output is the prior's image alone (the module function)."""
         return prior_only(self.cfg, sampler)
 
-    def choose_input(
-        self, requested: str = "auto", lr: Tensor | None = None, jpeg_quality: int | None = None,
-        sampler: SamplerConfig | None = None,
-    ) -> Route:
-        """The one prior choice for an image: which kind of input `lr` (3, h, w) is, the prior
-        that serves it in a `sampler` run (config.prior_for: the texture prior for real inputs of
-        multi-step runs, when the weights have one), and why. `requested` ("clean"/"real") when
-        the weights have that prior (ModelConfig.prior_index: ConfigError otherwise); for
-        "auto", the weights' router decides from the image's evidence (engine/route.py;
-        `jpeg_quality` is what its file says) or, for weights without a router, the file's first
-        prior. Route(None, None, "") without a prior."""
-        index = self.cfg.prior_index(check_input_name(requested))  # validates against these weights
-        if index is None:
-            return Route(None, None, "")
-        if requested != "auto":
-            kind, why = requested, "--input"
-        elif self.router is not None and lr is not None and {"clean", "real"} <= set(self.cfg.prior_inputs):
-            steps = (sampler or SamplerConfig()).steps
-            fixed = self.router.fixed_input(steps)
-            if fixed is not None:
-                kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(steps)} runs: on held-out "
-                                    "photos their router did not beat that constant")
-            else:
-                kind, why = self.router.choose(measure(lr, jpeg_quality))
-        else:
-            kind, why = self.cfg.prior_inputs[index], "the weights' first prior (they have no router)"
-            if len(self.cfg.prior_inputs) > 1:
-                name = self.info.path.name if self.info is not None else "these weights"
-                return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why,
-                             f"--input auto: {name} has no router, so the image was not looked at and got the "
-                             f"'{kind}' prior; give camera and web photos --input real")
-        return Route(kind, prior_for(kind, sampler or SamplerConfig(), self.cfg.prior_inputs), why)
-
-    def conditioning(
-        self, prior: str | None = None, tags: Tensor | None = None, tag_mask: Tensor | None = None
-    ) -> Conditioning:
-        """An image's Conditioning: the prior named `prior` (a Route's prior; None = the file's
-        first prior, ModelConfig.prior_index; ConfigError for one the weights lack) and its tags."""
-        return Conditioning(self.cfg.prior_index(prior), tags, tag_mask)
-
-    def _forward(self, x_t: Tensor, t: float, lr: Tensor, cond: Conditioning, kind: Tensor | None) -> Tensor:
+    def _forward(self, x_t: Tensor, t: float, lr: Tensor, cond: Conditioning, prior: Tensor | None) -> Tensor:
         """One network evaluation on (1, 3, h, w) LR and its (1, 3, s h, s w) x_t -> x0_hat, float32 on the CPU."""
         dev = self.plan.device
         with self._autocast():
-            out = self.model(x_t.to(dev), t, lr.to(dev), cond.tags, cond.tag_mask, kind)
+            out = self.model(x_t.to(dev), t, lr.to(dev), cond.tags, cond.tag_mask, prior)
         return out.float().cpu()
 
     def tile_count(self, h: int, w: int) -> int:
@@ -326,7 +209,7 @@ class Upscaler:
             field = NoiseField(shape, sampler.seed)
         else:  # bare priors alone: the noise never reaches the output, so none is drawn
             field = NoiseField.of(torch.zeros(()).expand(shape))
-        cond = self.conditioning() if cond is None else cond
+        cond = Conditioning(choose_input(self.cfg, None, None).index) if cond is None else cond
         transforms = DIHEDRAL if tta else DIHEDRAL[:1]
         per_run = count_evaluations(sampler)
         total = sum(per_run * self.tile_count(*apply(lr, g).shape[-2:]) for g in transforms)
@@ -356,38 +239,38 @@ class Upscaler:
         h, w = lr.shape[-2:]
         k = self.cfg.lr_per_token
         cond = cond.to(self.plan.device)
-        kind = cond.prior_tensor()
+        prior = cond.prior_tensor()
         tile = auto_tile(self.cfg, self.tiles, h, w)
         if len(plan_tiles(h, w, tile, self.tiles.overlap, self.scale, align=k)) == 1:
             try:
                 if self.prior_only(sampler):  # the prior's image is the output: no bicubic, no residual
-                    return self._prior_image(lr, kind, on_tile)[0].clamp_(0.0, 1.0)
-                x0 = sample(self._evaluations(lr, cond, kind, on_tile), field.full(), sampler)
+                    return self._prior_image(lr, prior, on_tile)[0].clamp_(0.0, 1.0)
+                x0 = sample(self._evaluations(lr, cond, prior, on_tile), field.full(), sampler)
                 return compose_output(lr, x0, self.cfg)[0]  # (3, sH, sW) float32 in [0, 1]
             except (RuntimeError, MemoryError) as exc:
                 tile = self._smaller_tile(exc, max(h, w))
         while True:
             try:
-                return self._sample_tiles(lr, field, sampler, cond, kind, on_tile, tile, compact)
+                return self._sample_tiles(lr, field, sampler, cond, prior, on_tile, tile, compact)
             except (RuntimeError, MemoryError) as exc:
                 tile = self._smaller_tile(exc, tile)
 
     def _evaluations(
-        self, lr: Tensor, cond: Conditioning, kind: Tensor | None, on_tile: Callable[[int], None]
+        self, lr: Tensor, cond: Conditioning, prior: Tensor | None, on_tile: Callable[[int], None]
     ) -> Callable[[Tensor, float], Tensor]:
         """The `denoise(x_t, t) -> x0_hat` the samplers call, for one (1, 3, h, w) LR image or tile."""
 
         def denoise(x_t: Tensor, t: float) -> Tensor:
-            out = self._forward(x_t, t, lr, cond, kind)
+            out = self._forward(x_t, t, lr, cond, prior)
             on_tile(1)
             return out
 
         return denoise
 
-    def _prior_image(self, lr: Tensor, kind: Tensor | None, on_tile: Callable[[int], None]) -> Tensor:
+    def _prior_image(self, lr: Tensor, prior: Tensor | None, on_tile: Callable[[int], None]) -> Tensor:
         """The prior's image of one (1, 3, h, w) LR image or tile, (1, 3, s h, s w) float32 on the
         CPU, not clamped (`prior_only` runs: the one evaluation)."""
-        out = self.model.prior_image(lr.to(self.plan.device), kind).float().cpu()
+        out = self.model.prior_image(lr.to(self.plan.device), prior).float().cpu()
         on_tile(1)
         return out
 
@@ -408,7 +291,7 @@ class Upscaler:
         return smaller
 
     def _sample_tiles(
-        self, lr: Tensor, field: NoiseField, sampler: SamplerConfig, cond: Conditioning, kind: Tensor | None,
+        self, lr: Tensor, field: NoiseField, sampler: SamplerConfig, cond: Conditioning, prior: Tensor | None,
         on_tile: Callable[[int], None], tile: int, compact: bool,
     ) -> Tensor:
         """The tiled run: each tile sampled whole from its crop of the noise, composed with its
@@ -423,9 +306,9 @@ class Upscaler:
         for t in plan:
             y0, x0, y1, x1 = t.lr_box
             if image:
-                values = self._prior_image(lr[..., y0:y1, x0:x1], kind, on_tile)
+                values = self._prior_image(lr[..., y0:y1, x0:x1], prior, on_tile)
             else:
-                x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, kind, on_tile), field.crop(t.hr_box),
+                x0_hat = sample(self._evaluations(lr[..., y0:y1, x0:x1], cond, prior, on_tile), field.crop(t.hr_box),
                                 sampler)
                 values = compose_unclamped(lr, x0_hat, self.cfg, box=t.lr_box)
                 del x0_hat
@@ -456,7 +339,7 @@ def upscale_chain(
     sampler: SamplerConfig,
     *,
     tags: Callable[[], tuple[Tensor | None, Tensor | None]] | None = None,
-    input_kind: str = "auto",
+    input: str = "auto",
     jpeg_quality: int | None = None,
     tta: bool = False,
     progress: Progress = None,
@@ -464,113 +347,24 @@ def upscale_chain(
 ) -> tuple[Tensor, Route]:
     """`lr` (3, h, w) through native passes one after another (e.g. x4 then x2 for --outscale 6):
     (3, S h, S w) with S the product of their scales, and the route of the first pass. The first
-    pass uses `input_kind` (auto: its router looks at `lr`, and `jpeg_quality` of its file);
-    later ones see a clean image and get the file's first (clean) prior. `tags` returns the
-    input's tag tokens; it is called only if a pass can use them. `compact`: the last pass may
-    return a uint16 canvas (Upscaler.__call__)."""
-    out, first = lr, Route(None, None, "")
+    pass's prior is chosen for `input` (engine/route.choose_input; auto: its router looks at
+    `lr`, and `jpeg_quality` of its file); later ones see a clean image and get the file's first
+    (clean) prior. `tags` returns the input's tag tokens; it is called only if a pass can use
+    them. `compact`: the last pass may return a uint16 canvas (Upscaler.__call__)."""
+    out, first = lr, NO_PRIOR
     for index, up in enumerate(chain):
-        if index == 0:  # an unknown prior fails here, before any work
-            first = up.choose_input(input_kind, lr, jpeg_quality, sampler)
-            cond = up.conditioning(first.prior)
-        else:  # a later pass sees the clean output of the one before
-            cond = up.conditioning(None)
+        # the first pass: an unknown prior fails here, before any work
+        route = choose_input(up.cfg, up.router, input if index == 0 else None, lr, jpeg_quality, sampler,
+                             weights_name=up.info.path.name if up.info is not None else "these weights")
+        first = route if index == 0 else first
+        cond = Conditioning(route.index)
         if tags is not None and up.uses_tags(sampler):
             cond = cond.with_tags(*tags())
         out = up(out, sampler, cond, progress=progress, tta=tta, compact=compact and index == len(chain) - 1)
     return out, first
 
 
-def describe_router(router: dict[str, Any] | None) -> str:
-    """One line on a weights file's --input auto: no router, fitted on how many crops, and the
-    run kinds where the weights fix it to a measured constant."""
-    if not router:
-        return "no router: --input auto takes the first prior without looking (a warning says so)"
-    crops = (router.get("fitted") or {}).get("crops")
-    text = "router fitted" + (f" on {crops} crops" if crops else "")
-    fixed = router.get("fixed") or {}
-    if fixed:
-        text += "; auto fixed to " + ", ".join(f"'{v}' for {k} runs" for k, v in sorted(fixed.items()))
-    return text
 
 
-def shipped_file_info(scale: int) -> dict[str, Any]:
-    """One shipped weights file for `linearsr info`: its name, whether it is present, its priors
-    and its router (describe_router); an unreadable file says why."""
-    path = default_weights_path(scale)
-    entry: dict[str, Any] = {"file": path.name, "scale": scale, "present": path.is_file()}
-    if not entry["present"]:
-        entry["router"] = "missing: restore it with `git checkout weights/`"
-        return entry
-    try:
-        meta = read_info(path)
-    except LinearSRError as exc:
-        entry["error"] = str(exc)
-        return entry
-    entry["priors"] = list(meta.config.prior_inputs)
-    entry["has_router"] = bool(meta.router)
-    entry["router"] = describe_router(meta.router)
-    return entry
 
 
-def system_info(weights: Path | None = None) -> dict[str, Any]:
-    """Versions, devices, dtype choices and the installed weights, for `linearsr info`."""
-    import numpy
-    import PIL
-
-    report: dict[str, Any] = {
-        "linearsr": linearsr_cli.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pillow": PIL.__version__,
-        "numpy": numpy.__version__,
-        "threads": torch.get_num_threads(),
-        "devices": available_devices(),
-    }
-    decision = cpu_bf16()
-    report["cpu"] = {
-        "capability": decision.capability,
-        "bf16": decision.use_bf16,
-        "why": decision.reason,
-        "fp32_gflops": decision.fp32_gflops,
-        "bf16_gflops": decision.bf16_gflops,
-    }
-    try:  # the library that runs the shipped priors' shape (SPAN, 52 channels, 6 blocks) here
-        prior = cpu_prior_backend(SpanConfig())
-        report["cpu"] |= {"prior_backend": prior.backend, "prior_backend_why": prior.reason}
-    except DeviceError as exc:  # a bad LINEARSR_PRIOR_BACKEND
-        report["cpu"] |= {"prior_backend": None, "prior_backend_why": str(exc)}
-    auto = {}
-    for name in ("cpu", "cuda", "mps"):
-        if name == "cpu" or any(d.startswith(name) for d in report["devices"]):
-            dt = choose_dtype("auto", torch.device(name))
-            auto[name] = "fp32" if dt is None else str(dt).removeprefix("torch.")
-    report["auto_dtype"] = auto
-    report["shipped_weights"] = [shipped_file_info(s) for s in SHIPPED_SCALES]
-    try:
-        path = resolve_weights(weights)
-        meta = read_info(path)
-        report["weights"] = {
-            "path": str(path),
-            "scale": meta.config.scale,
-            "experts": meta.config.num_experts,
-            "boundaries": list(meta.config.expert_boundaries),
-            "dim": meta.config.dim,
-            "depth": meta.config.depth,
-            "tagger": meta.tagger,
-            "encoder": meta.encoder,
-            "priors": {
-                name: {k: rec.get(k) for k in ("origin", "licence", "attribution")} | {
-                    "fine_tuned_steps": sum(int(f.get("step", 0)) for f in rec.get("fine_tuning", []))
-                }
-                for name, rec in meta.priors.items()
-            },
-            "prior_experts": list(meta.config.prior_experts),
-            # --input auto: how the router was fitted, and the run kinds where it is a measured constant
-            "router": {"fitted": (meta.router or {}).get("fitted", {}), "fixed": (meta.router or {}).get("fixed", {})}
-            if meta.router else None,
-            "provenance": meta.provenance,
-        }
-    except LinearSRError as exc:
-        report["weights"] = {"error": str(exc)}
-    return report

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import zlib
 from collections.abc import Callable
@@ -38,9 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig, check_input_name
+from linearsr_cli.config import PRESETS, SamplerConfig, TileConfig
 from linearsr_cli.degrade import bicubic_downscale, jpeg_roundtrip, realistic_degrade
+from linearsr_cli.engine.pipeline import ImageTags, TagResolver
 from linearsr_cli.engine.resize import SizeRequest
+from linearsr_cli.engine.route import check_input
 from linearsr_cli.errors import ConfigError, ImageReadError, LinearSRError, WeightsError
 from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_crop, write_png
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
@@ -49,7 +50,7 @@ from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
 from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
-from linearsr_cli.tag.config import DEFAULT_TAGS
+from linearsr_cli.tag.config import DEFAULT_TAGS, TagConfig
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
 LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
@@ -91,7 +92,7 @@ class EvalConfig:
     device: str = "auto"
     dtype: str = "auto"
     tags: str = DEFAULT_TAGS
-    input_kind: str = "auto"  # which prior serves LinearSR: auto | clean | real
+    input: str = "auto"  # --input: which prior serves LinearSR: auto | clean | real
     tta: bool = False  # LinearSR with the 8-transform self-ensemble (upscale --tta)
     tiles: TileConfig = TileConfig()
     limit: int = 0
@@ -108,7 +109,7 @@ class EvalConfig:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
-        check_input_name(self.input_kind)
+        check_input(self.input)
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
             raise ConfigError(f"unknown no-reference metrics {bad}; choose from {NOREF_METRICS}")
@@ -266,8 +267,9 @@ class MethodRunner:
         self._models: dict[int, Any] = {}
         self._size = SizeRequest()
         self._passes: tuple[int, ...] = (cfg.scale,)
-        self._guidance = None
-        self._tag_cache: dict[bytes, tuple[Any, Any, tuple[str, ...]]] = {}
+        self._tags: TagResolver | None = None
+        self._tags_key: bytes | None = None
+        self._image_tags: ImageTags | None = None
         self.last_tags: list[str] | None = None  # the tagger's tags for the latest image
         self.last_input: str | None = None  # the prior input chosen for the latest image
         self.jpeg_quality: int | None = None  # the quality the latest image's file was saved at (the router reads it)
@@ -307,7 +309,7 @@ class MethodRunner:
                 what += f", x{' then x'.join(map(str, self._passes))} resampled to x{cfg.scale}"
             self._ok(
                 method,
-                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input_kind}",
+                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input}",
                 lambda lr, s=sampler: self._linearsr(lr, s),
             )
 
@@ -325,10 +327,9 @@ class MethodRunner:
     def _load_upscaler(self):
         if self._upscaler is None:
             from linearsr_cli.engine.pipeline import load_models, model_files, plan_size
-            from linearsr_cli.engine.upscaler import WEIGHTS_ENV
 
-            explicit = self.cfg.weights is not None or bool(os.environ.get(WEIGHTS_ENV))  # any scale: resampled
-            infos = model_files(self.cfg.weights, None if explicit else self.cfg.scale, SizeRequest())
+            # a given file of another scale runs and is resampled to --scale, as `upscale --outscale`
+            infos = model_files(self.cfg.weights, self.cfg.scale, any_scale=True)
             self._models = load_models(infos, device=self.cfg.device, dtype=self.cfg.dtype, tiles=self.cfg.tiles)
             self._upscaler = next(iter(self._models.values()))
             if self._upscaler.scale != self.cfg.scale:  # as `upscale --outscale`: native passes, then resample
@@ -336,34 +337,26 @@ class MethodRunner:
             self._passes = plan_size(self._models, self._size, 1, 1)[0]
         return self._upscaler
 
-    def _tags(self, lr: torch.Tensor) -> tuple[Any, Any]:
-        """Guidance tokens for one LR image, cached per image: the tagger's tags on the LR itself
-        (auto), or, for weights trained with it, the tagger's pooled feature as one token (visual)."""
-        if self.cfg.tags == "off":
-            return None, None
-        key = hashlib.sha1(lr.numpy().tobytes()).digest() + str(tuple(lr.shape)).encode()
-        if key not in self._tag_cache:
-            from linearsr_cli.tag.guidance import TagConfig, TagGuidance
-            from linearsr_cli.tag.tagger import visual_token
-
-            if self._guidance is None:
-                self._guidance = TagGuidance(TagConfig(), self._upscaler.plan.device)
-            if self.cfg.tags == "visual":
-                tok, mask = visual_token(self._guidance.tagger.features(lr[None]))  # (1, 1, 384)
-                device = self._upscaler.plan.device
-                self._tag_cache = {key: (tok.to(device), mask.to(device), ("<visual>",))}
-            else:
-                resolved = self._guidance.auto_tags(lr)
-                self._tag_cache = {key: (*self._guidance.encode(resolved.tags), resolved.tags)}
-        self.last_tags = list(self._tag_cache[key][2])
-        return self._tag_cache[key][:2]
+    def _tag_resolver(self) -> TagResolver:
+        """The tagger's tags on the LR itself (--tags auto), or, for weights trained with it, the
+        tagger's pooled feature as one token (visual); None of either for --tags off."""
+        if self._tags is None:
+            cfg = TagConfig(enabled=self.cfg.tags != "off")
+            self._tags = TagResolver(cfg, self._upscaler.plan.device, visual=self.cfg.tags == "visual")
+        return self._tags
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:
         from linearsr_cli.engine.pipeline import upscale_to_size
 
         lr_t = torch.from_numpy(lr)
-        done = upscale_to_size(self._models, lr_t, None, sampler, size=self._size, tags=lambda: self._tags(lr_t),
-                               input_kind=self.cfg.input_kind, jpeg_quality=self.jpeg_quality, tta=self.cfg.tta)
+        key = hashlib.sha1(lr.tobytes()).digest() + str(lr.shape).encode()
+        if key != self._tags_key:  # the image's tags, once for all its LinearSR methods
+            self._tags_key, self._image_tags = key, self._tag_resolver().for_image(None, lr_t)
+        tags = self._image_tags
+        done = upscale_to_size(self._models, lr_t, None, sampler, size=self._size, tags=tags,
+                               input=self.cfg.input, jpeg_quality=self.jpeg_quality, tta=self.cfg.tta)
+        if tags is not None and tags.source is not None:
+            self.last_tags = list(tags.tags)
         self.last_input, self.last_why = done.route.input, f"{done.route.why}; prior {done.route.prior}"
         return done.rgb.numpy()
 

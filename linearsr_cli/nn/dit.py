@@ -5,9 +5,9 @@ Call contract of `Denoiser.forward` and `LinearSR.forward`:
     t     float or (B,) tensor in [0, 1] (1 = pure noise);
     lr    (B, 3, h, w) float in [0, 1], the low-res image;
     tags  (B, M, tag_dim) float token states or None; tag_mask (B, M) bool, True = real tag.
-    input_kind  (B,) long index into cfg.prior_inputs (which prior serves each sample), or None
-          for cfg.prior_index("auto"); only experts with a prior read it. Names are resolved
-          to indices once, by ModelConfig.prior_index, before anything reaches the model.
+    prior (B,) long index into cfg.prior_inputs (which prior serves each sample), or None for
+          the file's first prior; only experts with a prior read it. Names become indices once,
+          in engine/route.py (choose_input, prior_indices), before anything reaches the model.
     Returns the x0 estimate of the residual, (B, 3, H, W), same dtype as x_t.
 Any h, w >= 1 works: inputs are padded (replicate) to whole tokens inside and cropped back.
 """
@@ -163,50 +163,42 @@ class LinearSR(nn.Module):
         self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
         self.prior_calls: dict[str, Callable[[Tensor], Tensor]] = {}
 
-    def input_index(self, inputs: list[str] | tuple[str, ...]) -> Tensor | None:
-        """(B,) indices into cfg.prior_inputs for input names (ModelConfig.prior_index: a name the
-        file has no prior for is a ConfigError). None without priors."""
-        if not self.cfg.has_prior:
-            return None
-        return torch.tensor([self.cfg.prior_index(n) for n in inputs], dtype=torch.long)
-
     def _run_prior(self, name: str, lr32: Tensor) -> Tensor:
         """The prior `name` on lr32: its `prior_calls` replacement when grad is off, else the module
         (training needs the module's gradients and current weights)."""
         run = None if torch.is_grad_enabled() else self.prior_calls.get(name)
         return (run or self.priors[name])(lr32).to(lr32.device)
 
-    def prior_image(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
-        """prior(LR), each sample through the prior of its input kind: (B, 3, H, W) float32, not
-        clamped (the priors' own contract), on lr's device."""
+    def prior_image(self, lr: Tensor, prior: Tensor | None = None) -> Tensor:
+        """prior(LR), each sample through its prior: (B, 3, H, W) float32, not clamped (the priors'
+        own contract), on lr's device."""
         cfg = self.cfg
         lr32 = lr.float()
         with torch.autocast(lr.device.type, enabled=False):
-            kinds = [cfg.prior_index("auto")] if input_kind is None else input_kind.unique().tolist()
-            if len(kinds) == 1:
-                return self._run_prior(cfg.prior_inputs[int(kinds[0])], lr32)  # (B, 3, H, W)
+            indices = [0] if prior is None else prior.unique().tolist()  # None: the file's first prior
+            if len(indices) == 1:
+                return self._run_prior(cfg.prior_inputs[int(indices[0])], lr32)  # (B, 3, H, W)
             up = lr32.new_empty(lr.shape[0], 3, lr.shape[2] * cfg.scale, lr.shape[3] * cfg.scale)
-            for k in kinds:
-                idx = (input_kind == k).nonzero().squeeze(1).to(lr.device)
+            for k in indices:
+                idx = (prior == k).nonzero().squeeze(1).to(lr.device)
                 up[idx] = self._run_prior(cfg.prior_inputs[int(k)], lr32[idx])
             return up
 
-    def prior_residual(self, lr: Tensor, input_kind: Tensor | None = None) -> Tensor:
-        """(prior(LR) - bicubic(LR)) / residual_scale, each sample through the prior of its input
-        kind; (B, 3, H, W) float32."""
-        up = self.prior_image(lr, input_kind)
+    def prior_residual(self, lr: Tensor, prior: Tensor | None = None) -> Tensor:
+        """(prior(LR) - bicubic(LR)) / residual_scale, each sample through its prior; (B, 3, H, W) float32."""
+        up = self.prior_image(lr, prior)
         with torch.autocast(lr.device.type, enabled=False):
             return (up - bicubic_upsample(lr.float(), self.cfg.scale)) / self.cfg.residual_scale
 
     def _expert(
         self, e: int, x_t: Tensor, t: Tensor, lr: Tensor, tags: Tensor | None, tag_mask: Tensor | None,
-        input_kind: Tensor | None,
+        prior: Tensor | None,
     ) -> Tensor:
         if e in self.cfg.bare_experts:  # the prior alone: no network to run
-            return self.prior_residual(lr, input_kind).to(x_t.dtype)
+            return self.prior_residual(lr, prior).to(x_t.dtype)
         out = self.experts[e](x_t, t, lr, tags, tag_mask)
         if e in self.cfg.prior_experts:
-            out = (out.float() + self.prior_residual(lr, input_kind)).to(x_t.dtype)
+            out = (out.float() + self.prior_residual(lr, prior)).to(x_t.dtype)
         return out
 
     def expert_index(self, t: float) -> int:
@@ -220,7 +212,7 @@ class LinearSR(nn.Module):
         lr: Tensor,
         tags: Tensor | None = None,
         tag_mask: Tensor | None = None,
-        input_kind: Tensor | None = None,
+        prior: Tensor | None = None,
     ) -> Tensor:
         b = x_t.shape[0]
         t64 = torch.as_tensor(t, dtype=torch.float64).detach().cpu().reshape(-1).expand(b)
@@ -228,14 +220,14 @@ class LinearSR(nn.Module):
         route = torch.bucketize(log_snr_tensor(t64), bounds, right=True)  # (B,) expert per sample
         tt = t64.to(device=x_t.device, dtype=torch.float32)
         if bool((route == route[0]).all()):
-            return self._expert(int(route[0]), x_t, tt, lr, tags, tag_mask, input_kind)
+            return self._expert(int(route[0]), x_t, tt, lr, tags, tag_mask, prior)
         out = torch.empty_like(x_t)
         for e in route.unique().tolist():
             idx = (route == e).nonzero().squeeze(1).to(x_t.device)
             sub_tags = None if tags is None else tags[idx]
             sub_mask = None if tag_mask is None else tag_mask[idx]
-            sub_kind = None if input_kind is None else input_kind[idx.cpu()]
-            out[idx] = self._expert(e, x_t[idx], tt[idx], lr[idx], sub_tags, sub_mask, sub_kind)
+            sub_prior = None if prior is None else prior[idx.cpu()]
+            out[idx] = self._expert(e, x_t[idx], tt[idx], lr[idx], sub_tags, sub_mask, sub_prior)
         return out
 
 

@@ -32,6 +32,7 @@ from torch import Tensor
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
 from linearsr_cli.engine.device import choose_dtype, distributed_rank
+from linearsr_cli.engine.route import prior_indices
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, measure_model
 from linearsr_cli.nn.discriminator import DiscriminatorConfig
@@ -554,7 +555,7 @@ def train(
         eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
         keep = (torch.rand(b * world, generator=run.gen) >= cfg.tag_dropout)[mine]
         tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
-        input_kind = run.model.input_index([INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
+        prior = prior_indices(run.model.cfg, [INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
         if tags is not None:
             tags, tag_mask = tags.to(device), tag_mask.to(device)
@@ -562,7 +563,7 @@ def train(
         x0 = residual_target(target, lr_img, run.model.cfg)
         x_t = noisy_sample(x0, eps, t)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            pred = net(x_t, t, lr_img, tags, tag_mask, input_kind)
+            pred = net(x_t, t, lr_img, tags, tag_mask, prior)
         loss = F.mse_loss(pred.float(), x0)
         logs = {"mse": float(loss.detach())}
         sr = None
