@@ -67,6 +67,7 @@ def upscale(
     import sys
 
     from linearsr_cli.cli import console
+    from linearsr_cli.cli.upscale_report import ignored_record
     from linearsr_cli.config import TileConfig
     from linearsr_cli.engine.batch import upscale_batch
     from linearsr_cli.engine.pipeline import parse_tile
@@ -116,7 +117,7 @@ def upscale(
     except NoInputError as exc:
         if json_lines:  # --json lists what was passed over, then the reason
             for job in exc.ignored:
-                reporter.image_done(console.ignored_record(job))
+                reporter.image_done(ignored_record(job))
         console.error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except LinearSRError as exc:
