@@ -24,11 +24,7 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:
-    from linearsr_cli.cli.train_report import (
-        JsonTrainReporter,
-        QuietTrainReporter,
-        RichTrainReporter,
-    )
+    from linearsr_cli.train.report import TrainReporter
 
 # soft_wrap: rich never breaks a printed line (it would at 80 columns in a pipe or a file, where
 # it cannot know a width, and split paths that grep looks for); a terminal wraps on its own
@@ -38,11 +34,6 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def error(message: str) -> None:
     """`error: MESSAGE` on stderr, one line whatever its length (red on a terminal)."""
     err_console.print(f"[bold red]error:[/] {escape(one_line(message))}")
-
-
-def info(message: str) -> None:
-    """A message on stderr, never wrapped."""
-    err_console.print(escape(message))
 
 
 def one_line(text: object) -> str:
@@ -100,18 +91,16 @@ def upscale_reporter(*, json_lines: bool = False, quiet: bool = False, log: Any 
     return shown[0] if len(shown) == 1 else TeeReporter(*shown)
 
 
-def train_reporter(*, quiet: bool = False, json_lines: bool = False) -> QuietTrainReporter | JsonTrainReporter | RichTrainReporter:
-    """The training reporter for --quiet / --json / the default progress bar."""
-    from linearsr_cli.cli.train_report import (
-        JsonTrainReporter,
-        QuietTrainReporter,
-        RichTrainReporter,
-    )
+def train_reporter(*, quiet: bool = False, json_lines: bool = False) -> TrainReporter:
+    """The training reporter for --json / --quiet (nothing while it runs; errors still reach
+    stderr through the CLI) / the default progress bar."""
+    from linearsr_cli.cli.train_report import JsonTrainReporter, RichTrainReporter
+    from linearsr_cli.train.report import SilentReporter
 
     if json_lines:
         return JsonTrainReporter()
     if quiet:
-        return QuietTrainReporter()
+        return SilentReporter()
     return RichTrainReporter(err_console)
 
 

@@ -1,5 +1,6 @@
 """The reporters of a training run (train/report.py's `TrainReporter` protocol): a rich progress
-bar, --json's record per checkpoint, --quiet. cli/console.py's `train_reporter` picks one."""
+bar and --json's record per checkpoint (--quiet is train/report.py's SilentReporter).
+cli/console.py's `train_reporter` picks one."""
 
 from __future__ import annotations
 
@@ -17,14 +18,7 @@ from linearsr_cli.cli.console import progress_bar
 from linearsr_cli.train.report import SilentReporter
 
 
-class QuietTrainReporter(SilentReporter):
-    """--quiet training: nothing while it runs (errors still reach stderr through the CLI)."""
-
-    def message(self, text: str) -> None:
-        pass
-
-
-class JsonTrainReporter(QuietTrainReporter):
+class JsonTrainReporter(SilentReporter):
     """--json training: one JSON object per checkpoint on stdout (stage, step, loss, lr, val)."""
 
     def checkpoint(self, record: dict[str, Any]) -> None:
@@ -86,6 +80,3 @@ class RichTrainReporter:
 
     def finish(self) -> None:
         self.progress.stop()
-
-    def message(self, text: str) -> None:
-        self.console.print(escape(text))
