@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from linearsr_cli.cli.app import ABLATIONS, EXIT_OK, EXIT_PARTIAL, JsonFlagCommand, app, fail
+from linearsr_cli.config import SOLVER_NAMES
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
@@ -21,7 +22,7 @@ def eval_cmd(
     scale: Annotated[int, typer.Option(help="Upscaling factor: 4 or 2 (x4-only peers then run x4 and Lanczos down; LinearSR uses the shipped x2 weights, or --weights of another scale resampled).")] = 4,
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
     steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
-    solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
+    solver: Annotated[str | None, typer.Option(help=f"linearsr-ms solver: {SOLVER_NAMES}.")] = None,
     shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
     tags: Annotated[str, typer.Option(help="auto (tagger on the LR image) or off. Default: as upscale.")] = DEFAULT_TAGS,

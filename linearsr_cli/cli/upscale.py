@@ -16,6 +16,7 @@ from linearsr_cli.cli.app import (
     MANY_MACHINES,
     app,
 )
+from linearsr_cli.config import SOLVER_NAMES
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
@@ -31,7 +32,7 @@ def upscale(
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the 8 flips/rotations (each with the same noise, transformed alike); 8x the time for a small PSNR gain (BENCHMARKS.md).")] = False,
     preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
     steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
-    solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
+    solver: Annotated[str | None, typer.Option(help=f"{SOLVER_NAMES}. Default: the preset's.")] = None,
     shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
     tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off (the model\'s null token), or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
