@@ -45,19 +45,18 @@ def eval_cmd(
 
     from linearsr_cli.engine.upscaler import sampler_config
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
+    from linearsr_cli.evaluate.run import TAG_KINDS, EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
     if tags == "visual":
         raise fail(ConfigError("--tags is auto or off; the ablation's visual token is --tag-kind visual"))
-    if tag_kind not in ("tags", "visual") or (tag_kind == "visual" and tags == "off"):
+    if tag_kind not in TAG_KINDS or (tag_kind == "visual" and tags == "off"):
         raise fail(ConfigError(f"--tag-kind must be tags or visual (with tags on), got {tag_kind!r} with --tags {tags}"))
-    tags = "visual" if tag_kind == "visual" else tags  # EvalConfig's name for the ablation's token
     try:
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
-            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input_kind=input_kind, tta=tta, limit=limit,
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, tag_kind=tag_kind, input_kind=input_kind, tta=tta, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))

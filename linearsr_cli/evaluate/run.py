@@ -52,7 +52,6 @@ from linearsr_cli.perceptual import LpipsScorer
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
-LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
 DEGRADATIONS = ("bicubic", "realistic", "mixed")  # mixed: every image in each of MIXED_KINDS
 # --degradation mixed: each image bicubic and realistic, each as a lossless file and saved as a JPEG
 # (of the quality in SAVED_QUALITY, which the router reads as the file's) the way photos meet us
@@ -65,7 +64,10 @@ def saved_quality(kind: str | None) -> int | None:
     if kind is None or not kind.endswith(".jpg"):
         return None
     return SAVED_QUALITY[kind.removesuffix(".jpg")]
-TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
+
+
+TAG_MODES = ("auto", "off")
+TAG_KINDS = ("tags", "visual")  # visual: the TAG ablation's pooled-feature token (train --tag-kind)
 METRICS = ("psnr", "ssim", "lpips", *NOREF_METRICS)
 
 Progress = Callable[[str], None] | None
@@ -90,7 +92,8 @@ class EvalConfig:
     metric_data: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
-    tags: str = DEFAULT_TAGS
+    tags: str = DEFAULT_TAGS  # auto (the tagger on the LR image) | off
+    tag_kind: str = "tags"  # what guides LinearSR when tags are on: tags | visual
     input_kind: str = "auto"  # which prior serves LinearSR: auto | clean | real
     tta: bool = False  # LinearSR with the 8-transform self-ensemble (upscale --tta)
     tiles: TileConfig = TileConfig()
@@ -108,6 +111,10 @@ class EvalConfig:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
+        if self.tag_kind not in TAG_KINDS:
+            raise ConfigError(f"tag kind must be one of {', '.join(TAG_KINDS)}")
+        if self.tag_kind == "visual" and self.tags == "off":
+            raise ConfigError("tag kind visual needs tags on (auto)")
         check_input_name(self.input_kind)
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
@@ -305,9 +312,10 @@ class MethodRunner:
                 what += ", TTA x8"
             if self._passes != (cfg.scale,):  # as `upscale --outscale`: native passes, then resample
                 what += f", x{' then x'.join(map(str, self._passes))} resampled to x{cfg.scale}"
+            tags = "visual" if cfg.tag_kind == "visual" else cfg.tags
             self._ok(
                 method,
-                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input_kind}",
+                f"LinearSR {what}, {upscaler.plan.describe()}, tags {tags}, input {cfg.input_kind}",
                 lambda lr, s=sampler: self._linearsr(lr, s),
             )
 
@@ -348,7 +356,7 @@ class MethodRunner:
 
             if self._guidance is None:
                 self._guidance = TagGuidance(TagConfig(), self._upscaler.plan.device)
-            if self.cfg.tags == "visual":
+            if self.cfg.tag_kind == "visual":
                 tok, mask = visual_token(self._guidance.tagger.features(lr[None]))  # (1, 1, 384)
                 device = self._upscaler.plan.device
                 self._tag_cache = {key: (tok.to(device), mask.to(device), ("<visual>",))}
