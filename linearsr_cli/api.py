@@ -18,15 +18,15 @@ code (engine/pipeline.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from linearsr_cli.checkpoints import DEFAULT_SCALE
-from linearsr_cli.config import TileConfig, sampler_config
+from linearsr_cli.config import SamplerConfig, TileConfig, sampler_config
 from linearsr_cli.engine.batch import BatchRun
 from linearsr_cli.engine.pipeline import (
     ImageTags,
@@ -44,6 +44,30 @@ from linearsr_cli.engine.upscaler import Upscaler
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.imageio import LUMA, ImageData, from_pil, read_image, to_pil
 from linearsr_cli.tag.config import TagConfig
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of one `upscale` / `upscale_rgb` call (their keywords), passed whole."""
+
+    preset: str
+    steps: int | None
+    solver: str | None
+    shift: float | None
+    seed: int
+    input: str  # auto or a prior name
+    tags: Sequence[str] | str | None  # None: no guidance; "auto": the tagger; else the tags
+    tta: bool
+    outscale: float | None
+    width: int | None
+    height: int | None
+    fit: str
+
+    def sampler(self) -> SamplerConfig:
+        return sampler_config(self.preset, steps=self.steps, solver=self.solver, seed=self.seed, shift=self.shift)
+
+    def size(self) -> SizeRequest:
+        return SizeRequest(outscale=self.outscale, width=self.width, height=self.height, fit=self.fit)
 
 
 class Pipeline:
@@ -70,42 +94,53 @@ class Pipeline:
             return self._tag_resolver.for_image(None, rgb)
         return self._tag_resolver.for_image(None, rgb, given=[tags] if isinstance(tags, str) else tags)
 
-    def _run(
-        self, rgb: torch.Tensor, alpha: torch.Tensor | None, *, preset: str = "fidelity", steps: int | None = None,
-        solver: str | None = None, shift: float | None = None, seed: int = 0, input: str = "auto",
-        tags: Sequence[str] | str | None = None, tta: bool = False, outscale: float | None = None,
-        width: int | None = None, height: int | None = None, fit: str = "contain", jpeg_quality: int | None = None,
-    ) -> Upscaled:
-        sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift)
-        size = SizeRequest(outscale=outscale, width=width, height=height, fit=fit)
-        return upscale_to_size(self.models, rgb, alpha, sampler, size=size, tags=self._tags(rgb, tags),
-                               input=input, jpeg_quality=jpeg_quality, tta=tta)
+    def _run(self, rgb: torch.Tensor, alpha: torch.Tensor | None, options: _Options,
+             jpeg_quality: int | None = None) -> Upscaled:
+        return upscale_to_size(self.models, rgb, alpha, options.sampler(), size=options.size(),
+                               tags=self._tags(rgb, options.tags), input=options.input,
+                               jpeg_quality=jpeg_quality, tta=options.tta)
 
-    def upscale_rgb(self, rgb: torch.Tensor, **options: Any) -> torch.Tensor:
+    def upscale_rgb(
+        self, rgb: torch.Tensor, *, preset: str = "fidelity", steps: int | None = None, solver: str | None = None,
+        shift: float | None = None, seed: int = 0, input: str = "auto", tags: Sequence[str] | str | None = None,
+        tta: bool = False, outscale: float | None = None, width: int | None = None, height: int | None = None,
+        fit: str = "contain",
+    ) -> torch.Tensor:
         """(3, h, w) float RGB in [0, 1] -> (3, H, W) float32 in [0, 1] on the CPU (H, W: the
         model's scale, or the size outscale/width/height ask for). Options: see `upscale`."""
-        return self._run(rgb, None, **options).rgb
+        options = _Options(preset=preset, steps=steps, solver=solver, shift=shift, seed=seed, input=input, tags=tags,
+                           tta=tta, outscale=outscale, width=width, height=height, fit=fit)
+        return self._run(rgb, None, options).rgb
 
-    def upscale(self, image: Image.Image | np.ndarray | str | Path, **options: Any) -> Image.Image | np.ndarray:
-        """Upscale a PIL image, a numpy array or an image file. Options: preset, steps, solver,
-        shift, seed, input (auto or a prior name), tags (None, "auto" or a list), tta, outscale,
-        width, height, fit (contain|cover|stretch)."""
+    def upscale(
+        self, image: Image.Image | np.ndarray | str | Path, *, preset: str = "fidelity", steps: int | None = None,
+        solver: str | None = None, shift: float | None = None, seed: int = 0, input: str = "auto",
+        tags: Sequence[str] | str | None = None, tta: bool = False, outscale: float | None = None,
+        width: int | None = None, height: int | None = None, fit: str = "contain",
+    ) -> Image.Image | np.ndarray:
+        """Upscale a PIL image, a numpy array or an image file. `preset` fidelity (1-NFE) or
+        perceptual, `steps`, `solver` and `shift` override it; `seed` of the noise; `input` auto or
+        a prior name; `tags` None (no guidance), "auto" (the tagger) or the tags; `tta` the 8
+        flips/rotations averaged; the output size: the model's scale, or `outscale`, or `width`
+        and/or `height` with `fit` contain|cover|stretch."""
+        options = _Options(preset=preset, steps=steps, solver=solver, shift=shift, seed=seed, input=input, tags=tags,
+                           tta=tta, outscale=outscale, width=width, height=height, fit=fit)
         if isinstance(image, str | Path):
             data = read_image(image)
-            return to_pil(self._image(data, **options))
+            return to_pil(self._image(data, options))
         if isinstance(image, Image.Image):
             data, mode = from_pil(image)
-            return to_pil(self._image(data, **options), mode)
+            return to_pil(self._image(data, options), mode)
         if isinstance(image, np.ndarray):
-            return self._upscale_array(image, **options)
+            return self._upscale_array(image, options)
         raise ConfigError(f"cannot upscale a {type(image).__name__}: give a PIL image, a numpy array or a path")
 
-    def _image(self, data: ImageData, **options: Any) -> ImageData:
-        done = self._run(data.rgb, data.alpha, jpeg_quality=data.jpeg_quality, **options)
+    def _image(self, data: ImageData, options: _Options) -> ImageData:
+        done = self._run(data.rgb, data.alpha, options, jpeg_quality=data.jpeg_quality)
         return ImageData(rgb=done.rgb, alpha=done.alpha, gray=data.gray, bit_depth=data.bit_depth,
                          format=data.format, icc=data.icc, exif=data.exif)
 
-    def _upscale_array(self, arr: np.ndarray, **options: Any) -> np.ndarray:
+    def _upscale_array(self, arr: np.ndarray, options: _Options) -> np.ndarray:
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
             raise ConfigError(f"arrays must be (H, W), (H, W, 1|2|3|4), got {arr.shape}")
         if arr.dtype == np.uint8:
@@ -122,7 +157,7 @@ class Pipeline:
         colour = np.repeat(x[..., :1], 3, axis=2) if gray else x[..., :3]
         rgb = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))  # (3, H, W)
         alpha = torch.from_numpy(np.ascontiguousarray(x[..., -1][None])) if x.shape[2] in (2, 4) else None
-        done = self._run(rgb, alpha, **options)
+        done = self._run(rgb, alpha, options)
         planes = [(done.rgb.clamp(0, 1) * LUMA).sum(0, keepdim=True)] if gray else [done.rgb]
         if done.alpha is not None:
             planes.append(done.alpha)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from linearsr_cli.errors import ConfigError
 
 Attention = Literal["linear", "softmax"]
 Solver = Literal["euler", "heun", "dpmpp2m"]
+SOLVERS: tuple[Solver, ...] = get_args(Solver)  # sampling/samplers.py runs each (SAMPLERS)
+SOLVER_NAMES = f"{', '.join(SOLVERS[:-1])} or {SOLVERS[-1]}"  # "euler, heun or dpmpp2m": messages, --help
 
 # The log-SNR range the sampling schedule covers: t in [T_LO, 1 - T_LO] (rectified flow,
 # lambda(t) = 2 log((1 - t) / t)). The experts' boundaries bisect this range.
@@ -231,8 +233,8 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.solver not in ("euler", "heun", "dpmpp2m"):
-            raise ConfigError(f"solver must be euler, heun or dpmpp2m, got {self.solver!r}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"solver must be {SOLVER_NAMES}, got {self.solver!r}")
         if self.shift <= 0:
             raise ConfigError(f"shift must be > 0, got {self.shift}")
 

@@ -82,6 +82,16 @@ def test_tta_and_scale_options(tiny_weights: Path, monkeypatch):
         api.load(scale=3)
 
 
+def test_options_are_typed_keywords(tiny_weights: Path):
+    """upscale and upscale_rgb name their options: a misspelt one is a TypeError, not ignored."""
+    sr = api.load(tiny_weights, device="cpu")
+    with pytest.raises(TypeError, match="outscal"):
+        sr.upscale(np.zeros((4, 4, 3), np.uint8), outscal=2)
+    with pytest.raises(TypeError, match="positional"):
+        sr.upscale_rgb(torch.rand(3, 4, 4), "perceptual")  # keyword-only
+    assert sr.upscale_rgb(torch.rand(3, 4, 4), outscale=2).shape == (3, 8, 8)
+
+
 def test_pil_modes_and_bit_depth_are_kept(tiny_weights: Path):
     """16-bit gray stays 16-bit and keeps its level (it came back almost white at 8 bits)."""
     sr = api.load(tiny_weights, device="cpu")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from linearsr_cli.cli import EXIT_INTERRUPTED, console
+from linearsr_cli.cli import EXIT_INTERRUPTED, console, upscale_report
 from linearsr_cli.engine.plan import Job
 from linearsr_cli.engine.report import BatchSummary, FileRecord
 from tests.test_batch_pipelines import _batch, _Collect, folder
@@ -55,7 +55,7 @@ def test_a_record_goes_out_when_its_file_is_written_not_after_the_next_compute(t
 
     batch.compute = second_waits_for_first_record
     with open(log, "a", encoding="utf-8") as fh:
-        summary = batch.run(jobs, console.TeeReporter(console.LineReporter(fh), reported), prefetch=2)
+        summary = batch.run(jobs, upscale_report.TeeReporter(upscale_report.LineReporter(fh), reported), prefetch=2)
     assert seen_by_second[0] is True
     assert str(seen_by_second[1]).startswith(f"ok    {src / 'p0.png'} -> {out / 'p0.png'}  ")
     assert [r.status for r in summary.records] == ["ok"] * 3
@@ -78,7 +78,7 @@ def test_interrupted_pipeline_writes_and_reports_what_was_computed_then_the_summ
     assert reported.summary is not None and reported.summary.interrupted
     assert [Path(r.input).name for r in reported.summary.records] == ["p0.png", "p1.png", "p2.png"]
     assert reported.summary.not_started == 3  # p3 was in the model: no record, a rerun does it
-    assert console.summary_line(reported.summary) == "interrupted: 3 done, 3 not started"
+    assert upscale_report.summary_line(reported.summary) == "interrupted: 3 done, 3 not started"
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png"]  # no temp file
 
 
@@ -146,7 +146,7 @@ def test_upscale_reporter_choices(monkeypatch: pytest.MonkeyPatch, stderr_tty: b
     monkeypatch.setattr(console, "err_console", Console(file=io.StringIO(), force_terminal=stderr_tty))
     monkeypatch.setattr(sys, "stdout", _Stream(tty=stdout_tty))
     chosen = console.upscale_reporter(json_lines=json_lines, quiet=quiet)
-    reporters = chosen.reporters if isinstance(chosen, console.TeeReporter) else (chosen,)
+    reporters = chosen.reporters if isinstance(chosen, upscale_report.TeeReporter) else (chosen,)
     assert [type(r).__name__ for r in reporters] == expected
 
 

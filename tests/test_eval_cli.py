@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from linearsr_cli.checkpoints import save_weights
 from linearsr_cli.cli import EXIT_USAGE, app
 from linearsr_cli.degrade import bicubic_downscale
+from linearsr_cli.errors import ConfigError
 from linearsr_cli.evaluate import peers
 from linearsr_cli.evaluate.grid import comparison_grid, grid_size, pick_crop
 from linearsr_cli.evaluate.run import EvalConfig, make_lr
@@ -144,6 +145,19 @@ def test_tags_visual_runs_the_ablation_token_and_changes_the_output(weights, hr_
     (v,), (o,) = json.loads(vis.stdout)["images"], json.loads(off.stdout)["images"]
     assert v["tags"] == ["<visual>"] and o["tags"] is None
     assert v["results"]["linearsr-1"]["psnr"] != o["results"]["linearsr-1"]["psnr"]
+    assert json.loads(vis.stdout)["config"]["tag_kind"] == "visual"
+
+
+def test_tag_kind_is_its_own_field_and_the_cli_refuses_bad_pairs(hr_dir):
+    """EvalConfig takes --tags (auto | off) and --tag-kind (tags | visual) as they are; visual
+    needs tags on. The CLI names the flags in its refusals."""
+    assert EvalConfig(hr_dir=hr_dir, tag_kind="visual").tags == "auto"
+    for bad in ({"tags": "visual"}, {"tag_kind": "pooled"}, {"tag_kind": "visual", "tags": "off"}):
+        with pytest.raises(ConfigError):
+            EvalConfig(hr_dir=hr_dir, **bad)
+    off = run(hr_dir, "--tag-kind", "visual", "--tags", "off")
+    assert off.exit_code == EXIT_USAGE
+    assert "--tag-kind must be tags or visual (with tags on), got 'visual' with --tags off" in off.output
 
 
 def test_grid_layout_and_lr_column(weights, hr_dir, tmp_path):

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from linearsr_cli.config import SamplerConfig, bisect_boundaries
+from linearsr_cli.config import SOLVERS, SamplerConfig, bisect_boundaries
+from linearsr_cli.errors import ConfigError
 from linearsr_cli.sampling.samplers import (
+    SAMPLERS,
     count_evaluations,
     draw_noise,
     sample,
@@ -111,6 +113,12 @@ def test_solvers_recover_x0_from_an_oracle(solver):
     noise = draw_noise((1, 3, 8, 8), 5)
     out = solver(_oracle(x0), noise, flow_timesteps(6))
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)
+
+
+def test_every_solver_name_has_its_sampler_and_no_other_name_passes():
+    assert tuple(SAMPLERS) == SOLVERS
+    with pytest.raises(ConfigError, match=r"solver must be euler, heun or dpmpp2m, got 'rk4'"):
+        SamplerConfig(steps=2, solver="rk4")  # type: ignore[arg-type]
 
 
 def test_second_order_solvers_beat_euler_on_a_curved_flow():

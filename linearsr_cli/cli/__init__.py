@@ -5,6 +5,9 @@ builds a config and calls one tested function (see cli/app.py for the exit codes
     train.py    linearsr train ...        knee.py   linearsr select-knee
     eval.py     linearsr eval             data.py   linearsr data fetch
     info.py     linearsr info, version, --version (app.py)
+
+Beside them: options.py (the options upscale and eval share), console.py (messages on stderr,
+which reporter a run gets), upscale_report.py and train_report.py (the progress reporters).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from linearsr_cli.cli import options
 from linearsr_cli.cli.app import ABLATIONS, EXIT_OK, EXIT_PARTIAL, JsonFlagCommand, app, fail
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.config import DEFAULT_TAGS
@@ -16,24 +17,21 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 def eval_cmd(
     hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
     lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1, linearsr-ms. Default: all of them.", show_default=False)] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
-    degradation: Annotated[str, typer.Option(help="LR made from HR at --scale: bicubic (MATLAB imresize), realistic (Real-ESRGAN, seeded) or mixed (every image bicubic and realistic, each lossless and saved as a JPEG of quality 90 and 75: the --input auto test).")] = "bicubic",
+    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1 (the fidelity preset), linearsr-ms (the perceptual preset; --steps, --solver and --shift change it). Default: all of them.", show_default=False)] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
+    degradation: Annotated[str, typer.Option(help="LR made from HR at --scale: bicubic (MATLAB imresize), realistic (Real-ESRGAN, seeded by --seed) or mixed (every image bicubic and realistic, each lossless and saved as a JPEG of quality 90 and 75: the --input auto test).")] = "bicubic",
     scale: Annotated[int, typer.Option(help="Upscaling factor: 4 or 2 (x4-only peers then run x4 and Lanczos down; LinearSR uses the shipped x2 weights, or --weights of another scale resampled).")] = 4,
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
-    steps: Annotated[int | None, typer.Option(help="linearsr-ms steps (default: the perceptual preset's).")] = None,
-    solver: Annotated[str | None, typer.Option(help="linearsr-ms solver: euler, heun or dpmpp2m.")] = None,
-    shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler noise and the realistic degradation.")] = 0,
+    steps: options.Steps = None, solver: options.Solver = None, shift: options.Shift = None, seed: options.Seed = 0,
     tags: Annotated[str, typer.Option(help="auto (tagger on the LR image) or off. Default: as upscale.")] = DEFAULT_TAGS,
     tag_kind: Annotated[str, typer.Option(help="tags, or visual: the tagger's pooled feature as one token, for weights trained with train stage2 --tag-kind visual.", rich_help_panel=ABLATIONS)] = "tags",
-    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: the prior that serves LinearSR (as upscale --input).")] = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="LinearSR with test-time augmentation (as upscale --tta).")] = False,
+    input_kind: options.InputKind = "auto",
+    tta: options.Tta = False,
     noref: Annotated[str, typer.Option(help="No-reference metrics: comma list of niqe, brisque, or empty.")] = "niqe,brisque",
     lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Full-reference ST-LPIPS (needs the stlpips-pytorch wheel's weights).")] = True,
     metric_data: Annotated[Path | None, typer.Option(help="Folder with the NIQE/BRISQUE data (default: linearsr_cli/evaluate/data).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights file (default: $LINEARSR_WEIGHTS, else the shipped weights/linearsr-xS.safetensors for --scale S).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
+    weights: options.Weights = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
     limit: Annotated[int, typer.Option(help="Evaluate only the first N images (0 = all).")] = 0,
     json_lines: Annotated[bool, typer.Option("--json", help="Print the full report as one JSON line on stdout instead of the table.")] = False,
     json_out: Annotated[Path | None, typer.Option(help="Also write the full report as JSON to this file.")] = None,
@@ -47,19 +45,18 @@ def eval_cmd(
 
     from linearsr_cli.config import sampler_config
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
+    from linearsr_cli.evaluate.run import TAG_KINDS, EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
     if tags == "visual":
         raise fail(ConfigError("--tags is auto or off; the ablation's visual token is --tag-kind visual"))
-    if tag_kind not in ("tags", "visual") or (tag_kind == "visual" and tags == "off"):
+    if tag_kind not in TAG_KINDS or (tag_kind == "visual" and tags == "off"):
         raise fail(ConfigError(f"--tag-kind must be tags or visual (with tags on), got {tag_kind!r} with --tags {tags}"))
-    tags = "visual" if tag_kind == "visual" else tags  # EvalConfig's name for the ablation's token
     try:
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
-            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, input=input_kind, tta=tta, limit=limit,
+            noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, tag_kind=tag_kind, input=input_kind, tta=tta, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
         )
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))

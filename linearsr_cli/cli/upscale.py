@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from linearsr_cli.cli import options
 from linearsr_cli.cli.app import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -28,21 +29,18 @@ def upscale(
     width: Annotated[int | None, typer.Option(help="Output width in pixels (height follows the aspect ratio unless --height is given too).")] = None,
     height: Annotated[int | None, typer.Option(help="Output height in pixels (width follows the aspect ratio unless --width is given too).")] = None,
     fit: Annotated[str, typer.Option(help="--width with --height of another aspect ratio: contain (fit inside the box), cover (fill it, centre crop) or stretch (exactly W x H, distorted).")] = "contain",
-    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the 8 flips/rotations (each with the same noise, transformed alike); 8x the time for a small PSNR gain (BENCHMARKS.md).")] = False,
+    tta: options.Tta = False,
     preset: Annotated[str, typer.Option(help="fidelity (1-NFE) or perceptual (multi-step).")] = "fidelity",
-    steps: Annotated[int | None, typer.Option(help="Sampling steps: 1 = 1-NFE; more = perceptual. Default: the preset's.")] = None,
-    solver: Annotated[str | None, typer.Option(help="euler, heun or dpmpp2m. Default: the preset's.")] = None,
-    shift: Annotated[float | None, typer.Option(help="Time-grid shift of multi-step sampling: < 1 spends more steps at low noise (the texture and polishing experts). Default: the preset's.")] = None,
-    seed: Annotated[int, typer.Option(help="Noise seed; the same seed gives the same output for an image.")] = 0,
+    steps: options.Steps = None, solver: options.Solver = None, shift: options.Shift = None, seed: options.Seed = 0,
     tags: Annotated[str, typer.Option(help='TAG guidance: auto (sidecar > metadata keywords > tagger), off (the model\'s null token), or the tags for every image, e.g. "cat, grass".')] = DEFAULT_TAGS,
     no_tags: Annotated[bool, typer.Option("--no-tags", hidden=True, help="Old spelling of --tags off.")] = False,
-    input_kind: Annotated[str, typer.Option("--input", help="auto, clean or real: which prior serves each image (weights with priors): clean = SPAN as released, for clean/bicubic-like inputs; real = fine-tuned for noise, blur and JPEG (camera and web photos); auto (default) = decided per image from its evidence (the file's JPEG quality, noise, blockiness, detail) by the weights' router; each --json record names the prior and why.")] = "auto",
+    input_kind: options.InputKind = "auto",
     tile: Annotated[str, typer.Option("--tile", "-t", help="LR tile side in pixels, or auto (whole image when it fits the memory budget).")] = "auto",
     tile_overlap: Annotated[int, typer.Option(help="Overlap of neighbouring tiles in LR pixels.")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (GPU N) or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (autocast; attention sums stay fp32).")] = "auto",
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads of the model (torch.set_num_threads), >= 1. Default: PyTorch's choice.")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights file. Default: $LINEARSR_WEIGHTS, else the shipped file in weights/ for --scale.")] = None,
+    weights: options.Weights = None,
     suffix: Annotated[str, typer.Option(help="Added to each output file name before the extension.")] = "",
     fmt: Annotated[str, typer.Option("--format", "-f", help="keep (the input's), png, jpg, webp, tiff, bmp, heic or avif (heic and avif with the \\[heif] extra).")] = "keep",
     quality: Annotated[int, typer.Option(help="JPEG, WebP, HEIC and AVIF quality, 1-100.")] = 95,
@@ -67,6 +65,7 @@ def upscale(
     import sys
 
     from linearsr_cli.cli import console
+    from linearsr_cli.cli.upscale_report import ignored_record
     from linearsr_cli.config import TileConfig, sampler_config
     from linearsr_cli.engine.batch import upscale_batch
     from linearsr_cli.engine.pipeline import parse_tile
@@ -115,7 +114,7 @@ def upscale(
     except NoInputError as exc:
         if json_lines:  # --json lists what was passed over, then the reason
             for job in exc.ignored:
-                reporter.image_done(console.ignored_record(job))
+                reporter.image_done(ignored_record(job))
         console.error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except LinearSRError as exc:

@@ -1,5 +1,5 @@
 """What a batch reports: one `FileRecord` per input, the run's `BatchSummary`, and the
-`Reporter` protocol through which progress leaves the engine (cli/console.py implements it).
+`Reporter` protocol through which progress leaves the engine (cli/upscale_report.py implements it).
 
 A batch never stops for one bad file: every input ends as a `FileRecord` with a status:
 
@@ -87,7 +87,7 @@ class BatchSummary:
 
 
 class Reporter(Protocol):
-    """Progress sink (cli/console.py implements it): the batch calls these, never print. `image_done`
+    """Progress sink (cli/upscale_report.py implements it): the batch calls these, never print. `image_done`
     comes from the writer thread of a pipelined run, as each file is written; the run serialises
     the calls (`SerializedReporter`). `finish` also ends an interrupted run (`summary.interrupted`)."""
 

@@ -53,7 +53,6 @@ from linearsr_cli.perceptual import LpipsScorer
 from linearsr_cli.tag.config import DEFAULT_TAGS, TagConfig
 
 METHODS = ("bicubic", "span", "realesrgan", "clearreality", "spankendata", "linearsr-1", "linearsr-ms")
-LINEARSR_METHODS = ("linearsr-1", "linearsr-ms")
 DEGRADATIONS = ("bicubic", "realistic", "mixed")  # mixed: every image in each of MIXED_KINDS
 # --degradation mixed: each image bicubic and realistic, each as a lossless file and saved as a JPEG
 # (of the quality in SAVED_QUALITY, which the router reads as the file's) the way photos meet us
@@ -66,7 +65,10 @@ def saved_quality(kind: str | None) -> int | None:
     if kind is None or not kind.endswith(".jpg"):
         return None
     return SAVED_QUALITY[kind.removesuffix(".jpg")]
-TAG_MODES = ("auto", "off", "visual")  # visual: the TAG ablation's pooled-feature token
+
+
+TAG_MODES = ("auto", "off")
+TAG_KINDS = ("tags", "visual")  # visual: the TAG ablation's pooled-feature token (train --tag-kind)
 METRICS = ("psnr", "ssim", "lpips", *NOREF_METRICS)
 
 Progress = Callable[[str], None] | None
@@ -91,7 +93,8 @@ class EvalConfig:
     metric_data: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
-    tags: str = DEFAULT_TAGS
+    tags: str = DEFAULT_TAGS  # auto (the tagger on the LR image) | off
+    tag_kind: str = "tags"  # what guides LinearSR when tags are on: tags | visual
     input: str = "auto"  # --input: which prior serves LinearSR: auto | clean | real
     tta: bool = False  # LinearSR with the 8-transform self-ensemble (upscale --tta)
     tiles: TileConfig = TileConfig()
@@ -109,6 +112,10 @@ class EvalConfig:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
+        if self.tag_kind not in TAG_KINDS:
+            raise ConfigError(f"tag kind must be one of {', '.join(TAG_KINDS)}")
+        if self.tag_kind == "visual" and self.tags == "off":
+            raise ConfigError("tag kind visual needs tags on (auto)")
         check_input(self.input)
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
@@ -307,9 +314,10 @@ class MethodRunner:
                 what += ", TTA x8"
             if self._passes != (cfg.scale,):  # as `upscale --outscale`: native passes, then resample
                 what += f", x{' then x'.join(map(str, self._passes))} resampled to x{cfg.scale}"
+            tags = "visual" if cfg.tag_kind == "visual" else cfg.tags
             self._ok(
                 method,
-                f"LinearSR {what}, {upscaler.plan.describe()}, tags {cfg.tags}, input {cfg.input}",
+                f"LinearSR {what}, {upscaler.plan.describe()}, tags {tags}, input {cfg.input}",
                 lambda lr, s=sampler: self._linearsr(lr, s),
             )
 
@@ -342,7 +350,7 @@ class MethodRunner:
         tagger's pooled feature as one token (visual); None of either for --tags off."""
         if self._tags is None:
             cfg = TagConfig(enabled=self.cfg.tags != "off")
-            self._tags = TagResolver(cfg, self._upscaler.plan.device, visual=self.cfg.tags == "visual")
+            self._tags = TagResolver(cfg, self._upscaler.plan.device, visual=self.cfg.tag_kind == "visual")
         return self._tags
 
     def _linearsr(self, lr: np.ndarray, sampler: SamplerConfig) -> np.ndarray:

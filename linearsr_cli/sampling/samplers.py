@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from linearsr_cli.config import SamplerConfig
+from linearsr_cli.config import SamplerConfig, Solver
 from linearsr_cli.sampling.schedules import flow_timesteps, log_snr
 
 Denoise = Callable[[Tensor, float], Tensor]
@@ -100,13 +100,16 @@ def _finite(v: float) -> bool:
     return v == v and abs(v) != float("inf")
 
 
+# the multi-step sampler of each name in config.SOLVERS (SamplerConfig.solver)
+SAMPLERS: dict[Solver, Callable[..., Tensor]] = {"euler": sample_euler, "heun": sample_heun, "dpmpp2m": sample_dpmpp_2m}
+
+
 def sample(denoise: Denoise, noise: Tensor, cfg: SamplerConfig, *, callback: Callback = None) -> Tensor:
     """Run the sampler that `cfg` names; returns the x0 estimate at t = 0."""
     if cfg.steps == 1:
         return sample_one_step(denoise, noise, callback=callback)
     ts = flow_timesteps(cfg.steps, shift=cfg.shift)
-    solver = {"euler": sample_euler, "heun": sample_heun, "dpmpp2m": sample_dpmpp_2m}[cfg.solver]
-    return solver(denoise, noise, ts, callback=callback)
+    return SAMPLERS[cfg.solver](denoise, noise, ts, callback=callback)
 
 
 def evaluation_times(cfg: SamplerConfig) -> list[float]:

@@ -15,7 +15,6 @@ from torch import Tensor
 
 from linearsr_cli.errors import TagError
 
-ENCODER_ID = "all-MiniLM-L6-v2"
 TAG_DIM = 384
 MAX_TOKENS = 32
 

@@ -20,7 +20,6 @@ from linearsr_cli.tag.labels import IMAGENET_LABELS
 if TYPE_CHECKING:
     from linearsr_cli.tag.config import TagConfig
 
-TAGGER_ID = "efficientnet-lite0-imagenet"
 INPUT_SIZE = 224
 FEATURE_DIM = 1280
 TOKEN_DIM = 384

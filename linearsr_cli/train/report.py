@@ -1,4 +1,4 @@
-"""Progress of a training run, without torch: the reporter protocol the loops call (console.py
+"""Progress of a training run, without torch: the reporter protocol the loops call (cli/train_report.py
 implements the visible ones), the per-checkpoint record of --json, and checkpoints.csv."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 
 class TrainReporter(Protocol):
-    """Progress sink of a training run (cli/console.py implements it); nothing in train/ prints."""
+    """Progress sink of a training run (cli/train_report.py implements it); nothing in train/ prints."""
 
     def start(self, name: str, step: int, total: int) -> None: ...
 
