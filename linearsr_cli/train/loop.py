@@ -40,6 +40,7 @@ from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
 from linearsr_cli.tag.training import TagSource
 from linearsr_cli.train.adversarial import Critic, unsharp_mask
 from linearsr_cli.train.ema import EMA
+from linearsr_cli.train.optim_state import load_optimizer, optimizer_tensors
 from linearsr_cli.train.report import (
     SilentReporter,
     TrainReporter,
@@ -282,16 +283,13 @@ class RunState:
             tensors[f"model.{k}"] = v.detach().cpu().contiguous()
         for k, v in self.ema.state_dict().items():
             tensors[f"ema.{k}"] = v.cpu().contiguous()
-        opt_state = self.opt.state_dict()
-        for idx, st in opt_state["state"].items():
-            for key, value in st.items():
-                tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors.update(optimizer_tensors(self.opt, "opt."))
         tensors["rng.train"] = self.gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         meta = {
             "step": self.step,
             "checkpoint": ckpt.name,
-            "param_groups": opt_state["param_groups"],
+            "param_groups": self.opt.state_dict()["param_groups"],
             "recent_losses": self.recent,
             "recent_grad_norms": self.recent_grads,
             "train_config": self.cfg.to_dict(),
@@ -345,12 +343,7 @@ class RunState:
             model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             self.model.load_state_dict(model_sd, strict=True)
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            state: dict[int, dict[str, Tensor]] = {}
-            for k, v in tensors.items():
-                if k.startswith("opt."):
-                    _, idx, key = k.split(".", 2)
-                    state.setdefault(int(idx), {})[key] = v.to(self.device) if v.ndim else v
-            self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            load_optimizer(self.opt, tensors, "opt.", meta["param_groups"], self.device)
             if self.critic is not None:
                 self.critic.load(tensors, meta["critic_param_groups"], self.device)
             self.gen.set_state(tensors["rng.train"])
