@@ -124,24 +124,24 @@ def _data(data: str, crop: int, scale: int, degradation: str, seed: int):  # typ
 
 
 def _train(base, steps: int, batch: int, lr: float, warmup: int, ckpt_every: int, precision: str, seed: int, **more):  # type: ignore[no-untyped-def]
-    """The TrainConfig `base` (from the shipped recipe) with the command's options applied."""
-    return dataclasses.replace(base, steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
-                               precision=precision, seed=seed, **more)
+    """The stage config `base` (from the shipped recipe) with the command's options applied."""
+    return base.replace(steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
+                        precision=precision, seed=seed, **more)
 
 
 @train_app.command("stage0")
 def train_stage0(
     out: Out,
-    prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.steps,
-    batch: BatchSize = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
-    warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
+    prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.optim.steps,
+    batch: BatchSize = SHIP.stage0.optim.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.optim.lr,
+    warmup: Warmup = SHIP.stage0.optim.warmup, ckpt_every: CkptEvery = SHIP.stage0.optim.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
     max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
-    l1_weight: L1Weight = SHIP.stage0.l1_weight, lpips_weight: LpipsWeight = SHIP.stage0.lpips_weight,
-    lpips_samples: LpipsSamples = SHIP.stage0.lpips_samples, gan_weight: GanWeight = SHIP.stage0.gan_weight,
-    disc_lr: DiscLr = SHIP.stage0.disc_lr, disc_channels: DiscChannels = SHIP.stage0.disc_channels,
-    usm: Usm = SHIP.stage0.usm_target, distill_weight: DistillWeight = SHIP.stage0.distill_weight,
-    teacher_crops: TeacherCrops = 0, ema_decay: EmaDecay = SHIP.stage0.ema_decay,
+    l1_weight: L1Weight = SHIP.stage0.loss.l1_weight, lpips_weight: LpipsWeight = SHIP.stage0.loss.lpips_weight,
+    lpips_samples: LpipsSamples = SHIP.stage0.loss.lpips_samples, gan_weight: GanWeight = SHIP.stage0.loss.gan_weight,
+    disc_lr: DiscLr = SHIP.stage0.loss.disc_lr, disc_channels: DiscChannels = SHIP.stage0.loss.disc_channels,
+    usm: Usm = SHIP.stage0.loss.usm_target, distill_weight: DistillWeight = SHIP.stage0.loss.distill_weight,
+    teacher_crops: TeacherCrops = 0, ema_decay: EmaDecay = SHIP.stage0.optim.ema_decay,
     seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 0: fine-tune a prior (SPAN, or an earlier stage-0 prior) on real-world degradations:
@@ -166,12 +166,12 @@ def train_stage0(
 @with_model_options
 def train_stage1(
     out: Out,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: BatchSize = SHIP.stage1.batch_size,
-    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
-    ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, scale: Scale = SHIP.model.scale,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.optim.steps, batch: BatchSize = SHIP.stage1.optim.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.optim.lr, warmup: Warmup = SHIP.stage1.optim.warmup,
+    ckpt_every: CkptEvery = SHIP.stage1.optim.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
-    val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.p_one,
+    val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.sampling.p_one,
     quiet: Quiet = False, json_lines: JsonLines = False, *, arch: dict,
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
@@ -198,14 +198,14 @@ def train_stage2(
     out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
     experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: BatchSize = SHIP.stage2.batch_size,
-    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
-    ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
-    tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.p_one,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.optim.steps, batch: BatchSize = SHIP.stage2.optim.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.optim.lr, warmup: Warmup = SHIP.stage2.optim.warmup,
+    ckpt_every: CkptEvery = SHIP.stage2.optim.ckpt_every, degradation: Degradation = SHIP.data.degradation,
+    tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.sampling.p_one,
     precision: Precision = "auto", device: Device = "auto", max_minutes: MaxMinutes = 0.0,
     val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count, seed: Seed = 0,
     prior_clean: PriorClean = "", prior_real: PriorReal = "",
-    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.lpips_samples,
+    lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.loss.lpips_samples,
     quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
@@ -331,20 +331,20 @@ def train_router(
 def train_recipe(
     out: Out,
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
-    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
-    steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
-    texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.steps,
+    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.optim.batch_size, prior: Prior = SHIP.prior,
+    steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.optim.steps,
+    texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.optim.steps,
     router_crops: Annotated[int, typer.Option(help="Training crops that --input auto's router is fitted on (0 = no router).")] = SHIP.router_crops,
-    steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.steps,
-    steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.steps,
-    lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.lr,
-    lr2: Annotated[float, typer.Option(help="Stage-2 learning rate.")] = SHIP.stage2.lr,
-    ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
-    ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
-    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
+    steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.optim.steps,
+    steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.optim.steps,
+    lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.optim.lr,
+    lr2: Annotated[float, typer.Option(help="Stage-2 learning rate.")] = SHIP.stage2.optim.lr,
+    ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.optim.ckpt_every,
+    ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.optim.ckpt_every,
+    lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight,
     train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing). Default: bare, as shipped.", show_default=False, rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
     init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.", rich_help_panel=ABLATIONS)] = SHIP.init,
-    tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
+    tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.sampling.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
     val_count: ValCount = SHIP.val_count, seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
@@ -364,13 +364,13 @@ def train_recipe(
         model = ModelConfig(scale=scale, **arch)
         cfg = dataclasses.replace(
             SHIP, model=model, data=_data(data, crop, scale, degradation, seed), prior=prior, init=init, tags=tags,
-            stage0=dataclasses.replace(SHIP.stage0, steps=steps0, precision=precision, seed=seed),
-            stage1=_train(SHIP.stage1, steps, batch, lr, SHIP.stage1.warmup, ckpt_every, precision, seed, p_one=p_one),
-            stage2=_train(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.warmup, ckpt_every2, precision, seed,
+            stage0=SHIP.stage0.replace(steps=steps0, precision=precision, seed=seed),
+            stage1=_train(SHIP.stage1, steps, batch, lr, SHIP.stage1.optim.warmup, ckpt_every, precision, seed, p_one=p_one),
+            stage2=_train(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.optim.warmup, ckpt_every2, precision, seed,
                           p_one=p_one, lpips_weight=lpips_weight),
             export_dtype=export_dtype, val_size=val_size, val_count=val_count,
             train_structure_expert=train_structure_expert,
-            texture=dataclasses.replace(SHIP.texture, steps=texture_steps, precision=precision, seed=seed),
+            texture=SHIP.texture.replace(steps=texture_steps, precision=precision, seed=seed),
             router_crops=router_crops,
         )
         reporter = _reporter(quiet, json_lines)
