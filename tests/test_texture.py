@@ -70,6 +70,17 @@ def test_unsharp_mask_sharpens_edges_and_leaves_flat_areas() -> None:
     assert hp(sharp) > hp(edge)
 
 
+def test_one_term_list_builds_the_loss_and_its_words() -> None:
+    """The texture recipe's terms in the checkpoint's words; the denoiser's weights have no L1 or
+    distillation field, so those terms are never on for it."""
+    from linearsr_cli.train.losses import LossWeights, PriorLossWeights, active_terms, describe
+    from linearsr_cli.train.recipe import RecipeConfig
+
+    assert describe(RecipeConfig().texture.loss) == "L1 1 + ST-LPIPS 1 + GAN 0.1 (U-Net discriminator, spectral norm)"
+    assert describe(PriorLossWeights(l1_weight=0.0, distill_weight=0.5)) == "L1 to the teacher's output 0.5"
+    assert [t.name for t in active_terms(LossWeights(lpips_weight=1.0, gan_weight=0.1))] == ["lpips", "g_adv"]
+
+
 def test_adversarial_stage0_resumes_exactly_with_its_critic(photos: Path, tmp_path: Path) -> None:
     data = data_cfg(photos)
     batches = DatasetBatches(PairDataset(data, "train"), 2)

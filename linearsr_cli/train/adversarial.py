@@ -22,6 +22,10 @@ from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.nn.discriminator import DiscriminatorConfig, UNetDiscriminator
 from linearsr_cli.train.optim_state import load_optimizer, optimizer_tensors
 
+# an adversarial run's statistics in the step log: the generator's term (train/losses.py), then
+# the critic's loss and the mean probabilities it gives real and fake pixels (Critic.update)
+GAN_KEYS = ("g_adv", "d_loss", "d_real", "d_fake")
+
 
 def unsharp_mask(x: Tensor, *, weight: float = 0.5, sigma: float = 2.0, threshold: float = 10 / 255) -> Tensor:
     """Real-ESRGAN's sharpened ground truth: x + weight * (x - blur(x)) where |x - blur(x)| >

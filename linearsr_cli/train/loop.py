@@ -18,7 +18,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,18 +37,19 @@ from linearsr_cli.nn.discriminator import DiscriminatorConfig
 from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
 from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
 from linearsr_cli.tag.training import TagSource
-from linearsr_cli.train.adversarial import Critic, unsharp_mask
+from linearsr_cli.train.adversarial import GAN_KEYS, Critic
 from linearsr_cli.train.config import OptimConfig, Precision, StageConfig, TrainConfig, TSampling
 from linearsr_cli.train.ema import EMA
-from linearsr_cli.train.losses import LossWeights
+from linearsr_cli.train.losses import ImageLoss
 from linearsr_cli.train.optim_state import load_optimizer, optimizer_tensors
 from linearsr_cli.train.report import (
     SilentReporter,
     TrainReporter,
-    _trim_csv,
     append_csv,
     checkpoint_record,
+    mean_logs,
     run_name,
+    trim_csv,
 )
 
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.safetensors$")
@@ -252,7 +253,7 @@ class RunState:
         if resume is not None:
             self.load_state(resume[1])
             _trim_log(log, self.step)
-            _trim_csv(table, self.step)
+            trim_csv(table, self.step)
         else:
             log.unlink(missing_ok=True)
             table.unlink(missing_ok=True)
@@ -265,6 +266,11 @@ class RunState:
         model = copy.deepcopy(self.model)
         self.ema.copy_to(model)
         return model
+
+    def gan_record(self) -> dict[str, Any]:
+        """{"gan": the mean critic statistics since the last checkpoint} for an adversarial run,
+        else {}: part of the checkpoint's record, which select-knee reads."""
+        return {"gan": mean_logs(self.pending, GAN_KEYS)} if self.critic is not None else {}
 
     def finish_step(self, loss: float) -> None:
         """After the optimizer step: clear gradients, update the EMA, count the step."""
@@ -336,16 +342,6 @@ class StepOutcome:
 
 Objective = Callable[[PairBatch], StepOutcome]
 SaveCheckpoint = Callable[[], tuple[Path, dict[str, Any]]]  # writes the weights; (path, training record)
-
-
-def mean_logs(lines: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
-    """Mean of each key over the step log lines that have it (the checkpoint's summary)."""
-    out = {}
-    for key in keys:
-        values = [float(ln[key]) for ln in lines if key in ln]
-        if values:
-            out[key] = sum(values) / len(values)
-    return out
 
 
 def fit(
@@ -474,7 +470,7 @@ def train(
     amp = autocast_dtype(device, cfg.optim.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
     grid = val_t_grid(cfg.sampling)
-    perceptual = _perceptual(cfg.loss, device)
+    image_loss = ImageLoss(cfg.loss, device, run.critic)
     meta_base = dict(training_meta or {})
 
     def objective(batch: PairBatch) -> StepOutcome:
@@ -489,28 +485,18 @@ def train(
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
         if tags is not None:
             tags, tag_mask = tags.to(device), tag_mask.to(device)
-        target = unsharp_mask(hr) if cfg.loss.usm_target else hr
+        target = image_loss.target(hr)
         x0 = residual_target(target, lr_img, run.model.cfg)
         x_t = noisy_sample(x0, eps, t)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             pred = net(x_t, t, lr_img, tags, tag_mask, input_kind)
         loss = F.mse_loss(pred.float(), x0)
         logs = {"mse": float(loss.detach())}
-        sr = None
-        if perceptual is not None or run.critic is not None:
+        guarded, sr = loss.detach(), None
+        if image_loss.terms:  # on the composed x0 estimate
             sr = compose_unclamped(lr_img, pred.float(), run.model.cfg)
-        if perceptual is not None:
-            k = cfg.loss.lpips_samples or b
-            assert sr is not None
-            term = perceptual(sr[:k], target[:k]).mean()
-            loss = loss + cfg.loss.lpips_weight * term
-            logs["lpips"] = float(term.detach())
-        guarded = loss.detach()
-        if run.critic is not None:
-            assert sr is not None
-            term = run.critic.generator_loss(sr)
-            loss = loss + cfg.loss.gan_weight * term
-            logs["g_adv"] = float(term.detach())
+            loss, guarded, term_logs = image_loss.add(loss, sr, target)
+            logs.update(term_logs)
         return StepOutcome(loss, _global_mean(guarded, world), logs, real=hr, fake=sr)
 
     def save_checkpoint() -> tuple[Path, dict[str, Any]]:
@@ -528,7 +514,7 @@ def train(
             "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
             "val": {k: scores[k] for k in ("psnr", "ssim", "val_loss") if k in scores},
             "attn": {k: scores[k] for k in ("max_q", "max_k", "min_normaliser") if k in scores},
-            **_gan_summary(run),
+            **run.gan_record(),
         }
         ckpt = run_dir / checkpoint_name(run.step)
         save_weights(ckpt, ema_model, provenance=provenance, training=training)
@@ -536,26 +522,6 @@ def train(
 
     return fit(run, batches, objective, save_checkpoint, run_dir, name=run_name(meta_base), deadline=deadline,
                reporter=reporter, writer=rank == 0, scaler=scaler)
-
-
-def _perceptual(cfg: LossWeights, device: torch.device) -> torch.nn.Module | None:
-    """The ST-LPIPS network as a loss (frozen) when the run weighs it, else None."""
-    if cfg.lpips_weight <= 0:
-        return None
-    from linearsr_cli.perceptual import load_stlpips
-
-    return load_stlpips().to(device)
-
-
-GAN_KEYS = ("g_adv", "d_loss", "d_real", "d_fake")
-
-
-def _gan_summary(run: RunState) -> dict[str, Any]:
-    """{"gan": mean critic statistics since the last checkpoint} for an adversarial run, else {}:
-    the checkpoint's record, which select-knee reads."""
-    if run.critic is None:
-        return {}
-    return {"gan": mean_logs(run.pending, GAN_KEYS)}
 
 
 def _global_mean(value: Tensor, world: int) -> float:
