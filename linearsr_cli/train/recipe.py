@@ -53,6 +53,14 @@ EXPORT_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 Notify = Callable[[str], None]
 
 
+def storage_dtype(name: str) -> torch.dtype | None:
+    """The dtype an export named `name` stores its experts in (None = fp32); ConfigError for a
+    name not in EXPORT_DTYPES."""
+    if name not in EXPORT_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {name!r}")
+    return EXPORT_DTYPES[name]
+
+
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -284,8 +292,7 @@ def revise_weights(
     `router_from`, and/or the router's fixed routes changed (run kind -> clean|real, or auto to
     route again: Router.fixed); everything else, the experts and the other priors, is kept as is.
     `note` is appended to the provenance's "revisions"."""
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    storage = storage_dtype(dtype)
     from linearsr_cli.priors import resolve_prior
 
     model, info = load_weights(src)
@@ -325,7 +332,7 @@ def revise_weights(
     prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
                                                       "router": router is not None, "note": note}]
     return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
-                        training=info.training, dtype=EXPORT_DTYPES[dtype])
+                        training=info.training, dtype=storage)
 
 
 def add_router(
@@ -367,8 +374,7 @@ def export_model(
     """Assemble single-expert checkpoints (expert 0, 1, ...) into one LinearSR weights file,
     optionally stored in fp16/bf16 (loading casts back to fp32). Experts whose checkpoint carries
     a prior keep it; those priors must be identical (one copy is stored)."""
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    storage = storage_dtype(dtype)
     if len(expert_ckpts) not in (1, 2, 4):
         raise ConfigError(f"need 1, 2 or 4 expert checkpoints, got {len(expert_ckpts)}")
     parts = [load_weights(p) for p in expert_ckpts]
@@ -403,7 +409,7 @@ def export_model(
         {"checkpoint": str(p), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
         for p, (_, info) in zip(expert_ckpts, parts, strict=True)
     ]
-    return save_weights(out, model, provenance=prov, dtype=EXPORT_DTYPES[dtype])
+    return save_weights(out, model, provenance=prov, dtype=storage)
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -463,8 +469,7 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         if self.init not in ("knee", "last"):
             raise ConfigError(f"init must be 'knee' or 'last', got {self.init!r}")
-        if self.export_dtype not in EXPORT_DTYPES:
-            raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}")
+        storage_dtype(self.export_dtype)  # raises for an unknown name
 
     def to_dict(self) -> dict[str, Any]:
         return {
