@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.train.losses import LossWeights, PriorLossWeights
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; only annotations use it (the package runs on 3.10)
 
 Precision = str  # "auto" | "fp32" | "bf16" | "fp16"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
