@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=RecipeConfig().stage1.batch_size)
+    ap.add_argument("--batch", type=int, default=RecipeConfig().stage1.optim.batch_size)
     ap.add_argument("--crop", type=int, default=RecipeConfig().data.crop)
     ap.add_argument("--json", default="")
     args = ap.parse_args()

@@ -22,6 +22,8 @@ from linearsr_cli.train.data import (
     DataConfig,
     PairDataset,
     crop_std,
+    list_photos,
+    read_rgb,
     validation_pairs,
 )
 
@@ -177,6 +179,29 @@ def test_small_photos_are_skipped_or_rejected(tmp_path: Path) -> None:
         PairDataset(DataConfig(root=str(tmp_path / "p"), crop=32))
     with pytest.raises(TrainingError):
         PairDataset(DataConfig(root=str(tmp_path / "missing"), crop=32))
+
+
+def test_training_photos_are_the_readable_image_files(tmp_path: Path) -> None:
+    """Every suffix imageio reads counts as a photo, nothing else does; a format OpenCV cannot
+    decode (HEIC) is read through imageio."""
+    from linearsr_cli.imageio import heif_available
+
+    img = textured(16, 24, 3)
+    for name, fmt in (("a.png", "PNG"), ("b.webp", "WEBP"), ("c.bmp", "BMP")):
+        Image.fromarray(img).save(tmp_path / name, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "a.png.tags").write_text("cat")
+    assert [p.name for p in list_photos(tmp_path)] == ["a.png", "b.webp", "c.bmp"]
+    for p in list_photos(tmp_path):
+        np.testing.assert_array_equal(read_rgb(p), img)
+    if heif_available():
+        Image.fromarray(img).save(tmp_path / "d.heic", format="HEIF", quality=95)
+        heic = read_rgb(tmp_path / "d.heic")
+        assert heic.shape == img.shape and heic.dtype == np.uint8
+        assert np.abs(heic.astype(int) - img).mean() < 10
+    (tmp_path / "e.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(TrainingError, match="cannot decode training image"):
+        read_rgb(tmp_path / "e.jpg")
 
 
 def test_validation_pairs_fixed_centre_crops(photo_root: Path) -> None:

@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.cli import app
 from linearsr_cli.degrade import jpeg_roundtrip
-from linearsr_cli.engine.route import FEATURES, Evidence, Router, fit_router, measure
+from linearsr_cli.engine.route import FEATURES, Evidence, Router, measure
 from linearsr_cli.errors import WeightsError
 from linearsr_cli.imageio import decode_image
+from linearsr_cli.train.router import fit_router
 from tests.conftest import synthetic_photo
 from tests.util import noise_router, routed_prior_weights
 

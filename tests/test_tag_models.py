@@ -7,10 +7,10 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from linearsr_cli.tag.cache import TrainingTags
 from linearsr_cli.tag.encoder import MAX_TOKENS, TAG_DIM
 from linearsr_cli.tag.guidance import TagConfig, TagGuidance
 from linearsr_cli.tag.tagger import visual_token
+from linearsr_cli.tag.training import TrainingTags
 from tests.util import random_model, tiny_model_config
 
 

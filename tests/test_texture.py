@@ -22,7 +22,7 @@ from linearsr_cli.train.data import PairDataset, validation_pairs
 from linearsr_cli.train.loop import DatasetBatches, read_log, train
 from linearsr_cli.train.prior import train_prior
 from linearsr_cli.train.teacher import TeacherOutputs, build_cache, cache_key
-from tests.test_train import data_cfg, quick_cfg, write_photos
+from tests.test_train import data_cfg, quick_cfg, quick_prior_cfg, write_photos
 from tests.util import tiny_model_config
 
 RECORD = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
@@ -38,11 +38,13 @@ def tiny_span(seed: int = 0) -> Span:
     return Span(SpanConfig(channels=6, blocks=1, scale=4))
 
 
+GAN = dict(steps=6, ckpt_every=3, batch_size=2, lr=1e-3, lpips_weight=0.0, gan_weight=0.1, usm_target=True,
+           disc_channels=4)
+
+
 def gan_cfg(**kw):
-    base = dict(steps=6, ckpt_every=3, batch_size=2, lr=1e-3, l1_weight=1.0, lpips_weight=0.0, gan_weight=0.1,
-                usm_target=True, disc_channels=4)
-    base.update(kw)
-    return quick_cfg(**base)
+    """An adversarial prior run: the Real-ESRGAN recipe's L1 + GAN on the unsharp-masked HR."""
+    return quick_prior_cfg(**{**GAN, "l1_weight": 1.0, **kw})
 
 
 def test_discriminator_judges_every_pixel_with_spectral_norm() -> None:
@@ -66,6 +68,17 @@ def test_unsharp_mask_sharpens_edges_and_leaves_flat_areas() -> None:
     # high-pass energy grows
     hp = lambda x: (x - gaussian_blur(x, 2.0)).abs().mean()  # noqa: E731
     assert hp(sharp) > hp(edge)
+
+
+def test_one_term_list_builds_the_loss_and_its_words() -> None:
+    """The texture recipe's terms in the checkpoint's words; the denoiser's weights have no L1 or
+    distillation field, so those terms are never on for it."""
+    from linearsr_cli.train.losses import LossWeights, PriorLossWeights, active_terms, describe
+    from linearsr_cli.train.recipe import RecipeConfig
+
+    assert describe(RecipeConfig().texture.loss) == "L1 1 + ST-LPIPS 1 + GAN 0.1 (U-Net discriminator, spectral norm)"
+    assert describe(PriorLossWeights(l1_weight=0.0, distill_weight=0.5)) == "L1 to the teacher's output 0.5"
+    assert [t.name for t in active_terms(LossWeights(lpips_weight=1.0, gan_weight=0.1))] == ["lpips", "g_adv"]
 
 
 def test_adversarial_stage0_resumes_exactly_with_its_critic(photos: Path, tmp_path: Path) -> None:
@@ -102,7 +115,8 @@ def test_adversarial_stage2_trains_the_expert_against_the_critic(photos: Path, t
     torch.manual_seed(0)
     model = LinearSR(tiny_model_config(num_experts=1))
     batches = DatasetBatches(PairDataset(data_cfg(photos), "train"), 2)
-    result = train(model, batches, gan_cfg(steps=2, ckpt_every=2, lpips_weight=0.5, lpips_samples=0), tmp_path / "e")
+    cfg = quick_cfg(**{**GAN, "steps": 2, "ckpt_every": 2, "lpips_weight": 0.5, "lpips_samples": 0})
+    result = train(model, batches, cfg, tmp_path / "e")
     assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     log = read_log(tmp_path / "e")
     assert {"mse", "lpips", "g_adv", "d_loss"} <= set(log[-1])
@@ -144,7 +158,7 @@ def test_distillation_needs_a_teacher_and_records_it(photos: Path, tmp_path: Pat
 def test_a_wild_gradient_is_skipped_not_followed() -> None:
     from linearsr_cli.train.loop import _is_spike
 
-    cfg = quick_cfg(spike_factor=20.0, spike_window=50)
+    cfg = quick_cfg(spike_factor=20.0, spike_window=50).optim
     calm = [5.0 + 0.1 * i for i in range(30)]
     assert not _is_spike(300.0, calm[:9], cfg)  # too little history to judge
     assert _is_spike(330.0, calm, cfg) and not _is_spike(60.0, calm, cfg)

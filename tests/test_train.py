@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import load_weights, read_info
 from linearsr_cli.cli import app
-from linearsr_cli.errors import TrainingError
+from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import measure_model
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.sampling.schedules import log_snr
+from linearsr_cli.train.config import PriorTrainConfig, TrainConfig, TSampling
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
     DatasetBatches,
-    TrainConfig,
     expert_t_range,
     latest_state,
     list_checkpoints,
@@ -62,10 +62,17 @@ def data_cfg(root: Path) -> DataConfig:
     return DataConfig(root=str(root), scale=SCALE, crop=32, flat_std=0.0)
 
 
+QUICK = dict(steps=12, batch_size=4, lr=2e-3, warmup=3, ckpt_every=4, precision="fp32", ema_decay=0.9)
+
+
 def quick_cfg(**kw) -> TrainConfig:
-    base = dict(steps=12, batch_size=4, lr=2e-3, warmup=3, ckpt_every=4, precision="fp32", ema_decay=0.9)
-    base.update(kw)
-    return TrainConfig(**base)
+    """A tiny denoiser run; fields by name, whichever part holds them."""
+    return TrainConfig().replace(**{**QUICK, **kw})
+
+
+def quick_prior_cfg(**kw) -> PriorTrainConfig:
+    """A tiny prior run (stage 0, texture)."""
+    return PriorTrainConfig().replace(**{**QUICK, **kw})
 
 
 def stage1_model(seed: int = 0) -> LinearSR:
@@ -75,7 +82,7 @@ def stage1_model(seed: int = 0) -> LinearSR:
 
 def test_sample_t_respects_interval_and_trains_one_nfe() -> None:
     gen = torch.Generator().manual_seed(0)
-    t = sample_t(4000, gen, TrainConfig(p_one=0.25))
+    t = sample_t(4000, gen, TSampling(p_one=0.25))
     assert 0.2 < float((t == 1.0).float().mean()) < 0.3  # t = 1 exactly: the 1-NFE input
     assert float(t.min()) > 0.0
     cfg4 = tiny_model_config(num_experts=4)
@@ -84,11 +91,48 @@ def test_sample_t_respects_interval_and_trains_one_nfe() -> None:
     for (lo_a, _), (_, hi_b) in zip(ranges[:-1], ranges[1:], strict=True):
         assert hi_b == pytest.approx(lo_a)  # adjacent intervals meet
     for e, rng_t in enumerate(ranges):
-        t = sample_t(2000, gen, TrainConfig(t_range=rng_t, p_one=0.0))
+        t = sample_t(2000, gen, TSampling(t_range=rng_t, p_one=0.0))
         assert float(t.min()) >= rng_t[0] and float(t.max()) <= rng_t[1]
         mid = float(t.median())
         assert LinearSR(cfg4).expert_index(mid) == e  # the sampled t route to this expert
         assert math.isfinite(log_snr(mid))
+
+
+# the flat dict the single TrainConfig wrote before its split (resume state, recipe.json), at its defaults
+SINGLE_CONFIG = {
+    "steps": 2000, "batch_size": 8, "lr": 0.0002, "weight_decay": 0.01, "betas": [0.9, 0.99], "warmup": 100,
+    "grad_clip": 1.0, "ema_decay": 0.999, "ckpt_every": 100, "t_mean": 0.0, "t_std": 1.0, "p_one": 0.1,
+    "t_range": [0.0, 1.0], "tag_dropout": 0.5, "precision": "auto", "spike_factor": 20.0, "spike_window": 50,
+    "val_t_points": 4, "keep_states": 2, "seed": 0, "lpips_weight": 0.0, "lpips_samples": 8, "l1_weight": 1.0,
+    "gan_weight": 0.0, "disc_lr": 0.0001, "disc_channels": 32, "usm_target": False, "distill_weight": 0.0,
+}
+
+
+def test_no_config_field_is_silently_ignored() -> None:
+    """The denoiser's config has no L1 or distillation weight, the prior's no t-sampling: naming
+    one is a ConfigError that says which; the saved flat dicts of both, and those of the single
+    config before the split (the missing fields at their old defaults), still load."""
+    with pytest.raises(ConfigError, match="l1_weight"):
+        TrainConfig().replace(l1_weight=0.5)
+    with pytest.raises(ConfigError, match="distill_weight"):
+        TrainConfig().replace(distill_weight=1.0)
+    with pytest.raises(ConfigError, match="p_one"):
+        PriorTrainConfig().replace(p_one=0.3)
+    cfg = quick_cfg(p_one=0.3, lpips_weight=0.5, t_range=(0.2, 0.6))
+    assert cfg.sampling.p_one == 0.3 and cfg.loss.lpips_weight == 0.5 and cfg.optim.steps == 12
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    prior = quick_prior_cfg(l1_weight=0.5, gan_weight=0.1)
+    assert PriorTrainConfig.from_dict(json.loads(json.dumps(prior.to_dict()))) == prior
+    assert TrainConfig.from_dict({**SINGLE_CONFIG, "p_one": 0.4}) == TrainConfig().replace(p_one=0.4)
+    assert PriorTrainConfig.from_dict({**SINGLE_CONFIG, "gan_weight": 0.1}) == PriorTrainConfig().replace(gan_weight=0.1)
+    with pytest.raises(ConfigError, match="l1_weight"):
+        TrainConfig.from_dict({**SINGLE_CONFIG, "l1_weight": 0.5})
+    with pytest.raises(ConfigError, match="t_range"):
+        PriorTrainConfig.from_dict({**SINGLE_CONFIG, "t_range": [0.0, 0.5]})
+    # a recipe.json written before the split holds one flat dict per stage
+    stages = {k: SINGLE_CONFIG for k in ("stage0", "stage1", "stage2", "texture")}
+    old = {**RecipeConfig().to_dict(), **stages}
+    assert RecipeConfig.from_dict(old).stage1 == TrainConfig() and RecipeConfig.from_dict(old).stage0 == PriorTrainConfig()
 
 
 def test_training_reduces_validation_loss(photos: Path, tmp_path: Path) -> None:
@@ -324,11 +368,11 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
         data=data_cfg(photos),
         stage1=quick_cfg(steps=6, ckpt_every=2, batch_size=2),
         stage2=quick_cfg(steps=1, ckpt_every=1, batch_size=2, lr=5e-4),
-        stage0=quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3),
+        stage0=quick_prior_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3),
         prior=str(_tiny_prior(tmp_path / "span.safetensors")), prior_crop=32,
         val_size=32, val_count=1, export_dtype="fp16",
-        texture=quick_cfg(steps=6, ckpt_every=2, batch_size=2, lr=1e-3, lpips_weight=0.5, lpips_samples=0,
-                          gan_weight=0.1, usm_target=True, disc_channels=4),
+        texture=quick_prior_cfg(steps=6, ckpt_every=2, batch_size=2, lr=1e-3, lpips_weight=0.5, lpips_samples=0,
+                                gan_weight=0.1, usm_target=True, disc_channels=4),
         router_crops=6, router_crop=32,
     )
     done = run_recipe(tmp_path / "run", cfg)
@@ -366,7 +410,7 @@ def test_lpips_loss_trains_the_texture_experts_only(photos: Path, tmp_path: Path
 
     cfg = quick_cfg(steps=2, ckpt_every=2, batch_size=2, lpips_weight=0.5, lpips_samples=1)
     full = tiny_model_config(num_experts=4)
-    assert stage2_config(cfg, full, 0).lpips_weight == 0.0 and stage2_config(cfg, full, 2).lpips_weight == 0.5
+    assert stage2_config(cfg, full, 0).loss.lpips_weight == 0.0 and stage2_config(cfg, full, 2).loss.lpips_weight == 0.5
     result = train(stage1_model(), DatasetBatches(PairDataset(data_cfg(photos)), 2), cfg, tmp_path / "lp")
     log = read_log(tmp_path / "lp")
     assert result.status == "done" and all(r["loss"] > r["mse"] for r in log)  # the LPIPS term is on

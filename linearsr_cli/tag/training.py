@@ -1,7 +1,8 @@
 """TAG for training: each training photo tagged once, as `linearsr upscale` tags a whole image.
 
-The one place training touches the tagger and the encoder (the loop asks a `TagSource` for a
-batch's tag tokens; recipe.py builds it with `make_tag_source`).
+The one place training touches the tagger and the encoder: `TrainingTags` holds the two models
+(loaded on first use), and the loop asks a `TagSource` for a batch's tag tokens; recipe.py builds
+it with `make_tag_source`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,49 @@ import torch
 from torch import Tensor
 
 from linearsr_cli.errors import TrainingError
+from linearsr_cli.tag.config import TagConfig
+from linearsr_cli.tag.guidance import TagGuidance
 
 TagSource = Callable[[Tensor, Sequence[str], Tensor], tuple[Tensor | None, Tensor | None]]
 
 
 TagKind = Literal["tags", "visual"]
+
+
+class TrainingTags:
+    """The tagger + encoder for training batches (models load on first use):
+
+        tags = TrainingTags()
+        lists = tags.tags_for_training(lr_crops)   # lr_crops (B, 3, h, w) in [0, 1]
+        states, mask = tags.encode(lists)          # (B, M, 384), (B, M) bool
+    """
+
+    def __init__(self, cfg: TagConfig | None = None, device: torch.device | str = "cpu") -> None:
+        self.cfg = cfg or TagConfig()
+        self.guidance = TagGuidance(self.cfg, torch.device(device))
+
+    def tags_for_training(self, images: Tensor) -> list[list[str]]:
+        """Tagger labels for (B, 3, h, w) LR images in [0, 1]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, h, w), got {tuple(images.shape)}")
+        preds = self.guidance.tagger.predict(images)
+        return [[label for label, _ in pred] for pred in preds]
+
+    def encode(self, tag_lists: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+        """(B, M, 384) float32 token states and (B, M) bool mask on the device."""
+        states, mask = self.guidance.encoder.encode_batch(tag_lists)
+        return states.to(self.guidance.device), mask.to(self.guidance.device)
+
+    def visual_batch(self, images: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The ablation's "visual embedding" guidance for training: one (B, 1, 384) token per
+        image from the tagger's pooled feature (tagger.visual_token), mask False where
+        keep[i] is False (dropped -> null token)."""
+        from linearsr_cli.tag.tagger import visual_token
+
+        tok, mask = visual_token(self.guidance.tagger.features(images))  # (B, 1, 384), (B, 1)
+        if keep is not None:
+            mask = mask & keep.to(mask.device).bool()[:, None]
+        return tok.to(self.guidance.device), mask.to(self.guidance.device)
 
 
 def make_tag_source(
@@ -28,18 +67,13 @@ def make_tag_source(
     the batches carry to HR uint8 (H, W, 3) arrays). A crop inherits its photo's tags; samples
     with keep[i] = False get none (the loop draws `keep` for tag dropout from its own generator,
     so resume stays exact), and each distinct tag list is encoded once. Crops of unknown photos
-    are tagged themselves. None when disabled or when the tag package is not importable:
-    training then uses the model's null tag throughout.
+    are tagged themselves. None when disabled: training then uses the model's null tag throughout.
 
     kind = "visual" is the TAG ablation's other arm: instead of tags, one token per photo from
     the tagger's pooled feature (tag.tagger.visual_token), computed once per photo the same way."""
     if kind not in ("tags", "visual"):
         raise TrainingError(f"tag kind must be 'tags' or 'visual', got {kind!r}")
     if not enabled:
-        return None
-    try:
-        from linearsr_cli.tag.cache import TrainingTags
-    except ImportError:
         return None
     from linearsr_cli.degrade import bicubic_downscale
 

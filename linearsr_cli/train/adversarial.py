@@ -20,6 +20,11 @@ from torch import Tensor
 
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.nn.discriminator import DiscriminatorConfig, UNetDiscriminator
+from linearsr_cli.train.optim_state import load_optimizer, optimizer_tensors
+
+# an adversarial run's statistics in the step log: the generator's term (train/losses.py), then
+# the critic's loss and the mean probabilities it gives real and fake pixels (Critic.update)
+GAN_KEYS = ("g_adv", "d_loss", "d_real", "d_fake")
 
 
 def unsharp_mask(x: Tensor, *, weight: float = 0.5, sigma: float = 2.0, threshold: float = 10 / 255) -> Tensor:
@@ -71,10 +76,7 @@ class Critic:
     def state_tensors(self) -> dict[str, Tensor]:
         """Weights and optimiser state as flat tensors (prefix 'critic.'), for the resume state."""
         out = {f"critic.net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        for idx, st in self.opt.state_dict()["state"].items():
-            for key, value in st.items():
-                out[f"critic.opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        return out
+        return {**out, **optimizer_tensors(self.opt, "critic.opt.")}
 
     def param_groups(self) -> list[dict]:
         return self.opt.state_dict()["param_groups"]
@@ -85,11 +87,6 @@ class Critic:
         if not net:
             raise KeyError("critic weights (this state was saved by a run without a discriminator)")
         self.net.load_state_dict(net, strict=True)
-        state: dict[int, dict[str, Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("critic.opt."):
-                _, _, idx, key = k.split(".", 3)
-                state.setdefault(int(idx), {})[key] = v.to(device) if v.ndim else v
-        self.opt.load_state_dict({"state": state, "param_groups": param_groups})
+        load_optimizer(self.opt, tensors, "critic.opt.", param_groups, device)
         for group in self.opt.param_groups:  # the run's configured rate, also when it changed on resume
             group["lr"] = self.lr

@@ -23,10 +23,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from linearsr_cli.degrade import bicubic_downscale, realistic_degrade
-from linearsr_cli.errors import ConfigError, TrainingError
+from linearsr_cli.errors import ConfigError, ImageReadError, TrainingError
+from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
 
 Degradation = Literal["bicubic", "realistic", "mixed"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FLAT_TRIES = 10
 
 
@@ -71,18 +71,24 @@ class DataConfig:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) RGB (gray and 16-bit inputs are converted)."""
+    """Decode an image file to uint8 (H, W, 3) RGB (gray and 16-bit inputs are converted) with
+    OpenCV, or, for a readable format this OpenCV build lacks (HEIC; GIF, AVIF in some builds),
+    with imageio.read_image."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise TrainingError(f"cannot decode training image {path}")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    if bgr is not None:
+        return np.ascontiguousarray(bgr[:, :, ::-1])
+    try:
+        rgb = read_image(path).rgb  # (3, H, W) float32 in [0, 1]
+    except ImageReadError as exc:
+        raise TrainingError(f"cannot decode training image {path}: {exc}") from None
+    return np.ascontiguousarray((rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8))
 
 
 def list_photos(folder: Path) -> list[Path]:
-    """The image files directly in `folder`, sorted by name."""
+    """The image files (imageio.READABLE_SUFFIXES) directly in `folder`, sorted by name."""
     if not folder.is_dir():
         raise TrainingError(f"photo folder {folder} does not exist (run `linearsr data fetch`)")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in READABLE_SUFFIXES)
 
 
 def crop_std(crop: np.ndarray) -> float:

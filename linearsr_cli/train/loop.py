@@ -13,13 +13,12 @@ Nothing is pickled. Resuming from the state gives exactly the losses of an unint
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,82 +38,22 @@ from linearsr_cli.nn.discriminator import DiscriminatorConfig
 from linearsr_cli.nn.dit import LinearSR, compose_unclamped, residual_target
 from linearsr_cli.sampling.schedules import expert_interval, t_from_log_snr
 from linearsr_cli.tag.training import TagSource
-from linearsr_cli.train.adversarial import Critic, unsharp_mask
+from linearsr_cli.train.adversarial import GAN_KEYS, Critic
+from linearsr_cli.train.config import OptimConfig, Precision, StageConfig, TrainConfig, TSampling
 from linearsr_cli.train.ema import EMA
+from linearsr_cli.train.losses import ImageLoss
+from linearsr_cli.train.optim_state import load_optimizer, optimizer_tensors
 from linearsr_cli.train.report import (
     SilentReporter,
     TrainReporter,
-    _trim_csv,
     append_csv,
     checkpoint_record,
+    mean_logs,
     run_name,
+    trim_csv,
 )
 
-Precision = str  # "auto" | "fp32" | "bf16" | "fp16"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.safetensors$")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run (a stage, or one expert of stage 2). `t_range` limits t; (0, 1) = all."""
-
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    ckpt_every: int = 100
-    t_mean: float = 0.0
-    t_std: float = 1.0
-    p_one: float = 0.1
-    t_range: tuple[float, float] = (0.0, 1.0)
-    tag_dropout: float = 0.5
-    precision: Precision = "auto"
-    spike_factor: float = 20.0
-    spike_window: int = 50
-    val_t_points: int = 4
-    keep_states: int = 2
-    seed: int = 0
-    lpips_weight: float = 0.0  # + w * ST-LPIPS(composed x0 estimate, HR): a perceptual loss
-    lpips_samples: int = 8  # ... on the first N samples of each batch (0 = all)
-    # texture (train/adversarial.py): the Real-ESRGAN recipe is l1 1, lpips 1, gan 0.1, usm on
-    l1_weight: float = 1.0  # stage 0: L1 of the output against the target
-    gan_weight: float = 0.0  # + w * the adversarial loss of a U-Net discriminator
-    disc_lr: float = 1e-4
-    disc_channels: int = 32
-    usm_target: bool = False  # regress onto the unsharp-masked HR (the critic still sees plain HR)
-    distill_weight: float = 0.0  # stage 0: + w * L1 against a teacher's output (train/teacher.py)
-
-    def __post_init__(self) -> None:
-        lo, hi = (float(v) for v in self.t_range)
-        object.__setattr__(self, "t_range", (lo, hi))
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ConfigError(f"t_range must satisfy 0 <= lo < hi <= 1, got {self.t_range}")
-        if self.steps < 1 or self.batch_size < 1 or self.ckpt_every < 1:
-            raise ConfigError("steps, batch_size and ckpt_every must be >= 1")
-        if not 0.0 <= self.p_one <= 1.0 or not 0.0 <= self.tag_dropout <= 1.0:
-            raise ConfigError("p_one and tag_dropout must lie in [0, 1]")
-        if self.lpips_weight < 0 or self.lpips_samples < 0:
-            raise ConfigError("lpips_weight and lpips_samples must be >= 0")
-        if min(self.l1_weight, self.gan_weight, self.distill_weight) < 0 or self.disc_lr <= 0 or self.disc_channels < 1:
-            raise ConfigError("l1_weight, gan_weight and distill_weight must be >= 0, disc_lr > 0, disc_channels >= 1")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        values = dict(data)
-        for key in ("betas", "t_range"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -131,7 +70,7 @@ def expert_t_range(cfg: ModelConfig, index: int) -> tuple[float, float]:
     return t_lo, t_hi
 
 
-def sample_t(n: int, gen: torch.Generator, cfg: TrainConfig) -> Tensor:
+def sample_t(n: int, gen: torch.Generator, cfg: TSampling) -> Tensor:
     """Logit-normal t = sigmoid(m + s z) truncated to cfg.t_range by inverse-CDF sampling (SD3,
     Esser et al. 2024), with a fraction p_one set to exactly 1 when the range reaches t = 1."""
     lo, hi = cfg.t_range
@@ -161,14 +100,14 @@ def noisy_sample(x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
     return (1.0 - tb) * x0 + tb * eps
 
 
-def val_t_grid(cfg: TrainConfig) -> tuple[float, ...]:
+def val_t_grid(cfg: TSampling) -> tuple[float, ...]:
     """Fixed times for the validation x0-MSE: midpoints of `val_t_points` equal parts of t_range."""
     lo, hi = cfg.t_range
     k = cfg.val_t_points
     return tuple(lo + (i + 0.5) * (hi - lo) / k for i in range(k))
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
+def learning_rate(step: int, cfg: OptimConfig) -> float:
     """Linear warm-up to cfg.lr over cfg.warmup steps, then constant."""
     if cfg.warmup <= 0:
         return cfg.lr
@@ -258,22 +197,23 @@ class RunState:
     """Mutable state of one training run: model, optimizer, EMA, RNG, step, recent losses, the
     critic of an adversarial run, the step logs not yet written, and the last checkpoint."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, cfg: StageConfig, device: torch.device) -> None:
         self.model = model.to(device).train()
         self.cfg = cfg
         self.device = device
+        optim = cfg.optim
         self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+            self.model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
         )
-        self.ema = EMA(self.model, cfg.ema_decay)
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.ema = EMA(self.model, optim.ema_decay)
+        self.gen = torch.Generator(device="cpu").manual_seed(optim.seed)
         self.step = 0
         self.recent: list[float] = []
         self.recent_grads: list[float] = []  # gradient norms of the last spike_window steps
         self.critic: Critic | None = None
-        if cfg.gan_weight > 0:
-            self.critic = Critic(DiscriminatorConfig(channels=cfg.disc_channels), lr=cfg.disc_lr, device=device,
-                                 seed=cfg.seed)
+        if cfg.loss.gan_weight > 0:
+            self.critic = Critic(DiscriminatorConfig(channels=cfg.loss.disc_channels), lr=cfg.loss.disc_lr,
+                                 device=device, seed=optim.seed)
         self.pending: list[dict[str, float]] = []  # per-step log lines since the last checkpoint
         self.last_ckpt: Path | None = None
 
@@ -283,16 +223,13 @@ class RunState:
             tensors[f"model.{k}"] = v.detach().cpu().contiguous()
         for k, v in self.ema.state_dict().items():
             tensors[f"ema.{k}"] = v.cpu().contiguous()
-        opt_state = self.opt.state_dict()
-        for idx, st in opt_state["state"].items():
-            for key, value in st.items():
-                tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors.update(optimizer_tensors(self.opt, "opt."))
         tensors["rng.train"] = self.gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         meta = {
             "step": self.step,
             "checkpoint": ckpt.name,
-            "param_groups": opt_state["param_groups"],
+            "param_groups": self.opt.state_dict()["param_groups"],
             "recent_losses": self.recent,
             "recent_grad_norms": self.recent_grads,
             "train_config": self.cfg.to_dict(),
@@ -317,7 +254,7 @@ class RunState:
         if resume is not None:
             self.load_state(resume[1])
             _trim_log(log, self.step)
-            _trim_csv(table, self.step)
+            trim_csv(table, self.step)
         else:
             log.unlink(missing_ok=True)
             table.unlink(missing_ok=True)
@@ -331,12 +268,17 @@ class RunState:
         self.ema.copy_to(model)
         return model
 
+    def gan_record(self) -> dict[str, Any]:
+        """{"gan": the mean critic statistics since the last checkpoint} for an adversarial run,
+        else {}: part of the checkpoint's record, which select-knee reads."""
+        return {"gan": mean_logs(self.pending, GAN_KEYS)} if self.critic is not None else {}
+
     def finish_step(self, loss: float) -> None:
         """After the optimizer step: clear gradients, update the EMA, count the step."""
         self.opt.zero_grad(set_to_none=True)
         self.ema.update(self.model, self.step)
         self.step += 1
-        self.recent = (self.recent + [loss])[-self.cfg.spike_window :]
+        self.recent = (self.recent + [loss])[-self.cfg.optim.spike_window :]
 
     def load_state(self, ckpt: Path) -> None:
         st_path, js_path = state_paths(ckpt)
@@ -346,12 +288,7 @@ class RunState:
             model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             self.model.load_state_dict(model_sd, strict=True)
             self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            state: dict[int, dict[str, Tensor]] = {}
-            for k, v in tensors.items():
-                if k.startswith("opt."):
-                    _, idx, key = k.split(".", 2)
-                    state.setdefault(int(idx), {})[key] = v.to(self.device) if v.ndim else v
-            self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            load_optimizer(self.opt, tensors, "opt.", meta["param_groups"], self.device)
             if self.critic is not None:
                 self.critic.load(tensors, meta["critic_param_groups"], self.device)
             self.gen.set_state(tensors["rng.train"])
@@ -371,7 +308,7 @@ def _trim_log(log: Path, step: int) -> None:
     log.write_text("".join(f"{ln}\n" for ln in keep))
 
 
-def _is_spike(grad_norm: float, recent: Sequence[float], cfg: TrainConfig) -> bool:
+def _is_spike(grad_norm: float, recent: Sequence[float], cfg: OptimConfig) -> bool:
     """A gradient norm above spike_factor x the median of the recent ones (once there are 10)."""
     if len(recent) < min(cfg.spike_window, 10):
         return False
@@ -379,7 +316,7 @@ def _is_spike(grad_norm: float, recent: Sequence[float], cfg: TrainConfig) -> bo
     return med > 0 and grad_norm > cfg.spike_factor * med
 
 
-def _check_loss(loss: float, recent: Sequence[float], cfg: TrainConfig) -> str:
+def _check_loss(loss: float, recent: Sequence[float], cfg: OptimConfig) -> str:
     """Why this loss means divergence ("" if it does not): non-finite, or a spike of more than
     spike_factor x the median of the last spike_window losses."""
     if not math.isfinite(loss):
@@ -408,16 +345,6 @@ Objective = Callable[[PairBatch], StepOutcome]
 SaveCheckpoint = Callable[[], tuple[Path, dict[str, Any]]]  # writes the weights; (path, training record)
 
 
-def mean_logs(lines: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
-    """Mean of each key over the step log lines that have it (the checkpoint's summary)."""
-    out = {}
-    for key in keys:
-        values = [float(ln[key]) for ln in lines if key in ln]
-        if values:
-            out[key] = sum(values) / len(values)
-    return out
-
-
 def fit(
     run: RunState,
     batches: Batches,
@@ -437,7 +364,7 @@ def fit(
     optimizer and EMA step, the critic's step, and a checkpoint (weights by `save_checkpoint`,
     then resume state, step log, checkpoints.csv, reporter) every ckpt_every steps, at the end and
     when time.monotonic() passes `deadline` (status "paused"). Only the `writer` writes files."""
-    cfg = run.cfg
+    cfg = run.cfg.optim
     scaler = scaler or torch.amp.GradScaler(run.device.type, enabled=False)
     log = run_dir / "train_log.jsonl"
     report: TrainReporter = reporter if reporter is not None and writer else SilentReporter()
@@ -541,46 +468,36 @@ def train(
         # skipped (one key: softmax is 1), so their parameters get no gradient that step
         net = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=True)
-    amp = autocast_dtype(device, cfg.precision)
+    amp = autocast_dtype(device, cfg.optim.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")
-    grid = val_t_grid(cfg)
-    perceptual = _perceptual(cfg, device)
+    grid = val_t_grid(cfg.sampling)
+    image_loss = ImageLoss(cfg.loss, device, run.critic)
     meta_base = dict(training_meta or {})
 
     def objective(batch: PairBatch) -> StepOutcome:
         lr_img, hr, names, kinds = batch
         b = hr.shape[0]
         mine = slice(rank * b, (rank + 1) * b)  # this rank's part of the global batch's draws
-        t = sample_t(b * world, run.gen, cfg)[mine]
+        t = sample_t(b * world, run.gen, cfg.sampling)[mine]
         eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
-        keep = (torch.rand(b * world, generator=run.gen) >= cfg.tag_dropout)[mine]
+        keep = (torch.rand(b * world, generator=run.gen) >= cfg.sampling.tag_dropout)[mine]
         tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
         prior = prior_indices(run.model.cfg, [INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
         if tags is not None:
             tags, tag_mask = tags.to(device), tag_mask.to(device)
-        target = unsharp_mask(hr) if cfg.usm_target else hr
+        target = image_loss.target(hr)
         x0 = residual_target(target, lr_img, run.model.cfg)
         x_t = noisy_sample(x0, eps, t)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             pred = net(x_t, t, lr_img, tags, tag_mask, prior)
         loss = F.mse_loss(pred.float(), x0)
         logs = {"mse": float(loss.detach())}
-        sr = None
-        if perceptual is not None or run.critic is not None:
+        guarded, sr = loss.detach(), None
+        if image_loss.terms:  # on the composed x0 estimate
             sr = compose_unclamped(lr_img, pred.float(), run.model.cfg)
-        if perceptual is not None:
-            k = cfg.lpips_samples or b
-            assert sr is not None
-            term = perceptual(sr[:k], target[:k]).mean()
-            loss = loss + cfg.lpips_weight * term
-            logs["lpips"] = float(term.detach())
-        guarded = loss.detach()
-        if run.critic is not None:
-            assert sr is not None
-            term = run.critic.generator_loss(sr)
-            loss = loss + cfg.gan_weight * term
-            logs["g_adv"] = float(term.detach())
+            loss, guarded, term_logs = image_loss.add(loss, sr, target)
+            logs.update(term_logs)
         return StepOutcome(loss, _global_mean(guarded, world), logs, real=hr, fake=sr)
 
     def save_checkpoint() -> tuple[Path, dict[str, Any]]:
@@ -592,13 +509,13 @@ def train(
             "step": run.step,
             "loss": sum(losses) / len(losses) if losses else math.nan,
             "loss_last": losses[-1] if losses else math.nan,
-            "lr": learning_rate(max(run.step - 1, 0), cfg),
-            "t_range": list(cfg.t_range),
-            "ema_decay": cfg.ema_decay,
+            "lr": learning_rate(max(run.step - 1, 0), cfg.optim),
+            "t_range": list(cfg.sampling.t_range),
+            "ema_decay": cfg.optim.ema_decay,
             "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
             "val": {k: scores[k] for k in ("psnr", "ssim", "val_loss") if k in scores},
             "attn": {k: scores[k] for k in ("max_q", "max_k", "min_normaliser") if k in scores},
-            **_gan_summary(run),
+            **run.gan_record(),
         }
         ckpt = run_dir / checkpoint_name(run.step)
         save_weights(ckpt, ema_model, provenance=provenance, training=training)
@@ -606,26 +523,6 @@ def train(
 
     return fit(run, batches, objective, save_checkpoint, run_dir, name=run_name(meta_base), deadline=deadline,
                reporter=reporter, writer=rank == 0, scaler=scaler)
-
-
-def _perceptual(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
-    """The ST-LPIPS network as a loss (frozen) when the run weighs it, else None."""
-    if cfg.lpips_weight <= 0:
-        return None
-    from linearsr_cli.perceptual import load_stlpips
-
-    return load_stlpips().to(device)
-
-
-GAN_KEYS = ("g_adv", "d_loss", "d_real", "d_fake")
-
-
-def _gan_summary(run: RunState) -> dict[str, Any]:
-    """{"gan": mean critic statistics since the last checkpoint} for an adversarial run, else {}:
-    the checkpoint's record, which select-knee reads."""
-    if run.critic is None:
-        return {}
-    return {"gan": mean_logs(run.pending, GAN_KEYS)}
 
 
 def _global_mean(value: Tensor, world: int) -> float:
@@ -658,7 +555,7 @@ def _after_step(
 ) -> bool:
     """Report the step, checkpoint when due (every ckpt_every, at the end, or out of time); True
     when the time budget ends the call early (result.status becomes "paused")."""
-    cfg = run.cfg
+    cfg = run.cfg.optim
     report.step(run.step, loss, learning_rate(run.step - 1, cfg))
     result.losses.append(loss)
     out_of_time = _any_rank(deadline is not None and time.monotonic() >= deadline)

@@ -3,7 +3,7 @@
 SPAN was trained on bicubic LR; on noisy or JPEG-compressed inputs it sharpens the noise and the
 blocks. Stage 0 starts from the released weights (or an earlier stage-0 prior) and fine-tunes them
 on the degradation the run's data config names, through the one training loop (train/loop.fit).
-The objective is a sum the run selects by weight (TrainConfig): L1 against HR (or its unsharp
+The objective is a sum the run selects by weight (PriorLossWeights): L1 against HR (or its unsharp
 mask), ST-LPIPS, the U-Net critic's adversarial term, and L1 against a teacher's outputs (the
 Real-ESRGAN recipe is L1 1 + perceptual 1 + GAN 0.1 on unsharp-masked HR). Checkpoints are prior
 files (priors.save_prior) whose provenance records the fine-tuning, with PSNR-Y (and ST-LPIPS for
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from linearsr_cli.errors import ConfigError
@@ -28,21 +27,19 @@ from linearsr_cli.esgf.probe import Pair
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.prior_nets import PriorNet
 from linearsr_cli.priors import save_prior
-from linearsr_cli.train.adversarial import unsharp_mask
+from linearsr_cli.train.config import PriorTrainConfig
 from linearsr_cli.train.loop import (
     Batches,
     PairBatch,
     RunState,
     StepOutcome,
-    TrainConfig,
     TrainResult,
-    _gan_summary,
-    _perceptual,
     autocast_dtype,
     checkpoint_name,
     fit,
     learning_rate,
 )
+from linearsr_cli.train.losses import ImageLoss, PriorLossWeights, describe
 from linearsr_cli.train.report import TrainReporter
 
 
@@ -66,24 +63,17 @@ def prior_scores(span: PriorNet, pairs: Sequence[Pair], device: torch.device,
     return out
 
 
-def objective_name(cfg: TrainConfig, teacher: bool) -> str:
+def objective_name(weights: PriorLossWeights) -> str:
     """What the run optimises, in words (the checkpoint's fine-tuning record)."""
-    target = "unsharp-masked HR" if cfg.usm_target else "HR"
-    terms = [f"L1 {cfg.l1_weight:g}"] if cfg.l1_weight else []
-    if cfg.lpips_weight:
-        terms.append(f"ST-LPIPS {cfg.lpips_weight:g}")
-    if cfg.gan_weight:
-        terms.append(f"GAN {cfg.gan_weight:g} (U-Net discriminator, spectral norm)")
-    if teacher and cfg.distill_weight:
-        terms.append(f"L1 to the teacher's output {cfg.distill_weight:g}")
-    return f"fine-tuning of the whole network on the data below: {' + '.join(terms)} against {target}; EMA weights"
+    target = "unsharp-masked HR" if weights.usm_target else "HR"
+    return f"fine-tuning of the whole network on the data below: {describe(weights)} against {target}; EMA weights"
 
 
 def train_prior(
     span: PriorNet,
     record: dict[str, Any],
     batches: Batches,
-    cfg: TrainConfig,
+    cfg: PriorTrainConfig,
     run_dir: str | os.PathLike[str],
     *,
     val: Mapping[str, Sequence[Pair]] | None = None,
@@ -104,58 +94,43 @@ def train_prior(
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.distill_weight > 0 and teacher is None:
+    loss_cfg = cfg.loss
+    if loss_cfg.distill_weight > 0 and teacher is None:
         raise ConfigError("distill_weight > 0 needs the teacher's outputs (--teacher-crops N)")
     run = RunState(span, cfg, device)
     run.resume_or_reset(run_dir)
-    amp = autocast_dtype(device, cfg.precision)
-    perceptual = _perceptual(cfg, device)
+    amp = autocast_dtype(device, cfg.optim.precision)
+    image_loss = ImageLoss(loss_cfg, device, run.critic)
+    distill = teacher is not None and loss_cfg.distill_weight > 0
 
     def objective(batch: PairBatch) -> StepOutcome:
         lr_img, hr, _names, _kinds = batch
         lr_img, hr = lr_img.to(device), hr.to(device)
-        target = unsharp_mask(hr) if cfg.usm_target else hr
+        target = image_loss.target(hr)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             out = run.model(lr_img)
         out = out.float()
-        loss = out.new_zeros(())
-        logs: dict[str, float] = {}
-        if cfg.l1_weight:
-            term = F.l1_loss(out, target)
-            loss = loss + cfg.l1_weight * term
-            logs["l1"] = float(term.detach())
-        if perceptual is not None:
-            k = cfg.lpips_samples or out.shape[0]
-            term = perceptual(out[:k], target[:k]).mean()
-            loss = loss + cfg.lpips_weight * term
-            logs["lpips"] = float(term.detach())
-        if cfg.distill_weight > 0 and teacher is not None:
-            term = F.l1_loss(out, teacher(run.step).to(device))
-            loss = loss + cfg.distill_weight * term
-            logs["distill"] = float(term.detach())
-        guarded = float(loss.detach())  # the reconstruction terms (StepOutcome.value)
-        if run.critic is not None:
-            term = run.critic.generator_loss(out)
-            loss = loss + cfg.gan_weight * term
-            logs["g_adv"] = float(term.detach())
-        return StepOutcome(loss, guarded, logs, real=hr, fake=out)
+        taught = teacher(run.step).to(device) if distill and teacher is not None else None
+        loss, guarded, logs = image_loss.add(out.new_zeros(()), out, target, taught)
+        return StepOutcome(loss, float(guarded), logs, real=hr, fake=out)
 
     def save_checkpoint() -> tuple[Path, dict[str, Any]]:
         ema = run.ema_model()
+        perceptual = image_loss.perceptual
         scores = {name: prior_scores(ema, pairs, device, perceptual) for name, pairs in (val or {}).items()}
         losses = [p["loss"] for p in run.pending]
         stage = {
             "stage": 0,
-            "what": objective_name(cfg, teacher is not None),
+            "what": objective_name(loss_cfg),
             "step": run.step,
-            "lr": learning_rate(max(run.step - 1, 0), cfg),
-            "batch_size": cfg.batch_size,
+            "lr": learning_rate(max(run.step - 1, 0), cfg.optim),
+            "batch_size": cfg.optim.batch_size,
             "data": data or {},
             "loss": sum(losses) / len(losses) if losses else math.nan,
             "val_psnr": {name: s["psnr"] for name, s in scores.items()},
             "val": prior_val(scores),
-            **_gan_summary(run),
-            **({"teacher": teacher_record} if teacher is not None and cfg.distill_weight > 0 else {}),
+            **run.gan_record(),
+            **({"teacher": teacher_record} if distill else {}),
         }
         rec = {**record, "fine_tuning": [*record.get("fine_tuning", []), stage]}
         ckpt = run_dir / checkpoint_name(run.step)

@@ -36,20 +36,29 @@ from linearsr_cli.fileio import write_atomic
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.nn.prior_nets import with_prior_nets
 from linearsr_cli.tag.training import TagKind, make_tag_source
+from linearsr_cli.train.config import OptimConfig, PriorTrainConfig, TrainConfig, TSampling
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
     DatasetBatches,
-    TrainConfig,
     TrainResult,
     checkpoint_name,
     expert_t_range,
     list_checkpoints,
     train,
 )
+from linearsr_cli.train.losses import LossWeights, PriorLossWeights
 from linearsr_cli.train.report import TrainReporter
 
 EXPORT_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 Notify = Callable[[str], None]
+
+
+def storage_dtype(name: str) -> torch.dtype | None:
+    """The dtype an export named `name` stores its experts in (None = fp32); ConfigError for a
+    name not in EXPORT_DTYPES."""
+    if name not in EXPORT_DTYPES:
+        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {name!r}")
+    return EXPORT_DTYPES[name]
 
 
 def _hardware(device: torch.device) -> str:
@@ -81,7 +90,7 @@ def make_val_pairs(data: DataConfig, *, size: int = 256, count: int = 4) -> list
 def run_stage0(
     prior: str,
     data: DataConfig,
-    cfg: TrainConfig,
+    cfg: PriorTrainConfig,
     run_dir: Path,
     *,
     val_size: int = 256,
@@ -100,7 +109,7 @@ def run_stage0(
     from linearsr_cli.priors import resolve_prior
     from linearsr_cli.train.prior import train_prior
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.optim.seed)
     span, record = resolve_prior(prior, data.scale)
     rank, world = distributed_rank()
     if world > 1:
@@ -115,9 +124,9 @@ def run_stage0(
     }
     teacher = None
     if teacher_crops > 0:
-        teacher = _teacher_outputs(dataset, data, teacher_crops, run_dir, cfg.batch_size, reporter)
+        teacher = _teacher_outputs(dataset, data, teacher_crops, run_dir, cfg.optim.batch_size, reporter)
     return train_prior(
-        span.train(), record, DatasetBatches(dataset, cfg.batch_size), cfg, run_dir, val=val, device=device,
+        span.train(), record, DatasetBatches(dataset, cfg.optim.batch_size), cfg, run_dir, val=val, device=device,
         deadline=deadline, data={"degradation": data.degradation, "crop": data.crop, "root": data.root,
                                  **({"crops": teacher_crops} if teacher_crops else {})},
         reporter=reporter, teacher=teacher, teacher_record=teacher.record if teacher else None,
@@ -161,13 +170,13 @@ def run_stage1(
     reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Stage 1: one base denoiser (num_experts = 1) over all t, resumable in `run_dir`."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.optim.seed)
     model = LinearSR(model_cfg.with_experts(1))
     rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
-    batches = DatasetBatches(dataset, cfg.batch_size, rank=rank, world=world)
+    batches = DatasetBatches(dataset, cfg.optim.batch_size, rank=rank, world=world)
     return train(
-        model, batches, dataclasses.replace(cfg, t_range=(0.0, 1.0)), run_dir,
+        model, batches, cfg.replace(t_range=(0.0, 1.0)), run_dir,
         val_pairs=val_pairs, tag_source=make_tag_source(tags, photo_map(dataset), scale=model_cfg.scale), device=device,
         deadline=deadline,
         provenance=provenance, training_meta={"stage": 1}, reporter=reporter,
@@ -180,9 +189,9 @@ def stage2_config(cfg: TrainConfig, model_cfg: ModelConfig, expert: int) -> Trai
     seed per expert."""
     t_range = expert_t_range(model_cfg, expert)
     structure = t_range[1] >= 1.0
-    return dataclasses.replace(
-        cfg, t_range=t_range, p_one=cfg.p_one if structure else 0.0, seed=cfg.seed + 101 * expert,
-        lpips_weight=0.0 if structure else cfg.lpips_weight,
+    return cfg.replace(
+        t_range=t_range, p_one=cfg.sampling.p_one if structure else 0.0, seed=cfg.optim.seed + 101 * expert,
+        lpips_weight=0.0 if structure else cfg.loss.lpips_weight,
     )
 
 
@@ -223,7 +232,7 @@ def run_stage2(
         model = attach_priors(model, priors)
     rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
-    batches = DatasetBatches(dataset, cfg2.batch_size, rank=rank, world=world)
+    batches = DatasetBatches(dataset, cfg2.optim.batch_size, rank=rank, world=world)
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
             "init_step": int(info.training.get("step", -1)), "guidance": tag_kind if tags else "none"}
     return train(
@@ -283,8 +292,7 @@ def revise_weights(
     `router_from`, and/or the router's fixed routes changed (run kind -> clean|real, or auto to
     route again: Router.fixed); everything else, the experts and the other priors, is kept as is.
     `note` is appended to the provenance's "revisions"."""
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    storage = storage_dtype(dtype)
     from linearsr_cli.priors import resolve_prior
 
     model, info = load_weights(src)
@@ -324,7 +332,7 @@ def revise_weights(
     prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
                                                       "router": router is not None, "note": note}]
     return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
-                        training=info.training, dtype=EXPORT_DTYPES[dtype])
+                        training=info.training, dtype=storage)
 
 
 def add_router(
@@ -366,8 +374,7 @@ def export_model(
     """Assemble single-expert checkpoints (expert 0, 1, ...) into one LinearSR weights file,
     optionally stored in fp16/bf16 (loading casts back to fp32). Experts whose checkpoint carries
     a prior keep it; those priors must be identical (one copy is stored)."""
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    storage = storage_dtype(dtype)
     if len(expert_ckpts) not in (1, 2, 4):
         raise ConfigError(f"need 1, 2 or 4 expert checkpoints, got {len(expert_ckpts)}")
     parts = [load_weights(p) for p in expert_ckpts]
@@ -402,7 +409,7 @@ def export_model(
         {"checkpoint": str(p), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
         for p, (_, info) in zip(expert_ckpts, parts, strict=True)
     ]
-    return save_weights(out, model, provenance=prov, dtype=EXPORT_DTYPES[dtype])
+    return save_weights(out, model, provenance=prov, dtype=storage)
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -416,11 +423,15 @@ class RecipeConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(dim=128, depth=6, heads=4, stem_blocks=4))
     data: DataConfig = field(default_factory=lambda: DataConfig(crop=64, degradation="mixed"))
     stage1: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=8000, batch_size=16, lr=1e-3, warmup=100, ckpt_every=500, p_one=0.4)
+        default_factory=lambda: TrainConfig(
+            optim=OptimConfig(steps=8000, batch_size=16, lr=1e-3, warmup=100, ckpt_every=500),
+            sampling=TSampling(p_one=0.4),
+        )
     )
     stage2: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=3000, batch_size=16, lr=3e-4, warmup=20, ckpt_every=500, p_one=0.4, lpips_weight=1.0
+            optim=OptimConfig(steps=3000, batch_size=16, lr=3e-4, warmup=20, ckpt_every=500),
+            sampling=TSampling(p_one=0.4), loss=LossWeights(lpips_weight=1.0),
         )
     )
     init: str = "knee"  # stage 2 starts from the "knee" or (for comparison) the "last" checkpoint
@@ -431,8 +442,9 @@ class RecipeConfig:
     # the structure expert's prior: "" = none; else the released SPAN ("span") as the "clean"
     # prior, and its stage-0 fine-tune on `prior_degradation` crops of `prior_crop` as "real"
     prior: str = "span"
-    stage0: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=1e-4, warmup=50, ckpt_every=250)
+    stage0: PriorTrainConfig = field(
+        default_factory=lambda: PriorTrainConfig(optim=OptimConfig(steps=2000, batch_size=16, lr=1e-4, warmup=50,
+                                                                   ckpt_every=250))
     )
     prior_crop: int = 128
     prior_degradation: str = "mixed"
@@ -444,10 +456,10 @@ class RecipeConfig:
     # real inputs of multi-step runs (config.prior_for). Measured (weights/MODEL_CARD.md): 200
     # steps beat the knee and the end of 700-step runs on the held-out crops, and longer runs
     # spiked. steps = 0: no texture prior.
-    texture: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            steps=200, batch_size=4, lr=1e-4, warmup=0, ckpt_every=100, ema_decay=0.999, l1_weight=1.0,
-            lpips_weight=1.0, lpips_samples=0, gan_weight=0.1, usm_target=True,
+    texture: PriorTrainConfig = field(
+        default_factory=lambda: PriorTrainConfig(
+            optim=OptimConfig(steps=200, batch_size=4, lr=1e-4, warmup=0, ckpt_every=100, ema_decay=0.999),
+            loss=PriorLossWeights(l1_weight=1.0, lpips_weight=1.0, lpips_samples=0, gan_weight=0.1, usm_target=True),
         )
     )
     texture_degradation: str = "realistic"
@@ -457,8 +469,7 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         if self.init not in ("knee", "last"):
             raise ConfigError(f"init must be 'knee' or 'last', got {self.init!r}")
-        if self.export_dtype not in EXPORT_DTYPES:
-            raise ConfigError(f"export dtype must be one of {', '.join(EXPORT_DTYPES)}")
+        storage_dtype(self.export_dtype)  # raises for an unknown name
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -492,8 +503,8 @@ class RecipeConfig:
             **{k: d[k] for k in ("init", "tags", "export_dtype", "val_size", "val_count")},
             **{k: d[k] for k in ("prior", "prior_crop", "prior_degradation", "train_structure_expert",
                                  "texture_degradation", "router_crops", "router_crop") if k in d},
-            **({"stage0": TrainConfig.from_dict(d["stage0"])} if "stage0" in d else {}),
-            **({"texture": TrainConfig.from_dict(d["texture"])} if "texture" in d else {}),
+            **({"stage0": PriorTrainConfig.from_dict(d["stage0"])} if "stage0" in d else {}),
+            **({"texture": PriorTrainConfig.from_dict(d["texture"])} if "texture" in d else {}),
         )
 
     @property
@@ -582,7 +593,7 @@ def run_recipe(
         return None
 
     if cfg.prior and phases.get("stage0") != "done":
-        note(f"stage 0: fine-tune the {cfg.prior} prior, {cfg.stage0.steps} steps on {cfg.prior_degradation} crops")
+        note(f"stage 0: fine-tune the {cfg.prior} prior, {cfg.stage0.optim.steps} steps on {cfg.prior_degradation} crops")
         r = run_stage0(cfg.prior, cfg.prior_data, cfg.stage0, out / "stage0", val_size=cfg.val_size,
                        val_count=cfg.val_count, device=device, deadline=deadline, reporter=reporter)
         if (p := paused(r, "stage 0")) is not None:
@@ -591,9 +602,9 @@ def run_recipe(
         _save_state(out, state)
     priors = {"clean": cfg.prior, "real": str(final_checkpoint(out / "stage0"))} if cfg.prior else None
 
-    texture = cfg.prior and cfg.texture.steps > 0
+    texture = cfg.prior and cfg.texture.optim.steps > 0
     if texture and "texture" not in phases:
-        note(f"texture prior: the real prior, {cfg.texture.steps} adversarial steps on {cfg.texture_degradation} crops")
+        note(f"texture prior: the real prior, {cfg.texture.optim.steps} adversarial steps on {cfg.texture_degradation} crops")
         data = dataclasses.replace(cfg.prior_data, degradation=cfg.texture_degradation)
         r = run_stage0(priors["real"], data, cfg.texture, out / "texture", val_size=cfg.val_size,
                        val_count=cfg.val_count, device=device, deadline=deadline, reporter=reporter)
@@ -603,7 +614,7 @@ def run_recipe(
         _save_state(out, state)
 
     if phases.get("stage1") != "done":
-        note(f"stage 1: {cfg.stage1.steps} steps, batch {cfg.stage1.batch_size}, crop {cfg.data.crop}")
+        note(f"stage 1: {cfg.stage1.optim.steps} steps, batch {cfg.stage1.optim.batch_size}, crop {cfg.data.crop}")
         r = run_stage1(cfg.model, cfg.data, cfg.stage1, out / "stage1", val_pairs=val, tags=cfg.tags,
                        device=device, deadline=deadline, provenance=provenance, dataset=dataset(), reporter=reporter)
         if (p := paused(r, "stage 1")) is not None:
@@ -634,7 +645,7 @@ def run_recipe(
             phases[key] = "done"
             _save_state(out, state)
             continue
-        note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.steps} steps from {init.name}")
+        note(f"stage 2, expert {e + 1}/{n}: {cfg.stage2.optim.steps} steps from {init.name}")
         r = run_stage2(init, e, cfg.data, cfg.stage2, out / "stage2" / f"expert{e}", num_experts=n,
                        val_pairs=val, tags=cfg.tags, device=device, deadline=deadline, provenance=provenance,
                        dataset=dataset(), priors=priors, reporter=reporter)

@@ -4,7 +4,7 @@ implements the visible ones), the per-checkpoint record of --json, and checkpoin
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,16 @@ def checkpoint_record(training: Mapping[str, Any], ckpt: Path) -> dict[str, Any]
     return {**{k: training[k] for k in keys if k in training}, "checkpoint": str(ckpt)}
 
 
+def mean_logs(lines: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Mean of each key over the step log lines that have it (a checkpoint's summary of them)."""
+    out = {}
+    for key in keys:
+        values = [float(ln[key]) for ln in lines if key in ln]
+        if values:
+            out[key] = sum(values) / len(values)
+    return out
+
+
 def append_csv(path: Path, record: Mapping[str, Any]) -> None:
     """One row per checkpoint (flattened val.*), header on first write; plain csv, no dependency."""
     flat = {k: v for k, v in record.items() if k != "val"}
@@ -60,7 +70,7 @@ def append_csv(path: Path, record: Mapping[str, Any]) -> None:
         writer.writerow(flat)
 
 
-def _trim_csv(path: Path, step: int) -> None:
+def trim_csv(path: Path, step: int) -> None:
     """Drop checkpoints.csv rows past `step` (the header line stays)."""
     if not path.is_file():
         return
