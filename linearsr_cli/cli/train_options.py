@@ -121,7 +121,7 @@ def key_values(items: list[str], usage: str) -> dict[str, str]:
 
 def reporter(quiet: bool, json_lines: bool):  # type: ignore[no-untyped-def]
     """The progress display the --quiet and --json options ask for (console.train_reporter)."""
-    from linearsr_cli import console
+    from linearsr_cli.cli import console
 
     return console.train_reporter(quiet=quiet, json_lines=json_lines)
 
