@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,14 @@ def save_weights(
     encoder: str = DEFAULT_ENCODER,
     provenance: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    priors: Mapping[str, dict[str, Any]] | None = None,
+    router: Mapping[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write `model` and its config atomically (temp file + rename); `dtype` casts float tensors
-    (but the priors' tensors, which stay fp32)."""
+    """Write `model` and its config atomically (temp file + rename) with what WeightsInfo reads
+    back: `priors` the provenance record of each of the model's priors (required for each),
+    `router` --input auto's gate (engine/route.Router.to_dict; none when empty). `dtype` casts
+    float tensors (but the priors' tensors, which stay fp32)."""
     cfg = model.cfg
     meta = {
         "format": FORMAT,
@@ -84,12 +89,13 @@ def save_weights(
         "training": json.dumps(training or {}, allow_nan=True),
     }
     if cfg.has_prior:
-        missing = [n for n in cfg.prior_inputs if n not in model.prior_records]
+        priors = priors or {}
+        missing = [n for n in cfg.prior_inputs if n not in priors]
         if missing:
             raise WeightsError(f"cannot save priors without their provenance (origin, licence): {missing}")
-        meta["priors"] = json.dumps({n: model.prior_records[n] for n in cfg.prior_inputs})
-    if model.router_record:
-        meta["router"] = json.dumps(model.router_record)
+        meta["priors"] = json.dumps({n: priors[n] for n in cfg.prior_inputs})
+    if router:
+        meta["router"] = json.dumps(dict(router))
     tensors = {}
     for name, value in model.state_dict().items():
         value = value.detach().cpu()
@@ -225,8 +231,6 @@ def load_weights(
     if problems:
         raise WeightsError(f"{info.path}: does not match its config: " + " | ".join(problems))
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    model.prior_records = {n: info.priors[n] for n in cfg.prior_inputs}
-    model.router_record = dict(info.router)
     model.eval()
     return model, info
 

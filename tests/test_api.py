@@ -32,8 +32,8 @@ def readme_snippet() -> str:
 def prior_weights(tmp_path: Path) -> Path:
     cfg = tiny_model_config(prior_channels=6, prior_blocks=1).with_prior(("clean", "real"), (0,))
     model = random_model(cfg, seed=1)
-    model.prior_records = {n: {"origin": "test", "licence": "Apache-2.0"} for n in ("clean", "real")}
-    return save_weights(tmp_path / "w.safetensors", model)
+    records = {n: {"origin": "test", "licence": "Apache-2.0"} for n in ("clean", "real")}
+    return save_weights(tmp_path / "w.safetensors", model, priors=records)
 
 
 def test_readme_snippet_runs_as_written(tmp_path, monkeypatch, prior_weights):

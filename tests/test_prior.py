@@ -56,10 +56,12 @@ def random_span(cfg: SpanConfig, seed: int = 0) -> Span:
 
 def model_with_prior(seed: int = 0, *, experts: int = 4, inputs=("clean", "real")) -> LinearSR:
     cfg = tiny_model_config(num_experts=experts, **TINY_SPAN).with_prior(inputs, (0,))
-    model = random_model(cfg, seed=seed)
-    for name in inputs:
-        model.prior_records[name] = {**RECORD, "name": name}
-    return model
+    return random_model(cfg, seed=seed)
+
+
+def prior_records(inputs=("clean", "real")) -> dict[str, dict]:
+    """Provenance records for the priors of `model_with_prior` (what save_weights requires)."""
+    return {name: {**RECORD, "name": name} for name in inputs}
 
 
 # ----------------------------------------------------------------------------- ncnn files
@@ -175,16 +177,15 @@ def test_zero_head_expert_reproduces_the_prior_exactly():
 
 def test_weights_with_priors_round_trip_with_provenance(tmp_path):
     model = model_with_prior(seed=3)
-    path = save_weights(tmp_path / "w.safetensors", model, dtype=torch.float16)
+    path = save_weights(tmp_path / "w.safetensors", model, priors=prior_records(), dtype=torch.float16)
     loaded, info = load_weights(path)
     assert info.config.prior_inputs == ("clean", "real") and info.config.prior_experts == (0,)
     assert info.priors["real"]["licence"] == "Apache-2.0"
-    assert loaded.prior_records == model.prior_records
+    assert info.priors == prior_records()
     for k, v in model.priors.state_dict().items():  # priors are stored in fp32, exactly
         assert torch.equal(loaded.priors.state_dict()[k], v)
-    model.prior_records.pop("real")
     with pytest.raises(WeightsError, match="provenance"):
-        save_weights(tmp_path / "x.safetensors", model)
+        save_weights(tmp_path / "x.safetensors", model, priors=prior_records(("clean",)))
 
 
 def test_weights_without_priors_still_load(tmp_path):
@@ -222,13 +223,12 @@ def test_bare_structure_expert_is_the_prior_and_stores_no_network(tmp_path):
     import dataclasses
 
     model = random_model(dataclasses.replace(cfg, bare_experts=(0,)), seed=4)
-    model.prior_records = {n: RECORD for n in ("clean", "real")}
     assert not any(k.startswith("experts.0.") for k in model.state_dict())
     lr = torch.rand(2, 3, 6, 6)
     kind = torch.tensor([1, 0])
     with torch.no_grad():
         torch.testing.assert_close(model(torch.randn(2, 3, 24, 24), 1.0, lr, prior=kind), model.prior_residual(lr, kind))
-    loaded, info = load_weights(save_weights(tmp_path / "bare.safetensors", model))
+    loaded, info = load_weights(save_weights(tmp_path / "bare.safetensors", model, priors=prior_records()))
     assert info.config.bare_experts == (0,)
     with pytest.raises(ConfigError):
         dataclasses.replace(cfg, bare_experts=(1,))  # only a prior expert can be bare

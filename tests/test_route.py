@@ -112,8 +112,7 @@ def prior_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_weights_carry_the_router(prior_weights: Path) -> None:
     assert read_info(prior_weights).router["bias"] == -10.0
-    model, _ = load_weights(prior_weights)
-    assert Router.from_dict(model.router_record).choose(ev(12))[0] == "real"
+    assert Router.from_dict(read_info(prior_weights).router).choose(ev(12))[0] == "real"
 
 
 def test_upscale_auto_routes_each_image_and_says_why(prior_weights: Path, tmp_path: Path) -> None:
@@ -157,9 +156,8 @@ def test_texture_prior_serves_real_inputs_of_multistep_runs_only(prior_weights: 
 
 
 def _weights_with_router(src: Path, dst: Path, router: dict | None) -> Path:
-    model, _ = load_weights(src)
-    model.router_record = router or {}
-    save_weights(dst, model)
+    model, info = load_weights(src)
+    save_weights(dst, model, priors=info.priors, router=router)
     return dst
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from linearsr_cli.checkpoints import load_weights, read_info
 from linearsr_cli.cli import app
+from linearsr_cli.engine.route import Router
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import measure_model
 from linearsr_cli.nn.dit import LinearSR
@@ -344,8 +345,8 @@ def test_attach_priors_starts_as_the_prior_and_keeps_it_frozen(photos: Path, tmp
 
     clean, real = _tiny_prior(tmp_path / "c.safetensors", 0), _tiny_prior(tmp_path / "r.safetensors", 1)
     base = random_model_1(seed=2)
-    model = attach_priors(base, {"real": str(real), "clean": str(clean)})
-    assert model.cfg.prior_inputs == ("clean", "real") and model.cfg.prior_experts == (0,)
+    model, records = attach_priors(base, {"real": str(real), "clean": str(clean)})
+    assert model.cfg.prior_inputs == ("clean", "real") and model.cfg.prior_experts == (0,) and set(records) == {"clean", "real"}
     assert not any(p.requires_grad for p in model.priors.parameters())
     lr = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
@@ -387,7 +388,7 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
     for k, v in texture.state_dict().items():
         assert torch.equal(model.priors["texture"].state_dict()[k], v)
     assert "GAN 0.1" in info.priors["texture"]["fine_tuning"][-1]["what"]
-    assert info.router["fitted"]["crops"] == 6 and model.router_record == info.router
+    assert info.router["fitted"]["crops"] == 6 and Router.from_dict(info.router).fitted == info.router["fitted"]
     assert info.priors["real"]["fine_tuning"][-1]["stage"] == 0 and info.priors["clean"]["licence"] == "Apache-2.0"
     for k, v in real.state_dict().items():
         assert torch.equal(model.priors["real"].state_dict()[k], v)  # fp32 inside an fp16 export

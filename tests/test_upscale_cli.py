@@ -335,8 +335,8 @@ def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Pat
 
     cfg = tiny_model_config(prior_channels=6, prior_blocks=1).with_prior(("clean", "real"), (0,))
     model = random_model(cfg, seed=5)
-    model.prior_records = {n: {"origin": "test", "licence": "Apache-2.0"} for n in ("clean", "real")}
-    weights = save_weights(tmp_path / "prior.safetensors", model)
+    provenance = {n: {"origin": "test", "licence": "Apache-2.0"} for n in ("clean", "real")}
+    weights = save_weights(tmp_path / "prior.safetensors", model, priors=provenance)
     src = save(tmp_path / "in" / "a.png", Image.fromarray(rgb8(12, 10)))
     outs = {}
     for kind in ("clean", "real", "auto"):

@@ -271,9 +271,8 @@ def test_revise_puts_an_srvgg_prior_into_any_slot_and_the_bare_expert_is_it(tmp_
     inputs = ("clean", "real", "texture")
     cfg = dataclasses.replace(tiny_model_config(**TINY_SPAN).with_prior(inputs, (0,)), bare_experts=(0,))
     model = random_model(cfg, seed=2)
-    model.prior_records = {n: {**RECORD, "name": n} for n in inputs}
-    model.router_record = {"kind": "test"}
-    src = save_weights(tmp_path / "w.safetensors", model, dtype=torch.float16)
+    src = save_weights(tmp_path / "w.safetensors", model, priors={n: {**RECORD, "name": n} for n in inputs},
+                       router={"kind": "test"}, dtype=torch.float16)
     vgg = random_srvgg(SrvggConfig(features=5, convs=2, scale=4), seed=3)
     prior = save_prior(tmp_path / "vgg.safetensors", vgg, {**RECORD, "licence": "BSD-3-Clause", "model": "vgg"})
     out = revise_weights(src, tmp_path / "r.safetensors", priors={"real": str(prior), "texture": str(prior)})
@@ -305,9 +304,9 @@ def test_stage2_attaches_an_srvgg_prior_and_export_keeps_it(tmp_path):
     base = random_model(tiny_model_config(num_experts=1), seed=5)
     vgg = random_srvgg(SrvggConfig(features=4, convs=1, scale=4), seed=6)
     prior = save_prior(tmp_path / "vgg.safetensors", vgg, RECORD)
-    bare = attach_priors(base, {"real": str(prior)}, bare=True)
+    bare, records = attach_priors(base, {"real": str(prior)}, bare=True)
     assert bare.cfg.prior_archs == ("srvgg",) and bare.cfg.bare_experts == (0,)
-    e0 = save_weights(tmp_path / "e0.safetensors", bare)
+    e0 = save_weights(tmp_path / "e0.safetensors", bare, priors=records)
     e1 = save_weights(tmp_path / "e1.safetensors", base)
     model, info = load_weights(export_model([e0, e1], tmp_path / "out.safetensors", dtype="fp16"))
     assert info.config.prior_archs == ("srvgg",) and info.config.prior_experts == (0,)

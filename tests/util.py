@@ -46,6 +46,5 @@ def routed_prior_weights(path: Path) -> Path:
     torch.manual_seed(0)
     model = LinearSR(cfg)
     record = {"origin": "test", "licence": "Apache-2.0", "attribution": "test", "fine_tuning": []}
-    model.prior_records = {"clean": record, "real": record, "texture": record}
-    model.router_record = noise_router().to_dict()
-    return save_weights(path, model)
+    return save_weights(path, model, priors={"clean": record, "real": record, "texture": record},
+                        router=noise_router().to_dict())

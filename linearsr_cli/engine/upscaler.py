@@ -143,8 +143,8 @@ class Upscaler:
         self.plan = plan
         self.tiles = tiles
         self.info = info
-        record = getattr(model, "router_record", None)  # wrappers and test doubles may have none
-        self.router = Router.from_dict(record) if record else None
+        # --input auto's gate, from the file's metadata (a model made in memory has none)
+        self.router = Router.from_dict(info.router) if info is not None and info.router else None
 
     @classmethod
     def from_weights(

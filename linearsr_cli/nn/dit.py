@@ -142,9 +142,8 @@ class LinearSR(nn.Module):
     With a prior, the experts in cfg.prior_experts estimate x0 as prior_residual(LR) + their
     network's output (the network learns a correction to the prior). Each prior is a SPAN or an
     SRVGG network (cfg.prior_archs). The priors always run in fp32 (autocast off): SPAN scales
-    its input by 255. `prior_records` holds each prior's
-    provenance (origin, licence, attribution) for the weights file's metadata.
-    `prior_calls` may replace a prior's forward at inference, with grad off (input name -> a
+    its input by 255. The priors' provenance records and the router live in the weights file's
+    metadata (checkpoints.WeightsInfo), not here. `prior_calls` may replace a prior's forward at inference, with grad off (input name -> a
     callable with the same contract, e.g. the ncnn backend the upscaler picks on a CPU); empty,
     or with grad on, the modules run.
     """
@@ -159,8 +158,6 @@ class LinearSR(nn.Module):
             name: prior_nets.build(prior_nets.net_config(cfg, arch))
             for name, arch in zip(cfg.prior_inputs, cfg.prior_archs, strict=True)
         })
-        self.prior_records: dict[str, dict] = {}
-        self.router_record: dict = {}  # --input auto's gate (engine/route.py), fitted by `linearsr train router`
         self.prior_calls: dict[str, Callable[[Tensor], Tensor]] = {}
 
     def _run_prior(self, name: str, lr32: Tensor) -> Tensor:

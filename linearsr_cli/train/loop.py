@@ -445,10 +445,12 @@ def train(
     provenance: dict[str, Any] | None = None,
     training_meta: dict[str, Any] | None = None,
     reporter: TrainReporter | None = None,
+    priors: dict[str, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train the denoiser `model` (stage 1, or one expert of stage 2), or resume the newest state
     in `run_dir`, up to cfg.steps through `fit`: x0-MSE, + ST-LPIPS and the critic on the composed
-    x0 estimate when their weights are set. Returns status "paused" past `deadline`; raises
+    x0 estimate when their weights are set. `priors`: the provenance records of the model's
+    priors, stored with every checkpoint. Returns status "paused" past `deadline`; raises
     TrainingError on divergence after writing `diverged.json`."""
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
@@ -518,7 +520,7 @@ def train(
             **run.gan_record(),
         }
         ckpt = run_dir / checkpoint_name(run.step)
-        save_weights(ckpt, ema_model, provenance=provenance, training=training)
+        save_weights(ckpt, ema_model, provenance=provenance, training=training, priors=priors)
         return ckpt, training
 
     return fit(run, batches, objective, save_checkpoint, run_dir, name=run_name(meta_base), deadline=deadline,

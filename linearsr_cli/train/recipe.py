@@ -228,8 +228,9 @@ def run_stage2(
         raise TrainingError(f"{init}: stage 2 starts from a stage-1 checkpoint without a prior")
     full = info.config.with_experts(num_experts)
     cfg2 = stage2_config(cfg, full, expert)
+    records = None
     if priors and expert in prior_experts:
-        model = attach_priors(model, priors)
+        model, records = attach_priors(model, priors)
     rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg2.optim.batch_size, rank=rank, world=world)
@@ -238,7 +239,7 @@ def run_stage2(
     return train(
         model.train(), batches, cfg2, run_dir, val_pairs=val_pairs,
         tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale, kind=tag_kind),
-        device=device, deadline=deadline, provenance=provenance, training_meta=meta, reporter=reporter,
+        device=device, deadline=deadline, provenance=provenance, training_meta=meta, reporter=reporter, priors=records,
     )
 
 
@@ -252,11 +253,14 @@ def _load_priors(priors: dict[str, str], scale: int) -> dict[str, tuple[Any, dic
     return {n: resolve_prior(priors[n], scale) for n in PRIOR_INPUTS if n in priors}
 
 
-def attach_priors(model: LinearSR, priors: dict[str, str], *, bare: bool = False) -> LinearSR:
-    """A copy of the 1-expert `model` whose expert adds the given priors (frozen), starting as
-    the prior exactly: its output head is zeroed, so it learns a correction. With `bare` the
-    expert keeps no network at all (ModelConfig.bare_experts): it is the prior. Priors of one
-    architecture must share a shape (nn/prior_nets.with_prior_nets)."""
+def attach_priors(
+    model: LinearSR, priors: dict[str, str], *, bare: bool = False
+) -> tuple[LinearSR, dict[str, dict[str, Any]]]:
+    """(a copy of the 1-expert `model` whose expert adds the given priors (frozen), starting as
+    the prior exactly: its output head is zeroed, so it learns a correction; the priors'
+    provenance records). With `bare` the expert keeps no network at all
+    (ModelConfig.bare_experts): it is the prior. Priors of one architecture must share a shape
+    (nn/prior_nets.with_prior_nets)."""
     spans = _load_priors(priors, model.cfg.scale)
     cfg = with_prior_nets(model.cfg, {n: net.cfg for n, (net, _) in spans.items()}, keep=False, experts=(0,))
     cfg = dataclasses.replace(cfg, bare_experts=(0,) if bare else ())
@@ -266,21 +270,20 @@ def attach_priors(model: LinearSR, priors: dict[str, str], *, bare: bool = False
         head = out.experts[0].head
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
-    for name, (span, record) in spans.items():
+    for name, (span, _) in spans.items():
         out.priors[name].load_state_dict(span.state_dict())
-        out.prior_records[name] = record
     out.priors.requires_grad_(False)
-    return out
+    return out, {name: record for name, (_, record) in spans.items()}
 
 
 def write_bare_expert(init: Path, priors: dict[str, str], out: Path, provenance: dict[str, Any] | None = None) -> Path:
     """The structure expert as the priors alone (no network), as a 1-expert checkpoint that
     export_model takes like a trained one; `init` only lends the architecture of the others."""
     model, info = load_weights(init)
-    bare = attach_priors(model, priors, bare=True)
+    bare, records = attach_priors(model, priors, bare=True)
     training = {"stage": 2, "expert": 0, "step": 0, "init": str(init), "init_step": int(info.training.get("step", -1)),
                 "t_range": list(expert_t_range(bare.cfg.with_experts(4), 0)), "note": "prior only (bare expert)"}
-    return save_weights(out, bare, provenance=provenance, training=training)
+    return save_weights(out, bare, provenance=provenance, training=training, priors=records)
 
 
 def revise_weights(
@@ -296,6 +299,7 @@ def revise_weights(
     from linearsr_cli.priors import resolve_prior
 
     model, info = load_weights(src)
+    records, gate = dict(info.priors), dict(info.router)
     if priors:
         unknown = sorted(set(priors) - set(PRIOR_INPUTS))
         if unknown:
@@ -308,31 +312,30 @@ def revise_weights(
         state = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"priors.{n}." for n in nets))}
         for name, (net, record) in nets.items():
             state.update({f"priors.{name}.{k}": v for k, v in net.state_dict().items()})
-            model.prior_records[name] = record
+            records[name] = record
         new.load_state_dict(state, strict=True)
-        new.prior_records = {n: model.prior_records[n] for n in cfg.prior_inputs}
-        new.router_record = model.router_record
+        records = {n: records[n] for n in cfg.prior_inputs}
         model = new
     if router_from is not None:
         router = read_info(router_from).router
         if not router:
             raise ConfigError(f"{router_from}: has no router to take")
     if router is not None:
-        model.router_record = dict(router)
+        gate = dict(router)
     if fixed:
-        if not model.router_record:
+        if not gate:
             raise ConfigError(f"{src}: has no router whose routes could be fixed")
         try:
-            routes = {**dict(model.router_record.get("fixed") or {}), **fixed}
+            routes = {**dict(gate.get("fixed") or {}), **fixed}
             routes = parse_fixed({k: v for k, v in routes.items() if v != "auto"})
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        model.router_record = {**model.router_record, "fixed": routes}
+        gate = {**gate, "fixed": routes}
     prov = dict(info.provenance)
     prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
                                                       "router": router is not None, "note": note}]
     return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
-                        training=info.training, dtype=storage)
+                        training=info.training, priors=records, router=gate, dtype=storage)
 
 
 def add_router(
@@ -403,13 +406,13 @@ def export_model(
     if carriers:
         src = parts[carriers[0]][0]
         model.priors.load_state_dict(src.priors.state_dict())
-        model.prior_records = dict(src.prior_records)
     prov = dict(provenance or {})
     prov["experts"] = [
         {"checkpoint": str(p), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
         for p, (_, info) in zip(expert_ckpts, parts, strict=True)
     ]
-    return save_weights(out, model, provenance=prov, dtype=storage)
+    records = parts[carriers[0]][1].priors if carriers else None
+    return save_weights(out, model, provenance=prov, priors=records, dtype=storage)
 
 
 # ----------------------------------------------------------------------------- the recipe
