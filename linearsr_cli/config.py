@@ -239,13 +239,6 @@ class SamplerConfig:
             raise ConfigError(f"shift must be > 0, got {self.shift}")
 
 
-def prior_for(input_kind: str, sampler: SamplerConfig, available: tuple[str, ...]) -> str:
-    """The prior that serves an input of `input_kind` in a `sampler` run: the texture prior for
-    real inputs of a multi-step (perceptual) run when the weights have one, else the input's own
-    (fidelity stays with the PSNR-best prior)."""
-    if input_kind == "real" and sampler.steps > 1 and "texture" in available:
-        return "texture"
-    return input_kind
 
 
 PRESETS: dict[str, SamplerConfig] = {

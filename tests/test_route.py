@@ -135,7 +135,8 @@ def test_upscale_auto_routes_each_image_and_says_why(prior_weights: Path, tmp_pa
 
 
 def test_texture_prior_serves_real_inputs_of_multistep_runs_only(prior_weights: Path, tmp_path: Path) -> None:
-    from linearsr_cli.config import SamplerConfig, prior_for
+    from linearsr_cli.config import SamplerConfig
+    from linearsr_cli.engine.route import prior_for
 
     have = ("clean", "real", "texture")
     assert prior_for("real", SamplerConfig(steps=4), have) == "texture"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from linearsr_cli.checkpoints import WeightsInfo
-from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig, prior_for
+from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig
 from linearsr_cli.engine import record as settings_record
 from linearsr_cli.engine.device import (
     check_dtype_name,
@@ -27,7 +27,7 @@ from linearsr_cli.engine.pipeline import (
     model_files,
 )
 from linearsr_cli.engine.resize import SizeRequest
-from linearsr_cli.engine.route import check_input
+from linearsr_cli.engine.route import check_input, choose_input
 from linearsr_cli.engine.upscaler import runs_network
 from linearsr_cli.errors import (
     ConfigError,
@@ -342,12 +342,12 @@ def prepare(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> Ru
 def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input: str, tags: Any | None) -> dict[str, Any]:
     """What a run with models of `configs` uses for every image, where that is known before an
     image is read (engine/record.used spells it alike): "prior" for a named --input (the prior it
-    serves, config.prior_for; None for weights without priors), "tags" = "unused" when no pass can
+    serves, route.choose_input; None for weights without priors), "tags" = "unused" when no pass can
     take tags, else [] for --tags off and the tags of --tags "a, b". --input auto and --tags auto
     are decided per image, so they are left out (compared as asked)."""
     use: dict[str, Any] = {}
     if input != "auto":
-        priors = {prior_for(input, sampler, cfg.prior_inputs) if cfg.prior_inputs else None for cfg in configs}
+        priors = {choose_input(cfg, None, input, sampler=sampler).prior for cfg in configs}
         if len(priors) == 1:
             use["prior"] = priors.pop()
     if not any(runs_network(cfg, sampler) for cfg in configs):

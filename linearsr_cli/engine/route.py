@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from linearsr_cli.config import INPUT_CHOICES, ModelConfig, SamplerConfig, prior_for
+from linearsr_cli.config import INPUT_CHOICES, ModelConfig, SamplerConfig
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import ConfigError, WeightsError
 
@@ -277,7 +277,7 @@ def choose_input(
     jpeg_quality: int | None = None, sampler: SamplerConfig | None = None, *, weights_name: str = "these weights",
 ) -> Route:
     """The one prior decision for an image of a `cfg` model: which kind of input `lr` (3, h, w)
-    is, the prior that serves it in a `sampler` run (config.prior_for: the texture prior for real
+    is, the prior that serves it in a `sampler` run (prior_for: the texture prior for real
     inputs of multi-step runs, when the weights have one), and why.
 
     `requested` "clean"/"real": that prior (check_input: ConfigError when the weights lack it);
@@ -318,3 +318,13 @@ def prior_indices(cfg: ModelConfig, inputs: Sequence[str]) -> Tensor | None:
     if not cfg.has_prior:
         return None
     return torch.tensor([cfg.prior_index(name) for name in inputs], dtype=torch.long)
+
+
+def prior_for(input_kind: str, sampler: SamplerConfig, available: tuple[str, ...]) -> str:
+    """The prior that serves an input of `input_kind` in a `sampler` run: the texture prior for
+    real inputs of a multi-step (perceptual) run when the weights have one, else the input's own
+    (fidelity stays with the PSNR-best prior)."""
+    if input_kind == "real" and sampler.steps > 1 and "texture" in available:
+        return "texture"
+    return input_kind
+

@@ -456,7 +456,7 @@ class RecipeConfig:
     train_structure_expert: bool = False
     # the texture prior: the real prior fine-tuned further on realistic crops with the Real-ESRGAN
     # recipe (L1 1 + ST-LPIPS 1 + GAN 0.1 on unsharp-masked HR, EMA); its last checkpoint serves
-    # real inputs of multi-step runs (config.prior_for). Measured (weights/MODEL_CARD.md): 200
+    # real inputs of multi-step runs (engine/route.prior_for). Measured (weights/MODEL_CARD.md): 200
     # steps beat the knee and the end of 700-step runs on the held-out crops, and longer runs
     # spiked. steps = 0: no texture prior.
     texture: PriorTrainConfig = field(
