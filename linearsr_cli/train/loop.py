@@ -1,8 +1,9 @@
 """The training loop shared by stage 1 (all t) and stage 2 (one expert's t interval).
 
 x0-prediction of the residual under rectified flow: x0 = residual_target(hr, lr),
-x_t = (1 - t) x0 + t eps, loss = MSE(model(x_t, t, lr, tags), x0). t is logit-normal (truncated
-to the stage's interval), plus a fraction of samples at exactly t = 1 so the 1-NFE pass is
+x_t = (1 - t) x0 + t eps, loss = MSE(model(x_t, t, lr, tags), x0), plus the image terms the run's
+weights turn on (train/losses.py) on the composed x0 estimate. t is logit-normal (truncated to
+the stage's interval), plus a fraction of samples at exactly t = 1 so the 1-NFE pass is
 trained. AdamW, warm-up, gradient clipping, EMA, mixed precision as engine.device decides (bf16
 on CPUs with fast native bf16, else fp32; bf16/fp16 on CUDA),
 and a divergence guard. Every `ckpt_every` steps a checkpoint (EMA weights + training metadata)

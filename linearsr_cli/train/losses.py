@@ -96,6 +96,7 @@ TERMS = (
     Term("l1", "l1_weight", "L1 {w}", _l1),
     Term("lpips", "lpips_weight", "ST-LPIPS {w}", _lpips),
     Term("distill", "distill_weight", "L1 to the teacher's output {w}", _distill),
+    # the GAN term, logged as the generator's adversarial loss beside the critic's (adversarial.GAN_KEYS)
     Term("g_adv", "gan_weight", "GAN {w} (U-Net discriminator, spectral norm)", _gan, guarded=False),
 )
 
