@@ -115,21 +115,20 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _read_rgb(path: Path) -> Tensor:
-    """An image file as (3, H, W) float32 in [0, 1]; raises ImageReadError."""
-    from PIL import Image, UnidentifiedImageError  # local: only the --val path needs PIL
+    """An image file as (3, H, W) float32 in [0, 1], through imageio (every READABLE_SUFFIXES
+    format); raises ImageReadError."""
+    from linearsr_cli.imageio import read_image  # local: only the --val path reads images
 
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return read_image(path).rgb.float().contiguous()  # (3, H, W)
+    except ImageReadError as exc:
         raise ImageReadError(f"{path}: cannot read image: {exc}") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # (3, H, W)
 
 
 def load_val_pairs(root: str | os.PathLike[str], *, scale: int, limit: int = 0) -> list[Pair]:
     """LR/HR pairs from `root/lr` + `root/hr` (same file stems); HR images are cropped so that
     HR = scale * LR exactly. (A training-data root with val/ is train.recipe.knee_val_pairs.)"""
-    from linearsr_cli.imageio import READABLE_SUFFIXES  # local (PIL), as in _read_rgb
+    from linearsr_cli.imageio import READABLE_SUFFIXES  # local, as in _read_rgb
 
     root = Path(root)
     lr_dir, hr_dir = root / "lr", root / "hr"

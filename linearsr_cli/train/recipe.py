@@ -296,17 +296,12 @@ def revise_weights(
     route again: Router.fixed); everything else, the experts and the other priors, is kept as is.
     `note` is appended to the provenance's "revisions"."""
     storage = storage_dtype(dtype)
-    from linearsr_cli.priors import resolve_prior
-
     model, info = load_weights(src)
     records, gate = dict(info.priors), dict(info.router)
     if priors:
-        unknown = sorted(set(priors) - set(PRIOR_INPUTS))
-        if unknown:
-            raise ConfigError(f"unknown prior inputs {unknown}; use {', '.join(PRIOR_INPUTS)}")
         if not model.cfg.has_prior:
             raise ConfigError(f"{src}: has no prior to add to")
-        nets = {name: resolve_prior(spec, model.cfg.scale) for name, spec in priors.items()}
+        nets = _load_priors(priors, model.cfg.scale)
         cfg = with_prior_nets(model.cfg, {n: net.cfg for n, (net, _) in nets.items()})  # any slot, any architecture
         new = LinearSR(cfg)
         state = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"priors.{n}." for n in nets))}
