@@ -10,12 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from linearsr_cli.degrade import (
-    bicubic_downscale,
-    gaussian_kernel,
-    realistic_degrade,
-    sinc_kernel,
-)
+from linearsr_cli.degrade import bicubic_downscale, gaussian_kernel, realistic_degrade, sinc_kernel
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.jpeg_quality import estimate_jpeg_quality
 from linearsr_cli.train.data import (

@@ -22,10 +22,7 @@ import torch
 
 from linearsr_cli.config import SamplerConfig
 from linearsr_cli.engine import record as settings_record
-from linearsr_cli.engine.device import (
-    release_cpu_memory,
-    use_cpu_threads,
-)
+from linearsr_cli.engine.device import release_cpu_memory, use_cpu_threads
 from linearsr_cli.engine.pipeline import TagResolver, load_models, upscale_to_size
 from linearsr_cli.engine.plan import (
     Job,
@@ -48,20 +45,9 @@ from linearsr_cli.engine.report import (
 from linearsr_cli.engine.rerun import triage
 from linearsr_cli.engine.resize import SizeRequest
 from linearsr_cli.engine.upscaler import Upscaler
-from linearsr_cli.errors import (
-    ConfigError,
-    DeviceError,
-    ImageReadError,
-    ImageWriteError,
-    TagError,
-)
+from linearsr_cli.errors import ConfigError, DeviceError, ImageReadError, ImageWriteError, TagError
 from linearsr_cli.fileio import remove_stale_temps, temp_path, write_atomic
-from linearsr_cli.imageio import (
-    ImageData,
-    encode_image,
-    read_image,
-    with_pixels,
-)
+from linearsr_cli.imageio import ImageData, encode_image, read_image, with_pixels
 from linearsr_cli.tag.config import TagConfig
 
 PREFETCH = 2  # files decoded ahead of the model, and finished files waiting to be written

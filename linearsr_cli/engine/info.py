@@ -11,11 +11,7 @@ import torch
 
 import linearsr_cli
 from linearsr_cli import checkpoints
-from linearsr_cli.checkpoints import (
-    SHIPPED_SCALES,
-    read_info,
-    resolve_weights,
-)
+from linearsr_cli.checkpoints import SHIPPED_SCALES, read_info, resolve_weights
 from linearsr_cli.engine.device import available_devices, choose_dtype, cpu_bf16, cpu_prior_backend
 from linearsr_cli.errors import DeviceError, LinearSRError
 from linearsr_cli.nn.span import SpanConfig

@@ -18,20 +18,12 @@ from typing import Any
 from linearsr_cli.checkpoints import WeightsInfo
 from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig
 from linearsr_cli.engine import record as settings_record
-from linearsr_cli.engine.device import (
-    check_dtype_name,
-    parse_device,
-)
-from linearsr_cli.engine.pipeline import (
-    DEFAULT_MAX_CANVAS,
-    model_files,
-)
+from linearsr_cli.engine.device import check_dtype_name, parse_device
+from linearsr_cli.engine.pipeline import DEFAULT_MAX_CANVAS, model_files
 from linearsr_cli.engine.resize import SizeRequest
 from linearsr_cli.engine.route import check_input, choose_input
 from linearsr_cli.engine.upscaler import runs_network
-from linearsr_cli.errors import (
-    ConfigError,
-)
+from linearsr_cli.errors import ConfigError
 from linearsr_cli.fileio import TEMP_TAG, host_name
 from linearsr_cli.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -40,6 +32,7 @@ from linearsr_cli.imageio import (
     PNG_LEVEL,
     READABLE_SUFFIXES,
 )
+from linearsr_cli.tag.config import TagConfig
 
 _SUFFIX_FORMAT = {
     ".png": "png",
@@ -277,7 +270,7 @@ class UpscaleRequest:
     sampler: SamplerConfig
     tiles: TileConfig
     output: OutputConfig
-    tags: Any | None
+    tags: TagConfig | None
     device: str = "auto"
     dtype: str = "auto"
     input: str = "auto"  # --input: auto, or the prior to serve every image (engine/route.choose_input)
@@ -307,7 +300,7 @@ class RunRecord:
 
 def run_record(
     paths: dict[int, Path], configs: Sequence[ModelConfig], sampler: SamplerConfig, size: SizeRequest,
-    input: str, tags: Any | None, tta: bool,
+    input: str, tags: TagConfig | None, tta: bool,
 ) -> RunRecord:
     """The RunRecord of a run of the weights files `paths` (by scale) whose configs are `configs`."""
     return RunRecord(
@@ -339,7 +332,9 @@ def prepare(req: UpscaleRequest, stdin_lines: Iterable[str] | None = None) -> Ru
     return RunPlan(jobs, infos, record)
 
 
-def planned_use(configs: Sequence[ModelConfig], sampler: SamplerConfig, input: str, tags: Any | None) -> dict[str, Any]:
+def planned_use(
+    configs: Sequence[ModelConfig], sampler: SamplerConfig, input: str, tags: TagConfig | None
+) -> dict[str, Any]:
     """What a run with models of `configs` uses for every image, where that is known before an
     image is read (engine/record.used spells it alike): "prior" for a named --input (the prior it
     serves, route.choose_input; None for weights without priors), "tags" = "unused" when no pass can

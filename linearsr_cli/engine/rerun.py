@@ -9,10 +9,7 @@ from __future__ import annotations
 from linearsr_cli.engine import record as settings_record
 from linearsr_cli.engine.plan import Job, OutputConfig, RunRecord
 from linearsr_cli.engine.report import REDONE, REPLACED, FileRecord
-from linearsr_cli.imageio import (
-    holds_record,
-    read_record,
-)
+from linearsr_cli.imageio import holds_record, read_record
 
 
 def planned_record(job: Job) -> FileRecord | None:

@@ -45,11 +45,7 @@ import torch
 from torch import Tensor
 
 from linearsr_cli.checkpoints import WeightsInfo, load_weights
-from linearsr_cli.config import (
-    ModelConfig,
-    SamplerConfig,
-    TileConfig,
-)
+from linearsr_cli.config import ModelConfig, SamplerConfig, TileConfig
 from linearsr_cli.engine.device import (
     DevicePlan,
     is_out_of_memory,
