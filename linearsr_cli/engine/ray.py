@@ -4,9 +4,8 @@ The driver plans the request exactly as the local run does (plan.prepare: the jo
 files read once, the settings record) and settles every job that needs no model there (planning
 problems fail, existing outputs are skipped). The rest go through Ray Data to actors; each actor
 loads the planned weights (and the tagger) once and runs the same `BatchRun.process` as the local
-run: the same
-Upscaler, the same seeds, the same atomic writer (hidden .NAME.HOST-PID temp file, fsync,
-rename). A worker that dies mid-file leaves only its hidden temp file, which a rerun on that
+run: the same Upscaler, the same seeds, the same atomic writer (hidden .NAME.HOST-PID temp file,
+fsync, rename). A worker that dies mid-file leaves only its hidden temp file, which a rerun on that
 machine removes; a rerun skips the finished outputs. Records come back to the driver as they
 finish and go to the same reporter (rich bar, --json, --quiet).
 
