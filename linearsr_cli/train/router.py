@@ -42,6 +42,25 @@ class RouterSample:
         return measure(self.lr, self.jpeg_quality)
 
 
+def mixed_crops(data: DataConfig) -> PairDataset:
+    """The training crops the router meets: `data`'s train split, half bicubic, half realistic."""
+    return PairDataset(dataclasses.replace(data, degradation="mixed"), "train")
+
+
+def router_crop(dataset: PairDataset, i: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str, int | None]:
+    """Crop `i` of `dataset` as a photo pipeline hands it over: (LR, HR, its degradation kind, the
+    JPEG quality it was saved at or None). Half the crops are saved as a JPEG (bicubic: quality
+    90-100, realistic: 60-95), seeded by (seed, i)."""
+    item = dataset[i]
+    lr, hr = item["lr"], item["hr"]
+    rng = np.random.default_rng([seed, 7, i])
+    quality = None
+    if rng.random() < 0.5:  # saved as a JPEG by whoever made the file
+        quality = int(rng.integers(90, 101)) if item["kind"] == "bicubic" else int(rng.integers(60, 96))
+        lr = torch.from_numpy(jpeg_roundtrip(lr.permute(1, 2, 0).numpy(), quality)).permute(2, 0, 1)
+    return lr, hr, str(item["kind"]), quality
+
+
 def router_samples(
     model: LinearSR, data: DataConfig, count: int, *, progress: Callable[[int, int], None] | None = None
 ) -> list[RouterSample]:
@@ -49,22 +68,16 @@ def router_samples(
     PSNR-Y gain over the clean prior's."""
     if not {"clean", "real"} <= set(model.cfg.prior_inputs):
         raise ConfigError(f"the router chooses between a clean and a real prior; these weights have {model.cfg.prior_inputs}")
-    dataset = PairDataset(dataclasses.replace(data, degradation="mixed"), "train")
+    dataset = mixed_crops(data)
     out = []
     with torch.no_grad():
         for i in range(count):
-            item = dataset[i]
-            lr, hr = item["lr"], item["hr"]
-            rng = np.random.default_rng([data.seed, 7, i])
-            quality = None
-            if rng.random() < 0.5:  # saved as a JPEG by whoever made the file
-                quality = int(rng.integers(90, 101)) if item["kind"] == "bicubic" else int(rng.integers(60, 96))
-                lr = torch.from_numpy(jpeg_roundtrip(lr.permute(1, 2, 0).numpy(), quality)).permute(2, 0, 1)
+            lr, hr, kind, quality = router_crop(dataset, i, data.seed)
             scores = {}
             for name in ("clean", "real"):
                 sr = model.priors[name](lr[None].float()).clamp(0, 1)[0]
                 scores[name] = psnr_y(sr, hr, border=data.scale)
-            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], str(item["kind"]), quality))
+            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality))
             if progress is not None:
                 progress(i + 1, count)
     return out
