@@ -357,7 +357,9 @@ def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Pat
 def test_help_panels_and_one_name_for_no_tags() -> None:
     """Ablation and many-machine options sit in their own --help panels; --tags off is the one
     spelling shown (the hidden --no-tags still works, see run() above)."""
-    env = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    # COLUMNS only: typer reads TERMINAL_WIDTH once, when its rich_utils is first imported, and
+    # a width set here would stay for every later --help in this process (the 80-column test)
+    env = {"COLUMNS": "200"}
     up = CliRunner().invoke(app, ["upscale", "--help"], env=env).output
     assert "Many machines" in up and "--ray-actors" in up and "--no-tags" not in up and "--tags" in up
     assert "Ablations" in CliRunner().invoke(app, ["train", "recipe", "--help"], env=env).output
