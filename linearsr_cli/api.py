@@ -178,9 +178,10 @@ class Pipeline:
         src, dst = Path(src), Path(dst)
         output = OutputConfig(format=fmt, quality=quality, png_level=png_level, overwrite=overwrite,
                               keep_existing=keep_existing)
-        sampler = sampler_config(preset, steps=steps, solver=solver, seed=seed, shift=shift)
-        size = SizeRequest(outscale=outscale, width=width, height=height, fit=fit)
-        batch = BatchRun(self.models, sampler, output, TagConfig(enabled=False), input, size=size, tta=tta)
+        options = _Options(preset=preset, steps=steps, solver=solver, shift=shift, seed=seed, input=input, tags=None,
+                           tta=tta, outscale=outscale, width=width, height=height, fit=fit)
+        batch = BatchRun(self.models, options.sampler(), output, TagConfig(enabled=False), input, size=options.size(),
+                         tta=tta)
         return batch.process(Job(src, dst, output_format_for(dst, fmt)))
 
 

@@ -349,21 +349,21 @@ def test_pipeline_keeps_order_and_bytes_and_bounds_what_is_in_flight(tmp_path: P
     (src / "p3.png").write_bytes(b"broken")
     batch, jobs = _batch(tiny_weights, src, tmp_path / "a")
     decoded, peak, lock = [0], [0], threading.Lock()
-    prepare, compute = batch.prepare, batch.compute
+    read, compute = batch.read, batch.compute
 
-    def counting_prepare(job):
-        got = prepare(job)
+    def counting_read(job):
+        got = read(job)
         with lock:
             decoded[0] += got.image is not None
             peak[0] = max(peak[0], decoded[0])
         return got
 
-    def counting_compute(prepared, progress=None):
+    def counting_compute(item, progress=None):
         with lock:
             decoded[0] -= 1
-        return compute(prepared, progress)
+        return compute(item, progress)
 
-    batch.prepare, batch.compute = counting_prepare, counting_compute
+    batch.read, batch.compute = counting_read, counting_compute
     seen = _Collect()
     summary = batch.run(jobs, seen, prefetch=2)
     names = [f"p{i}.png" for i in range(7)]
@@ -383,11 +383,11 @@ def test_pipeline_interrupted_leaves_only_whole_files(tmp_path: Path, tiny_weigh
     batch, jobs = _batch(tiny_weights, src, out)
     compute, calls = batch.compute, [0]
 
-    def interrupted(prepared, progress=None):
+    def interrupted(item, progress=None):
         calls[0] += 1
         if calls[0] == 4:
             raise KeyboardInterrupt
-        return compute(prepared, progress)
+        return compute(item, progress)
 
     batch.compute = interrupted
     with pytest.raises(KeyboardInterrupt):

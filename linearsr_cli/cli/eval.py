@@ -9,7 +9,6 @@ import typer
 
 from linearsr_cli.cli import options
 from linearsr_cli.cli.app import ABLATIONS, EXIT_OK, EXIT_PARTIAL, JsonFlagCommand, app, fail
-from linearsr_cli.errors import ConfigError
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
@@ -45,13 +44,9 @@ def eval_cmd(
 
     from linearsr_cli.config import sampler_config
     from linearsr_cli.errors import LinearSRError
-    from linearsr_cli.evaluate.run import TAG_KINDS, EvalConfig, format_table, run_eval, write_grid
+    from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
-    if tags == "visual":
-        raise fail(ConfigError("--tags is auto or off; the ablation's visual token is --tag-kind visual"))
-    if tag_kind not in TAG_KINDS or (tag_kind == "visual" and tags == "off"):
-        raise fail(ConfigError(f"--tag-kind must be tags or visual (with tags on), got {tag_kind!r} with --tags {tags}"))
     try:
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,

@@ -125,18 +125,18 @@ class BatchRun:
         """`run` with prefetch >= 1: reader thread, model here, writer thread (see `run`)."""
         reader = ThreadPoolExecutor(1, thread_name_prefix="linearsr-read")
         writer = ThreadPoolExecutor(1, thread_name_prefix="linearsr-write")
-        reads: dict[int, Future[_Prepared]] = {}
+        reads: dict[int, Future[_Decoded]] = {}
         queued: deque[Future[None]] = deque()  # the writer's tasks, in job order
         stop = threading.Event()  # a writer task failed (a closed pipe): the rest of its queue does nothing
 
-        def write_and_report(prepared: _Prepared, out: ImageData | None) -> None:
+        def write_and_report(decoded: _Decoded, out: ImageData | None) -> None:
             """The writer's task: write the image (when there is one), then report the record."""
             if stop.is_set():
                 return
             try:
                 if out is not None:
-                    self.write(prepared, out)
-                report_done(reporter, summary, prepared.record)
+                    self.write(decoded, out)
+                report_done(reporter, summary, decoded.record)
             except BaseException:
                 stop.set()
                 raise
@@ -151,11 +151,11 @@ class BatchRun:
             for index, job in enumerate(jobs):
                 for ahead in range(index, min(index + prefetch + 1, len(jobs))):
                     if ahead not in reads:
-                        reads[ahead] = reader.submit(self.prepare, jobs[ahead])
-                prepared = reads.pop(index).result()
+                        reads[ahead] = reader.submit(self.read, jobs[ahead])
+                decoded = reads.pop(index).result()
                 reporter.image_start(job, index)
-                out = None if prepared.image is None else self.compute(prepared, reporter.image_progress)
-                queued.append(writer.submit(write_and_report, prepared, out))
+                out = None if decoded.image is None else self.compute(decoded, reporter.image_progress)
+                queued.append(writer.submit(write_and_report, decoded, out))
                 settle(prefetch)
             settle(0)
         except KeyboardInterrupt:
@@ -187,13 +187,13 @@ class BatchRun:
                  "tag_source": record.tag_source, "passes": record.passes, "size": record.size}
         return settings_record.dumps(self.record.settings, image)
 
-    def prepare(self, job: Job) -> _Prepared:
+    def read(self, job: Job) -> _Decoded:
         """Triage and decode one job (the reader's part): a finished record (skipped, failed...),
         or the decoded image with the record to fill."""
         started = time.perf_counter()
         done, replaces = triage(job, self.output, self.record)
         if done is not None:
-            return _Prepared(job, done, None)
+            return _Decoded(job, done, None)
         record = FileRecord(input=str(job.input), output=str(job.output), status="failed", note=replaces)
         try:
             img = read_image(job.input, max_pixels=self.output.max_pixels)
@@ -201,32 +201,32 @@ class BatchRun:
             record.error = str(exc)
             img = None
         record.seconds = time.perf_counter() - started
-        return _Prepared(job, record, img)
+        return _Decoded(job, record, img)
 
-    def compute(self, prepared: _Prepared, progress: Any = None) -> ImageData | None:
+    def compute(self, decoded: _Decoded, progress: Any = None) -> ImageData | None:
         """The model's part: the upscaled image, or None with the record failed."""
         started = time.perf_counter()
-        record = prepared.record
+        record = decoded.record
         try:
-            rgb, alpha = self.upscale(prepared.image, prepared.job.input, record, progress)
+            rgb, alpha = self.upscale(decoded.image, decoded.job.input, record, progress)
         except (TagError, DeviceError, ConfigError) as exc:
             record.error = str(exc)
             record.seconds = round(record.seconds + time.perf_counter() - started, 3)
             return None
         finally:
-            prepared.image_done()
+            decoded.image_done()
         record.size = [int(rgb.shape[-1]), int(rgb.shape[-2])]
         record.seconds += time.perf_counter() - started
-        return with_pixels(prepared.original, rgb, alpha)
+        return with_pixels(decoded.original, rgb, alpha)
 
-    def write(self, prepared: _Prepared, out: ImageData) -> None:
+    def write(self, decoded: _Decoded, out: ImageData) -> None:
         """Encode and write atomically (the writer's part); fills the record's status."""
         started = time.perf_counter()
-        record = prepared.record
+        record = decoded.record
         try:
-            data = encode_image(out, prepared.job.format, quality=self.output.quality,
+            data = encode_image(out, decoded.job.format, quality=self.output.quality,
                                 png_level=self.output.png_level, record=self.image_record(record))
-            atomic_write(prepared.job.output, data)
+            atomic_write(decoded.job.output, data)
         except ImageWriteError as exc:
             record.error, record.size = str(exc), None
         else:
@@ -238,18 +238,18 @@ class BatchRun:
 
     def process(self, job: Job, reporter: Reporter | None = None) -> FileRecord:
         """Upscale one file in this thread; every expected failure becomes a "failed" record."""
-        prepared = self.prepare(job)
-        if prepared.image is None:
-            prepared.record.seconds = round(prepared.record.seconds, 3)
-            return prepared.record
-        out = self.compute(prepared, reporter.image_progress if reporter is not None else None)
+        decoded = self.read(job)
+        if decoded.image is None:
+            decoded.record.seconds = round(decoded.record.seconds, 3)
+            return decoded.record
+        out = self.compute(decoded, reporter.image_progress if reporter is not None else None)
         if out is not None:
-            self.write(prepared, out)
-        return prepared.record
+            self.write(decoded, out)
+        return decoded.record
 
 
 @dataclass
-class _Prepared:
+class _Decoded:
     """A job through triage and decoding: its record, and the image when it has to run."""
 
     job: Job

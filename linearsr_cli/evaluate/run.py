@@ -110,12 +110,13 @@ class EvalConfig:
             raise ConfigError(f"methods listed twice: {', '.join(self.methods)}")
         if self.degradation not in DEGRADATIONS:
             raise ConfigError(f"degradation must be one of {', '.join(DEGRADATIONS)}")
+        if self.tags == "visual":
+            raise ConfigError("--tags is auto or off; the ablation's visual token is --tag-kind visual")
         if self.tags not in TAG_MODES:
             raise ConfigError(f"tags must be one of {', '.join(TAG_MODES)}")
-        if self.tag_kind not in TAG_KINDS:
-            raise ConfigError(f"tag kind must be one of {', '.join(TAG_KINDS)}")
-        if self.tag_kind == "visual" and self.tags == "off":
-            raise ConfigError("tag kind visual needs tags on (auto)")
+        if self.tag_kind not in TAG_KINDS or (self.tag_kind == "visual" and self.tags == "off"):
+            raise ConfigError(f"--tag-kind must be tags or visual (with tags on), got {self.tag_kind!r} with "
+                              f"--tags {self.tags}")
         check_input(self.input)
         bad = [m for m in self.noref if m not in NOREF_METRICS]
         if bad:
