@@ -15,7 +15,9 @@ exit codes:
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -151,3 +153,13 @@ def fail(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+@contextlib.contextmanager
+def project_errors() -> Iterator[None]:
+    """A project error (LinearSRError) inside the block ends the command: one line on stderr,
+    the usage exit code (cli/app.fail)."""
+    from linearsr_cli.errors import LinearSRError
+
+    try:
+        yield
+    except LinearSRError as exc:
+        raise fail(exc) from None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import app, fail
+from linearsr_cli.cli.app import app, project_errors
 
 data_app = typer.Typer(help="Training data: fetch the photos from Debian packages.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -21,13 +21,10 @@ def data_fetch(
 ) -> None:
     """Download the photo packages (apt-get download + dpkg -x), keep the reviewed photos, write PNGs."""
     from linearsr_cli.data.photos import FetchConfig, fetch_photos
-    from linearsr_cli.errors import LinearSRError
 
-    try:
+    with project_errors():
         cfg = FetchConfig(root=root, val=val, cache=cache)
         manifest = fetch_photos(cfg, log=(lambda _: None) if quiet else (lambda msg: typer.echo(msg, err=True)))
-    except LinearSRError as exc:
-        raise fail(exc) from None
     counts, mp = manifest["counts"], manifest["megapixels"]
     typer.echo(f"train: {counts['train']} photos, {mp['train']:.1f} MP; val: {counts['val']} photos, {mp['val']:.1f} MP")
     typer.echo(f"excluded: {len(manifest['excluded'])} files (reasons in {root}/manifest.json)")

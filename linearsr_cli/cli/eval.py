@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from linearsr_cli.cli import options
-from linearsr_cli.cli.app import ABLATIONS, EXIT_OK, EXIT_PARTIAL, JsonFlagCommand, app, fail
+from linearsr_cli.cli.app import (
+    ABLATIONS,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    JsonFlagCommand,
+    app,
+    project_errors,
+)
 from linearsr_cli.tag.config import DEFAULT_TAGS
 
 
@@ -43,11 +50,10 @@ def eval_cmd(
     import json
 
     from linearsr_cli.config import sampler_config
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
-    try:
+    with project_errors():
         cfg = EvalConfig(
             hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
@@ -57,8 +63,6 @@ def eval_cmd(
         report = run_eval(cfg, progress=None if quiet else lambda msg: typer.echo(msg, err=True))
         if grid is not None:
             write_grid(report, grid)
-    except LinearSRError as exc:
-        raise fail(exc) from None
     if json_out is not None:
         Path(json_out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
     print(json.dumps(report.to_dict()) if json_lines else format_table(report))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from linearsr_cli.cli.app import JsonFlagCommand, app, fail
+from linearsr_cli.cli.app import JsonFlagCommand, app, project_errors
 
 
 @app.command("select-knee", cls=JsonFlagCommand)
@@ -26,16 +26,13 @@ def select_knee_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.esgf.knee import TABLE_HEADER, table_rows
     from linearsr_cli.esgf.probe import link_checkpoint, select_knee, write_plot
     from linearsr_cli.train.recipe import knee_val_pairs
 
-    try:
+    with project_errors():
         source = (lambda scale: knee_val_pairs(val, scale, val_count)) if val else None
         sel = select_knee(ckpts, val_source=source, sensitivity=sensitivity)
-    except LinearSRError as exc:
-        raise fail(exc) from None
     if json_lines:
         print(json.dumps(sel.to_json()))
     else:

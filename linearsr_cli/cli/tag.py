@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from linearsr_cli.cli.app import EXIT_OK, EXIT_PARTIAL, app, fail
+from linearsr_cli.cli.app import EXIT_OK, EXIT_PARTIAL, app, project_errors
 
 
 @app.command("tag")
@@ -26,13 +26,12 @@ def tag_cmd(
     from rich.table import Table
 
     from linearsr_cli.engine.device import choose_device
-    from linearsr_cli.errors import LinearSRError
     from linearsr_cli.tag.guidance import TagConfig, TagGuidance
     from linearsr_cli.tag.run import collect_images, table_row, tag_images
 
     table = Table("image", "source", "tags", "sidecar", title=f"tags: {source}")
     failed = 0
-    try:
+    with project_errors():
         guidance = TagGuidance(TagConfig(top_k=top_k, threshold=threshold), choose_device(device))
         paths = collect_images(source, sys.stdin if source == "-" else None)
         for rec in tag_images(paths, guidance, write_sidecars=write_sidecars, overwrite=overwrite, fresh=fresh):
@@ -43,8 +42,6 @@ def tag_cmd(
                 typer.echo(json.dumps(rec.to_dict(), ensure_ascii=False))
             elif rec.error is None:
                 table.add_row(*table_row(rec))
-    except LinearSRError as exc:
-        raise fail(exc) from None
     if not json_out:
         Console().print(table)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)

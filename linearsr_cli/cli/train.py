@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import ABLATIONS, app
+from linearsr_cli.cli.app import ABLATIONS, app, project_errors
 from linearsr_cli.cli.train_options import (
     SHIP,
     BatchSize,
@@ -57,7 +57,6 @@ from linearsr_cli.cli.train_options import (
     data_config,
     deadline,
     key_values,
-    project_errors,
     reporter,
     say_done,
     say_wrote,

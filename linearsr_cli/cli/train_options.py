@@ -4,23 +4,21 @@ An option that several commands take is defined once here (its type and help; an
 command stays in its signature), and every default comes from the shipped recipe (`SHIP =
 RecipeConfig()`, weights/MODEL_CARD.md), so `linearsr train recipe --out runs/x` alone
 reproduces the shipped weights' recipe. The helpers turn options into the data and stage
-configs, report what a command did, and map project errors to the exit code (cli/app.fail).
+configs and report what a command did (project errors end a command through cli/app.project_errors).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import time
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from linearsr_cli.cli.app import ABLATIONS, fail
+from linearsr_cli.cli.app import ABLATIONS
 from linearsr_cli.train.recipe import RecipeConfig
 
 SHIP = RecipeConfig()
@@ -94,18 +92,6 @@ def with_model_options(fn):  # type: ignore[no-untyped-def]
     wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *extra]}
     del wrapper.__wrapped__  # typer must read the new signature, not the original
     return wrapper
-
-
-@contextlib.contextmanager
-def project_errors() -> Iterator[None]:
-    """A project error (LinearSRError) inside the block ends the command: one line on stderr,
-    the usage exit code (cli/app.fail)."""
-    from linearsr_cli.errors import LinearSRError
-
-    try:
-        yield
-    except LinearSRError as exc:
-        raise fail(exc) from None
 
 
 def key_values(items: list[str], usage: str) -> dict[str, str]:
