@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,11 +180,16 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
               "--dim", "32", "--depth", "1", "--heads", "2", "--stem-blocks", "0", "--precision", "fp32",
               "--val-count", "1", "--val-size", "32", "--no-tags", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    # a port free now: a fixed one can be held by a process of the Ray tests that ran before
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "linearsr_cli", *common, "--batch", "2", "--out", str(tmp_path / "ddp")]
-    subprocess.run(ddp, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     one = [sys.executable, "-m", "linearsr_cli", *common, "--batch", "4", "--out", str(tmp_path / "one")]
-    subprocess.run(one, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    for cmd in (ddp, one):
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-4000:]
     read = lambda run: [json.loads(x)["loss"] for x in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
     assert read("ddp") == pytest.approx(read("one"), rel=1e-4)
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
