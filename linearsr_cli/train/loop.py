@@ -13,6 +13,7 @@ Nothing is pickled. Resuming from the state gives exactly the losses of an unint
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import math
@@ -467,6 +468,9 @@ def train(
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            # left to interpreter teardown, the group's threads could abort a rank after its last
+            # step ("terminate called without an active exception", exit -6)
+            atexit.register(dist.destroy_process_group)
         # find_unused_parameters: with no tags in a step the cross-attention's projections are
         # skipped (one key: softmax is 1), so their parameters get no gradient that step
         net = DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None,
