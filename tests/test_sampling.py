@@ -102,6 +102,25 @@ def test_timesteps_grid_and_shift():
     assert shifted[2] > 0.5
 
 
+@pytest.mark.parametrize("shift", [0.1, 0.15, 0.18, 0.2, 0.22, 0.3, 0.4, 3.0])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_timesteps_start_at_pure_noise_for_every_shift(steps, shift):
+    """s / (1 + (s - 1)) is 1.0000000000000002 in floating point for s = 0.2: a first t above 1
+    has a NaN log-SNR, which routed the first step to the polishing expert."""
+    ts = flow_timesteps(steps, shift=shift)
+    assert ts[0] == 1.0 and ts[-1] == 0.0 and len(ts) == steps + 1
+    assert all(a > b for a, b in zip(ts, ts[1:], strict=False))
+    assert expert_for_log_snr(log_snr(ts[0]), (-3.9, 0.0, 3.9)) == 0
+
+
+def test_model_refuses_times_outside_the_flow():
+    model = random_model()
+    s = model.cfg.scale
+    x, lr = torch.zeros(1, 3, 8 * s, 8 * s), torch.zeros(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        model(x, 1.0000000000000002, lr)
+
+
 def _oracle(x0_true):
     """A denoiser that knows x0: every solver must land on x0 exactly (straight-line flow)."""
     return lambda x, t: x0_true

@@ -213,6 +213,8 @@ class LinearSR(nn.Module):
     ) -> Tensor:
         b = x_t.shape[0]
         t64 = torch.as_tensor(t, dtype=torch.float64).detach().cpu().reshape(-1).expand(b)
+        if not bool(((t64 >= 0.0) & (t64 <= 1.0)).all()):  # a NaN log-SNR would pick the last expert
+            raise ValueError(f"t must lie in [0, 1], got {t64.tolist()}")
         bounds = torch.tensor(self.cfg.expert_boundaries, dtype=torch.float64)
         route = torch.bucketize(log_snr_tensor(t64), bounds, right=True)  # (B,) expert per sample
         tt = t64.to(device=x_t.device, dtype=torch.float32)

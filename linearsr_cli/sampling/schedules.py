@@ -53,7 +53,10 @@ def flow_timesteps(steps: int, *, shift: float = 1.0) -> list[float]:
     """The K + 1 times 1 = t_0 > ... > t_K = 0 of a K-step run.
 
     Uniform in t, then shifted by t' = s t / (1 + (s - 1) t) (SD3's resolution shift; s > 1
-    spends more steps at high noise).
+    spends more steps at high noise). The ends are exactly 1 and 0 for every shift: in floating
+    point s / (1 + (s - 1)) is 1.0000000000000002 for s = 0.2, a t > 1 whose log-SNR is NaN,
+    which sent the first step to the last expert instead of the structure expert.
     """
     grid = [1.0 - i / steps for i in range(steps + 1)]
-    return [shift * t / (1.0 + (shift - 1.0) * t) for t in grid]
+    inner = [shift * t / (1.0 + (shift - 1.0) * t) for t in grid[1:-1]]
+    return [1.0, *inner, 0.0]
