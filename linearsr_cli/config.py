@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -31,6 +32,13 @@ DEFAULT_LOG_SNR_RANGE = (2.0 * math.log(T_LO / (1.0 - T_LO)), 2.0 * math.log((1.
 PRIOR_INPUTS = ("clean", "real", "texture")
 INPUT_KINDS = ("clean", "real")
 INPUT_FOR_DEGRADATION = {"bicubic": "clean", "realistic": "real"}
+
+
+def inputs_for(kinds: Sequence[str]) -> list[str]:
+    """The prior input that serves each training sample of degradation kind `kinds` (clean for
+    a kind without one)."""
+    return [INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds]
+
 INPUT_CHOICES = ("auto", *INPUT_KINDS)  # --input: a prior by name; auto = per image (engine/route.check_input)
 # The networks a prior slot may hold: "span" (deploy-form SPAN, nn/span.py; every prior of files
 # written before ModelConfig.prior_archs existed) and "srvgg" (Real-ESRGAN's SRVGGNetCompact,

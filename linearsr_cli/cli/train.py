@@ -131,7 +131,7 @@ def train_stage1(
 
 @train_app.command("stage2")
 def train_stage2(
-    init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors).")], out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
+    init: Annotated[str, typer.Option(help="Stage-1 checkpoint every expert starts from (e.g. knee.safetensors), or a weights file of --experts experts whose refinement experts go on training.")], out: Annotated[str, typer.Option(help="Directory; expert i trains in OUT/expert{i}.")],
     expert: Annotated[int, typer.Option(help="Train only this expert (default: all).")] = -1,
     experts: Annotated[int, typer.Option(help="Number of SNR experts (1, 2 or 4; the shipped model has 4).", rich_help_panel=ABLATIONS)] = SHIP.model.num_experts,
     data: Data = SHIP.data.root, steps: Steps = SHIP.stage2.optim.steps, batch: BatchSize = SHIP.stage2.optim.batch_size,
@@ -142,6 +142,7 @@ def train_stage2(
     val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count, seed: Seed = 0,
     prior_clean: PriorClean = "", prior_real: PriorReal = "",
     lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.loss.lpips_samples,
+    start_from_prior: Annotated[bool, typer.Option(help="Refinement experts learn on x_t noised from the priors' output (--prior-clean / --prior-real), the input they meet after the structure step, instead of from HR.")] = False,
     quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
@@ -161,7 +162,7 @@ def train_stage2(
             r = run_stage2(Path(init), e, data_cfg, cfg, Path(out) / f"expert{e}", num_experts=experts, val_pairs=val,
                            tags=tags, tag_kind=tag_kind, device=training_device(device), deadline=stop,
                            provenance={"command": "linearsr train stage2"}, dataset=photos, priors=priors or None,
-                           reporter=report)
+                           reporter=report, start_from_prior=start_from_prior)
             say_done(f"expert {e}", r, json_lines)
             if r.status == "paused":
                 break
@@ -189,10 +190,12 @@ def train_revise(
     prior: Annotated[list[str], typer.Option(help="NAME=PRIOR: add or replace the prior for NAME (clean, real, texture) with a prior file (a stage-0 checkpoint, or one `train convert-prior` wrote: any architecture fits any slot) or a released SPAN name; repeatable.")] = [],  # noqa: B006
     router: Annotated[str, typer.Option(help="Take --input auto's router from this weights file (its evidence does not depend on the scale).")] = "",
     fixed: Annotated[list[str], typer.Option(help="KIND=INPUT (1-step|multi-step = clean|real): --input auto is that constant for such runs, where the router lost to it on held-out photos; 'KIND=auto' routes again.")] = [],  # noqa: B006
+    expert: Annotated[list[str], typer.Option(help="E=CHECKPOINT: replace refinement expert E (1, 2, 3) with a stage-2 checkpoint of the same network (train stage2 --init WEIGHTS); repeatable.")] = [],  # noqa: B006
     dtype: ExportDtype = SHIP.export_dtype,
 ) -> None:
-    """Write a weights file again with priors added or replaced, a router taken from another file, or
-    the router's fixed routes set; the rest is kept."""
+    """Write a weights file again with priors or refinement experts replaced, a router taken from
+    another file, or the router's fixed routes set; the rest is kept."""
+    from linearsr_cli.errors import ConfigError
     from linearsr_cli.train.recipe import revise_weights
 
     with project_errors():
@@ -200,8 +203,14 @@ def train_revise(
         routes = key_values(fixed, "--fixed takes KIND=INPUT, e.g. --fixed multi-step=clean")
         notes = [f"{k} prior from {v}" for k, v in pairs.items()] + ([f"router from {router}"] if router else [])
         notes += [f"auto fixed to {v} for {k} runs" for k, v in routes.items()]
+        swaps = key_values(expert, "--expert takes E=CHECKPOINT, e.g. --expert 1=runs/sp/expert1/ckpt-0001000.safetensors")
+        try:
+            nets = {int(k): Path(v) for k, v in swaps.items()}
+        except ValueError:
+            raise ConfigError(f"--expert takes an expert number before '=', got {sorted(swaps)}") from None
+        notes += [f"expert {k} from {v}" for k, v in nets.items()]
         path = revise_weights(Path(weights), Path(out), priors=pairs, router_from=Path(router) if router else None,
-                              fixed=routes, dtype=dtype, note=", ".join(notes))
+                              fixed=routes, dtype=dtype, note=", ".join(notes), experts=nets)
     say_wrote(path)
 
 

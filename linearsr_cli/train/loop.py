@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from linearsr_cli.checkpoints import save_weights
-from linearsr_cli.config import INPUT_FOR_DEGRADATION, ModelConfig
+from linearsr_cli.config import ModelConfig, inputs_for
 from linearsr_cli.engine.device import choose_dtype, distributed_rank
 from linearsr_cli.engine.route import prior_indices
 from linearsr_cli.errors import ConfigError, TrainingError
@@ -94,6 +94,10 @@ def sample_t(n: int, gen: torch.Generator, cfg: TSampling) -> Tensor:
     if hi >= 1.0:
         t = torch.where(one, torch.ones_like(t), t)
     return t.float()
+
+
+# (LR batch, degradation kinds) -> the x0 (residual form, fp32) that a sample's x_t is noised from
+StartFn = Callable[[Tensor, Sequence[str]], Tensor]
 
 
 def noisy_sample(x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
@@ -448,11 +452,14 @@ def train(
     training_meta: dict[str, Any] | None = None,
     reporter: TrainReporter | None = None,
     priors: dict[str, dict[str, Any]] | None = None,
+    start: StartFn | None = None,
 ) -> TrainResult:
     """Train the denoiser `model` (stage 1, or one expert of stage 2), or resume the newest state
     in `run_dir`, up to cfg.steps through `fit`: x0-MSE, + ST-LPIPS and the critic on the composed
     x0 estimate when their weights are set. `priors`: the provenance records of the model's
-    priors, stored with every checkpoint. Returns status "paused" past `deadline`; raises
+    priors, stored with every checkpoint. `start`: the x0 that is noised to x_t in place of the
+    target's (recipe.prior_start: the structure expert's estimate, what a refinement expert meets
+    at inference); the loss still compares with the target's x0. Returns status "paused" past `deadline`; raises
     TrainingError on divergence after writing `diverged.json`."""
     device = device or torch.device("cpu")
     run_dir = Path(run_dir)
@@ -489,13 +496,13 @@ def train(
         eps = torch.randn((b * world, *hr.shape[1:]), generator=run.gen)[mine]
         keep = (torch.rand(b * world, generator=run.gen) >= cfg.sampling.tag_dropout)[mine]
         tags, tag_mask = tag_source(lr_img, names, keep) if tag_source is not None else (None, None)
-        prior = prior_indices(run.model.cfg, [INPUT_FOR_DEGRADATION.get(k, "clean") for k in kinds])
+        prior = prior_indices(run.model.cfg, inputs_for(kinds))
         lr_img, hr, t, eps = (v.to(device) for v in (lr_img, hr, t, eps))
         if tags is not None:
             tags, tag_mask = tags.to(device), tag_mask.to(device)
         target = image_loss.target(hr)
         x0 = residual_target(target, lr_img, run.model.cfg)
-        x_t = noisy_sample(x0, eps, t)
+        x_t = noisy_sample(x0 if start is None else start(lr_img, kinds).to(x0), eps, t)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             pred = net(x_t, t, lr_img, tags, tag_mask, prior)
         loss = F.mse_loss(pred.float(), x0)

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
-from linearsr_cli.config import PRIOR_INPUTS, ModelConfig
+from linearsr_cli.config import PRIOR_INPUTS, ModelConfig, inputs_for
 from linearsr_cli.engine.device import distributed_rank
-from linearsr_cli.engine.route import parse_fixed
+from linearsr_cli.engine.route import parse_fixed, prior_indices
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
@@ -40,6 +40,7 @@ from linearsr_cli.train.config import OptimConfig, PriorTrainConfig, TrainConfig
 from linearsr_cli.train.data import DataConfig, PairDataset, validation_pairs
 from linearsr_cli.train.loop import (
     DatasetBatches,
+    StartFn,
     TrainResult,
     checkpoint_name,
     expert_t_range,
@@ -213,34 +214,78 @@ def run_stage2(
     priors: dict[str, str] | None = None,
     prior_experts: Sequence[int] = (0,),
     reporter: TrainReporter | None = None,
+    start_from_prior: bool = False,
 ) -> TrainResult:
-    """Stage 2 for one expert: start from the stage-1 checkpoint `init`, fine-tune on the t
-    interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse decoded
-    photos across experts. tag_kind "visual" trains the TAG ablation's visual-token arm.
+    """Stage 2 for one expert: start from the stage-1 checkpoint `init` (or, when `init` is a
+    finished `num_experts` mixture, from that mixture's own expert `expert`: it continues), fine-tune
+    on the t interval of expert `expert` of a `num_experts` mixture only. Pass `dataset` to reuse
+    decoded photos across experts. tag_kind "visual" trains the TAG ablation's visual-token arm.
 
     `priors` maps prior inputs ("clean", "real") to prior specs (priors.resolve_prior); an
     expert listed in `prior_experts` then carries them (frozen) and starts as the prior exactly:
-    its trunk comes from `init`, its output head is zeroed, so it learns a correction."""
+    its trunk comes from `init`, its output head is zeroed, so it learns a correction. With
+    `start_from_prior` a refinement expert (not in `prior_experts`) learns on x_t noised from
+    the priors' output instead of HR (prior_start): the input it meets after the structure step."""
     model, info = load_weights(init)
-    if info.config.num_experts != 1:
-        raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint, this has {info.config.num_experts}")
-    if info.config.has_prior:
+    n = info.config.num_experts
+    if n == num_experts and n > 1:
+        model = mixture_expert(model, expert, init)
+    elif n != 1:
+        raise TrainingError(f"{init}: stage 2 starts from a 1-expert stage-1 checkpoint or a {num_experts}-expert "
+                            f"mixture, this has {n} experts")
+    elif info.config.has_prior:
         raise TrainingError(f"{init}: stage 2 starts from a stage-1 checkpoint without a prior")
-    full = info.config.with_experts(num_experts)
+    full = model.cfg.with_experts(num_experts)
     cfg2 = stage2_config(cfg, full, expert)
-    records = None
+    records, start = None, None
     if priors and expert in prior_experts:
         model, records = attach_priors(model, priors)
+    elif start_from_prior:
+        if not priors:
+            raise ConfigError("starting from the prior needs the priors (--prior-clean / --prior-real)")
+        start = prior_start(model, priors, device or torch.device("cpu"))
     rank, world = distributed_rank()
     dataset = dataset or PairDataset(data, "train")
     batches = DatasetBatches(dataset, cfg2.optim.batch_size, rank=rank, world=world)
     meta = {"stage": 2, "expert": expert, "num_experts": num_experts, "init": str(init),
             "init_step": int(info.training.get("step", -1)), "guidance": tag_kind if tags else "none"}
+    if start is not None:
+        meta["start"] = {"from": "prior", "priors": dict(priors or {})}
     return train(
         model.train(), batches, cfg2, run_dir, val_pairs=val_pairs,
         tag_source=make_tag_source(tags, photo_map(dataset), scale=full.scale, kind=tag_kind),
         device=device, deadline=deadline, provenance=provenance, training_meta=meta, reporter=reporter, priors=records,
+        start=start,
     )
+
+
+def mixture_expert(model: LinearSR, expert: int, source: Path) -> LinearSR:
+    """Expert `expert` of the mixture `model` (read from `source`) as a 1-expert network without
+    priors, to go on training it. Only a refinement expert: the one carrying the priors is
+    trained anew from a stage-1 checkpoint."""
+    cfg = model.cfg
+    if expert >= cfg.num_experts:
+        raise ConfigError(f"{source}: has {cfg.num_experts} experts, no expert {expert}")
+    if expert in cfg.prior_experts or expert in cfg.bare_experts:
+        raise ConfigError(f"{source}: expert {expert} carries the priors; stage 2 continues only the refinement "
+                          "experts of a mixture (start the structure expert from a stage-1 checkpoint)")
+    one = LinearSR(cfg.without_prior().with_experts(1))
+    one.experts[0].load_state_dict(model.experts[expert].state_dict())
+    return one
+
+
+def prior_start(model: LinearSR, priors: dict[str, str], device: torch.device) -> StartFn:
+    """The structure expert's x0 estimate of a batch, the priors alone (frozen, no gradient; each
+    sample through the prior its degradation kind is served by): at inference the first
+    refinement expert denoises this estimate noised to its t, not HR's."""
+    bare, _ = attach_priors(model, priors, bare=True)
+    bare = bare.to(device).eval()
+
+    def start(lr: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return bare.prior_residual(lr, prior_indices(bare.cfg, inputs_for(kinds)))
+
+    return start
 
 
 def _load_priors(priors: dict[str, str], scale: int) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -289,15 +334,20 @@ def write_bare_expert(init: Path, priors: dict[str, str], out: Path, provenance:
 def revise_weights(
     src: Path, out: Path, *, priors: dict[str, str] | None = None, router: dict[str, Any] | None = None,
     router_from: Path | None = None, fixed: dict[str, str] | None = None, dtype: str = "fp16", note: str = "",
+    experts: dict[int, Path] | None = None,
 ) -> Path:
     """Write `src` again as `out` with priors added or replaced (input name -> prior spec, as
-    resolve_prior takes), a router (engine/route.py) set, or taken from the weights file
+    resolve_prior takes), refinement experts replaced (index -> a 1-expert stage-2 checkpoint of
+    the same network), a router (engine/route.py) set, or taken from the weights file
     `router_from`, and/or the router's fixed routes changed (run kind -> clean|real, or auto to
-    route again: Router.fixed); everything else, the experts and the other priors, is kept as is.
-    `note` is appended to the provenance's "revisions"."""
+    route again: Router.fixed); everything else is kept as is. `note` is appended to the
+    provenance's "revisions"."""
     storage = storage_dtype(dtype)
     model, info = load_weights(src)
     records, gate = dict(info.priors), dict(info.router)
+    prov = dict(info.provenance)
+    if experts:
+        prov["experts"] = _replace_experts(model, experts, list(prov.get("experts") or []), src)
     if priors:
         if not model.cfg.has_prior:
             raise ConfigError(f"{src}: has no prior to add to")
@@ -326,11 +376,30 @@ def revise_weights(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         gate = {**gate, "fixed": routes}
-    prov = dict(info.provenance)
     prov["revisions"] = [*prov.get("revisions", []), {"from": src.name, "priors": sorted(priors or {}),
+                                                      "experts": sorted(experts or {}),
                                                       "router": router is not None, "note": note}]
     return save_weights(out, model, tagger=info.tagger, encoder=info.encoder, provenance=prov,
                         training=info.training, priors=records, router=gate, dtype=storage)
+
+
+def _replace_experts(model: LinearSR, experts: dict[int, Path], records: list[Any], src: Path) -> list[Any]:
+    """Load each checkpoint's network into `model`'s expert (in place); the provenance's expert
+    records with those entries replaced."""
+    cfg = model.cfg
+    for e, path in sorted(experts.items()):
+        if not 0 <= e < cfg.num_experts:
+            raise ConfigError(f"{src}: has {cfg.num_experts} experts, no expert {e}")
+        if e in cfg.prior_experts or e in cfg.bare_experts:
+            raise ConfigError(f"{src}: expert {e} carries the priors; replace only refinement experts")
+        part, info = load_weights(path)
+        if info.config.num_experts != 1 or part.cfg.without_prior() != cfg.without_prior().with_experts(1):
+            raise ConfigError(f"{path}: not a 1-expert checkpoint of {src}'s network")
+        model.experts[e].load_state_dict(part.experts[0].state_dict())
+        entry = {"checkpoint": str(path), "step": info.training.get("step"), "t_range": info.training.get("t_range")}
+        records = records + [None] * (e + 1 - len(records))
+        records[e] = entry
+    return records
 
 
 def add_router(
