@@ -85,3 +85,30 @@ def test_stage2_continues_a_mixture_expert_from_the_prior_and_revise_puts_it_bac
         revise_weights(mix, tmp_path / "bad.safetensors", experts={0: ckpt})
     with pytest.raises(ConfigError, match="not a 1-expert checkpoint"):
         revise_weights(mix, tmp_path / "bad.safetensors", experts={1: mix})
+
+
+def test_unrolled_training_moves_only_the_expert_networks_and_writes_whole_weights(photos: Path, tmp_path: Path) -> None:
+    from linearsr_cli.config import SamplerConfig
+    from linearsr_cli.train.data import PairDataset
+    from linearsr_cli.train.loop import DatasetBatches
+    from linearsr_cli.train.unrolled import train_unrolled
+    from tests.test_train import quick_prior_cfg
+
+    mix, _ = _mixture(tmp_path)
+    model, info = load_weights(mix)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = DatasetBatches(PairDataset(data_cfg(photos), "train"), 2)
+    cfg = quick_prior_cfg(steps=2, ckpt_every=2, batch_size=2, l1_weight=1.0, lpips_weight=0.0, ema_decay=0.0)
+    sampler = SamplerConfig(steps=3, shift=0.4)
+    r = train_unrolled(model, info, batches, cfg, tmp_path / "u", sampler=sampler, prior="real")
+    assert r.step == 2
+    trained, got = load_weights(tmp_path / "u" / "ckpt-0000002.safetensors")
+    after = trained.state_dict()
+    moved = {k for k, v in before.items() if not torch.allclose(after[k], v)}
+    assert moved and all(k.startswith(("experts.1.", "experts.2.", "experts.3.")) for k in moved)
+    assert got.priors == info.priors and got.config == info.config
+    assert "2-step" not in got.training["unrolled"]["what"] and "'real' prior" in got.training["unrolled"]["what"]
+    with pytest.raises(ConfigError, match="multi-step"):
+        train_unrolled(model, info, batches, cfg, tmp_path / "v", sampler=SamplerConfig(steps=1), prior="real")
+    with pytest.raises(ConfigError, match="texture"):
+        train_unrolled(model, info, batches, cfg, tmp_path / "w", sampler=sampler, prior="texture")
