@@ -142,7 +142,7 @@ def train_stage2(
     val_size: ValSize = SHIP.val_size, val_count: ValCount = SHIP.val_count, seed: Seed = 0,
     prior_clean: PriorClean = "", prior_real: PriorReal = "",
     lpips_weight: LpipsWeight = SHIP.stage2.loss.lpips_weight, lpips_samples: LpipsSamples = SHIP.stage2.loss.lpips_samples,
-    start_from_prior: Annotated[bool, typer.Option(help="Refinement experts learn on x_t noised from the priors' output (--prior-clean / --prior-real), the input they meet after the structure step, instead of from HR.")] = False,
+    start_from_prior: Annotated[bool, typer.Option("--start-from-prior", help="Refinement experts learn on x_t noised from the priors' output (--prior-clean / --prior-real), the input they meet after the structure step, instead of from HR.")] = False,
     quiet: Quiet = False, json_lines: JsonLines = False,
 ) -> None:
     """Stage 2: fine-tune each expert from one stage-1 checkpoint on its log-SNR interval only."""
