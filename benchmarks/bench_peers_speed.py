@@ -147,7 +147,8 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
     def one_nfe(up: Upscaler) -> Callable[[torch.Tensor], object]:
         return lambda lr: upscale_chain([up], lr, fidelity, input="auto")[0]
 
-    route = choose_input(upscaler.cfg, upscaler.router, "auto", load_lr(lr_size), None, fidelity)
+    route = choose_input(upscaler.cfg, upscaler.router, "auto", load_lr(lr_size), None, fidelity,
+                         probe=upscaler.real_prior_probe)
     prior = upscaler.model.priors[route.prior]
     decision = cpu_prior_backend(prior.cfg)
     extra["1-NFE --input auto"] = f"prior '{route.prior}' ({route.why})"

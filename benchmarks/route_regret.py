@@ -7,7 +7,9 @@ bicubic and realistic; `--json-out c.json` etc.), with `--input clean`, `--input
 
 Per LinearSR method and image: the better prior's score (PSNR higher, ST-LPIPS lower), auto's,
 and what auto lost against it; the mean loss is the regret. Also the router's own time per image
-(measuring the evidence) against the fidelity preset's time, on the same LR images.
+(measuring the image statistics; the real prior's probe for `sharpening` is a prior pass over at
+most 128^2 LR pixels, timed with the rest in bench_peers_speed.py's 1-NFE row) against the
+fidelity preset's time, on the same LR images.
 """
 
 from __future__ import annotations

@@ -201,3 +201,57 @@ def test_auto_without_a_router_warns(prior_weights: Path, tmp_path: Path) -> Non
     record = json.loads(result.stdout.splitlines()[0])
     assert record["input_kind"] == "clean"
     assert any("has no router" in w and "--input real" in w for w in record["warnings"])
+
+
+def test_sharpening_is_what_the_real_prior_makes_of_the_image() -> None:
+    from linearsr_cli.engine.route import probe_region, sharpening
+    from linearsr_cli.nn.dit import bicubic_upsample
+
+    lr = photo(40, 48)
+    up = bicubic_upsample(lr[None], 4)[0]
+    assert sharpening(lr, up) == pytest.approx(0.0, abs=1e-6)
+    smooth = torch.nn.functional.avg_pool2d(up[None], 5, 1, 2, count_include_pad=False)[0]
+    sharp = (up + 0.8 * (up - smooth)).clamp(0, 1)
+    assert sharpening(lr, smooth) < -0.5 and sharpening(lr, sharp) > 0.3
+    assert measure(lr).sharpening == 0.0  # no prior probed
+    seen = []
+
+    def prior(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return bicubic_upsample(x[None], 4)[0]
+
+    big = photo(300, 200)
+    assert measure(big, prior=prior).sharpening == pytest.approx(0.0, abs=1e-6)
+    assert seen == [(3, 128, 128)]  # the central region only, whatever the image size
+    torch.testing.assert_close(probe_region(big), big[:, 86:214, 36:164])
+
+
+def test_the_prior_is_probed_only_for_a_gate_that_weighs_sharpening(prior_weights: Path) -> None:
+    from linearsr_cli.engine.route import choose_input
+
+    calls = []
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.nn.functional.interpolate(x[None], scale_factor=4, mode="nearest")[0]  # sharpens: clean
+
+    cfg = read_info(prior_weights).config
+    gate = Router((0.0,) * 6 + (-1.0,), 0.0, (0.0,) * 7, (1.0,) * 7)  # real when the prior smooths
+    assert gate.uses("sharpening") and not noise_router().uses("sharpening")
+    route = choose_input(cfg, gate, "auto", photo(), probe=probe)
+    assert route.input == "clean" and "sharpening" in route.why and calls == [1]
+    choose_input(cfg, noise_router(), "auto", photo(), probe=probe)
+    assert calls == [1]
+    old = {k: v for k, v in gate.to_dict().items()}
+    old.update(features=list(FEATURES[:6]), weights=[1.0] * 6, mean=[0.0] * 6, scale=[1.0] * 6)
+    assert not Router.from_dict(old).uses("sharpening")  # a router from before: no weight, no probe
+    with pytest.raises(ValueError, match="one weight"):
+        Router((1.0,) * 6, 0.0, (0.0,) * 7, (1.0,) * 7)
+
+
+def test_router_samples_keep_the_sharpening_evidence(tmp_path: Path) -> None:
+    from linearsr_cli.train.router import RouterSample, load_samples, save_samples
+
+    save_samples([RouterSample(photo(16, 16), 1.5, "bicubic", None, 0.42)], tmp_path / "s.safetensors")
+    got = load_samples(tmp_path / "s.safetensors")[0]
+    assert got.sharpening == pytest.approx(0.42) and got.evidence.sharpening == pytest.approx(0.42)

@@ -35,7 +35,7 @@ def random_model(cfg: ModelConfig | None = None, *, seed: int = 0, std: float = 
 
 def noise_router() -> Router:
     """A gate that routes by noise and the file's JPEG quality: real above sigma 10 or below q 85."""
-    return Router((1.0, 0.0, 0.0, 0.0, 30.0, 0.0), -10.0, (0.0,) * 6, (1.0,) * 6)
+    return Router((1.0, 0.0, 0.0, 0.0, 30.0, 0.0, 0.0), -10.0, (0.0,) * 7, (1.0,) * 7)
 
 
 def routed_prior_weights(path: Path) -> Path:

@@ -238,6 +238,7 @@ def train_router(
     seed: Seed = 0,
     dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
+    features: Annotated[str, typer.Option(help="Comma list of the evidence the gate may weigh (engine/route.py FEATURES); empty = all.")] = "",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info
@@ -245,7 +246,8 @@ def train_router(
 
     with project_errors():
         cfg = data_config(data, crop, read_info(weights).config.scale, "mixed", seed)
-        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype)
+        chosen = [f.strip() for f in features.split(",") if f.strip()] or None
+        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype, features=chosen)
     fitted = router.fitted or {}
     typer.echo(f"wrote {path}: router fitted on {fitted.get('crops', count)} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
                f"(oracle gain {fitted.get('oracle_gain_db', 0):.2f} dB), accuracy {fitted.get('train_accuracy', 0):.1%}")

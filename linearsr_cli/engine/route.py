@@ -20,6 +20,10 @@ learned gate like the SNR router: a logistic model over a few measurements of th
 - `jpeg_grid`: what the pixels say about JPEG, whatever the file: how strongly the 8x8 block DCT
   coefficients of the luma cluster on multiples of one quantisation step (a JPEG decoded at this
   size and grid, e.g. a phone JPEG saved again as PNG); 0 for pixels never quantised on the grid,
+- `sharpening`: what the real prior itself makes of the image: log of the high-frequency
+  (Laplacian) energy of its output over bicubic's, on the central PROBE_SIDE^2 LR pixels. Trained
+  on noise, blur and JPEG, it smooths an image it reads as degraded (below 0) and sharpens a clean
+  one (above 0); 0 when no prior was probed (a router fitted before it gives it no weight),
 
 fitted by `linearsr train router` (train/router.py) on training crops with a cost-sensitive loss (each crop
 weighted by how much PSNR the wrong choice would lose), and stored in the weights' metadata.
@@ -31,7 +35,7 @@ its weights are kept >= 0 in the fit, so more blocking never sends an image to t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +48,7 @@ from linearsr_cli.config import INPUT_CHOICES, ModelConfig, SamplerConfig
 from linearsr_cli.degrade import gaussian_blur
 from linearsr_cli.errors import ConfigError, WeightsError
 
-FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg", "jpeg_grid")
+FEATURES = ("noise", "flat_noise", "blockiness", "detail", "jpeg", "jpeg_grid", "sharpening")
 MONOTONE = ("blockiness", "jpeg", "jpeg_grid")  # evidence of JPEG: may only push towards `real`
 
 
@@ -58,6 +62,7 @@ class Evidence:
     detail: float
     jpeg_quality: int | None = None
     jpeg_grid: float = 0.0
+    sharpening: float = 0.0
 
     @property
     def jpeg(self) -> float:
@@ -71,7 +76,7 @@ class Evidence:
         """The evidence in words for a --json record: 'jpeg q=72, noise sigma=4.1, ...'."""
         parts = [f"jpeg q={self.jpeg_quality}"] if self.jpeg_quality is not None else []
         parts += [f"noise σ≈{self.flat_noise:.1f} (flat areas) / {self.noise:.1f}", f"blockiness {self.blockiness:.2f}",
-                  f"jpeg grid {self.jpeg_grid:.2f}", f"detail {self.detail:.2f}"]
+                  f"jpeg grid {self.jpeg_grid:.2f}", f"detail {self.detail:.2f}", f"sharpening {self.sharpening:.2f}"]
         return ", ".join(parts)
 
 
@@ -162,10 +167,41 @@ def jpeg_grid(y: Tensor, max_blocks: int = 4096, min_count: int = 16) -> float:
     return float(score.amax(1).clamp(min=0).mean())
 
 
-def measure(rgb: Tensor, jpeg_quality: int | None = None) -> Evidence:
-    """The evidence of an LR image (3, h, w) in [0, 1] (what the router sees)."""
+PROBE_SIDE = 128  # LR pixels (per side) of the central region the real prior is probed on
+LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+PriorProbe = Callable[[Tensor], Tensor]  # (3, h, w) LR -> the real prior's (3, s h, s w) image
+
+
+def probe_region(rgb: Tensor, side: int = PROBE_SIDE) -> Tensor:
+    """The central side x side pixels of (3, h, w) `rgb` (all of a smaller image)."""
+    h, w = rgb.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return rgb[..., top : top + side, left : left + side]
+
+
+def sharpening(lr: Tensor, prior_image: Tensor) -> float:
+    """log(Laplacian energy of the prior's image of `lr` / that of bicubic(lr)), on luma: below 0
+    the prior smoothed the image (it read it as degraded), above 0 it sharpened it."""
+    from linearsr_cli.nn.dit import bicubic_upsample
+
+    scale = prior_image.shape[-1] // lr.shape[-1]
+    base = bicubic_upsample(lr.float().cpu()[None], scale)[0].clamp(0.0, 1.0)
+    if min(base.shape[-2:]) < 3:
+        return 0.0
+    energy = [float(F.conv2d(_luma(img.clamp(0.0, 1.0)), LAPLACE).pow(2).mean()) for img in (prior_image, base)]
+    return float(math.log((energy[0] + 1e-6) / (energy[1] + 1e-6)))
+
+
+def measure(rgb: Tensor, jpeg_quality: int | None = None, prior: PriorProbe | None = None) -> Evidence:
+    """The evidence of an LR image (3, h, w) in [0, 1] (what the router sees); `prior` (the real
+    prior) measures `sharpening` on probe_region(rgb), else it is 0."""
     y = _luma(rgb)
-    return Evidence(*noise_sigmas(y), blockiness(y), detail(y), jpeg_quality, jpeg_grid(y))
+    sharp = 0.0
+    if prior is not None:
+        region = probe_region(rgb)
+        with torch.no_grad():
+            sharp = sharpening(region, prior(region).float().cpu())
+    return Evidence(*noise_sigmas(y), blockiness(y), detail(y), jpeg_quality, jpeg_grid(y), sharp)
 
 
 RUN_KINDS = ("1-step", "multi-step")
@@ -206,9 +242,17 @@ class Router:
     fitted: Mapping[str, Any] | None = None  # how it was fitted (for the model card / info)
     fixed: Mapping[str, str] | None = None  # run kind -> constant input, where the gate lost to it
 
+    def __post_init__(self) -> None:
+        if not len(self.weights) == len(self.mean) == len(self.scale) == len(self.features):
+            raise ValueError(f"a router needs one weight, mean and scale per feature {self.features}")
+
     def fixed_input(self, steps: int) -> str | None:
         """The constant input for runs of `steps` network evaluations, or None: the gate decides."""
         return (self.fixed or {}).get(run_kind(steps))
+
+    def uses(self, feature: str) -> bool:
+        """Whether the gate gives `feature` any weight (the prior probe runs only then)."""
+        return feature in self.features and self.weights[self.features.index(feature)] != 0.0
 
     def logit(self, evidence: Evidence) -> float:
         x = (evidence.vector() - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -275,6 +319,7 @@ def check_input(name: str, priors: Sequence[str] | None = None) -> str:
 def choose_input(
     cfg: ModelConfig, router: Router | None, requested: str | None, lr: Tensor | None = None,
     jpeg_quality: int | None = None, sampler: SamplerConfig | None = None, *, weights_name: str = "these weights",
+    probe: PriorProbe | None = None,
 ) -> Route:
     """The one prior decision for an image of a `cfg` model: which kind of input `lr` (3, h, w)
     is, the prior that serves it in a `sampler` run (prior_for: the texture prior for real
@@ -282,7 +327,8 @@ def choose_input(
 
     `requested` "clean"/"real": that prior (check_input: ConfigError when the weights lack it);
     "auto": the weights' `router` decides from the image's evidence (`jpeg_quality` is what its
-    file says), or, without a router, the file's first prior with a warning; None (nothing was
+    file says; `probe`, the real prior, is run on a central region for the `sharpening` evidence
+    only when the router decides), or, without a router, the file's first prior with a warning; None (nothing was
     asked: a later pass of a chain, which sees the clean output of the one before): the file's
     first prior. NO_PRIOR for weights without priors."""
     if requested is not None:
@@ -302,7 +348,7 @@ def choose_input(
             kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(sampler.steps)} runs: on "
                                 "held-out photos their router did not beat that constant")
         else:
-            kind, why = router.choose(measure(lr, jpeg_quality))
+            kind, why = router.choose(measure(lr, jpeg_quality, probe if router.uses("sharpening") else None))
     else:
         kind, why = cfg.prior_inputs[0], "the weights' first prior (they have no router)"
         if len(cfg.prior_inputs) > 1:

@@ -167,6 +167,13 @@ class Upscaler:
         """Whether a `sampler` run's output is the prior's image alone (the module function)."""
         return prior_only(self.cfg, sampler)
 
+    @torch.inference_mode()
+    def real_prior_probe(self, lr: Tensor) -> Tensor:
+        """The `real` prior's image of (3, h, w) `lr`, (3, s h, s w) float32 on the CPU, not
+        clamped: the router's `sharpening` evidence (engine/route.measure)."""
+        index = torch.tensor([self.cfg.prior_inputs.index("real")], dtype=torch.long)
+        return self.model.prior_image(lr.float()[None].to(self.plan.device), index)[0].float().cpu()
+
     def _forward(self, x_t: Tensor, t: float, lr: Tensor, cond: Conditioning, prior: Tensor | None) -> Tensor:
         """One network evaluation on (1, 3, h, w) LR and its (1, 3, s h, s w) x_t -> x0_hat, float32 on the CPU."""
         dev = self.plan.device
@@ -351,7 +358,8 @@ def upscale_chain(
     for index, up in enumerate(chain):
         # the first pass: an unknown prior fails here, before any work
         route = choose_input(up.cfg, up.router, input if index == 0 else None, lr, jpeg_quality, sampler,
-                             weights_name=up.info.path.name if up.info is not None else "these weights")
+                             weights_name=up.info.path.name if up.info is not None else "these weights",
+                             probe=up.real_prior_probe)
         first = route if index == 0 else first
         cond = Conditioning(route.index)
         if tags is not None and up.uses_tags(sampler):

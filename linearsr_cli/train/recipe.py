@@ -404,11 +404,13 @@ def _replace_experts(model: LinearSR, experts: dict[int, Path], records: list[An
 
 def add_router(
     src: Path, out: Path, data: DataConfig, count: int, *, samples: str = "", dtype: str = "fp16",
-    fixed: dict[str, str] | None = None,
+    fixed: dict[str, str] | None = None, features: Sequence[str] | None = None,
 ) -> tuple[Path, Any]:
     """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
-    and write `src` again as `out` with it; `samples` names a file of fitting crops to reuse when
-    it exists, or to write. Returns (the written path, the Router)."""
+    (on `features` only, default all) and write `src` again as `out` with it; `samples` names a
+    file of fitting crops to reuse when it exists, or to write. Returns (the written path, the
+    Router)."""
+    from linearsr_cli.engine.route import FEATURES
     from linearsr_cli.train.router import fit, load_samples, router_samples, save_samples
 
     if samples and Path(samples).is_file():
@@ -418,7 +420,7 @@ def add_router(
         crops = router_samples(model, data, count)
         if samples:
             save_samples(crops, samples)
-    router = fit(crops, data)
+    router = fit(crops, data, features or FEATURES)
     path = revise_weights(src, out, router=router.to_dict(), dtype=dtype,
                           note=f"router fitted on {len(crops)} training crops")
     return path, router

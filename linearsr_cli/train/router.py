@@ -36,10 +36,11 @@ class RouterSample:
     gain: float  # PSNR-Y(real prior) - PSNR-Y(clean prior), dB
     kind: str  # the degradation drawn: bicubic | realistic
     jpeg_quality: int | None
+    sharpening: float = 0.0  # the real prior's evidence (engine/route.sharpening); 0 in older sample files
 
     @property
     def evidence(self) -> Evidence:
-        return measure(self.lr, self.jpeg_quality)
+        return dataclasses.replace(measure(self.lr, self.jpeg_quality), sharpening=self.sharpening)
 
 
 def mixed_crops(data: DataConfig) -> PairDataset:
@@ -77,7 +78,9 @@ def router_samples(
             for name in ("clean", "real"):
                 sr = model.priors[name](lr[None].float()).clamp(0, 1)[0]
                 scores[name] = psnr_y(sr, hr, border=data.scale)
-            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality))
+            real = model.priors["real"]
+            sharp = measure(lr.float(), quality, lambda x, net=real: net(x[None].float())[0]).sharpening
+            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality, sharp))
             if progress is not None:
                 progress(i + 1, count)
     return out
@@ -86,25 +89,28 @@ def router_samples(
 def save_samples(samples: list[RouterSample], path: str | os.PathLike[str]) -> None:
     """The fitting crops (uint8 LR) and their gains, to refit or study without recomputing."""
     lrs = torch.stack([(s.lr * 255).round().to(torch.uint8) for s in samples])  # (N, 3, h, w)
-    meta = {"format": SAMPLES_FORMAT, "rows": json.dumps([{"gain": s.gain, "kind": s.kind, "jpeg_quality": s.jpeg_quality}
-                                                          for s in samples])}
+    meta = {"format": SAMPLES_FORMAT, "rows": json.dumps([{"gain": s.gain, "kind": s.kind, "jpeg_quality": s.jpeg_quality,
+                                                           "sharpening": s.sharpening} for s in samples])}
     write_safetensors(path, {"lr": lrs}, meta)
 
 
 def load_samples(path: str | os.PathLike[str]) -> list[RouterSample]:
     tensors, meta = read_safetensors(path, SAMPLES_FORMAT)
     rows = json.loads(meta["rows"])
-    return [RouterSample(tensors["lr"][i].float() / 255.0, float(r["gain"]), r["kind"], r["jpeg_quality"])
-            for i, r in enumerate(rows)]
+    return [RouterSample(tensors["lr"][i].float() / 255.0, float(r["gain"]), r["kind"], r["jpeg_quality"],
+                         float(r.get("sharpening", 0.0))) for i, r in enumerate(rows)]
 
 
 def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float = 1e-2,
-               iterations: int = 2000) -> Router:
+               iterations: int = 2000, features: Sequence[str] = FEATURES) -> Router:
     """Fit the gate on crops with measured `gain` = PSNR(real prior) - PSNR(clean prior): a
     logistic regression on sign(gain) with each crop weighted by |gain| (the loss of routing it
     wrong), so the fit minimises expected regret rather than counting mistakes; projected
     gradient descent on standardised features with a small L2 penalty, the MONOTONE features'
-    weights kept >= 0."""
+    weights kept >= 0, and those not in `features` kept at 0."""
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown or not features:
+        raise ConfigError(f"router features must be among {', '.join(FEATURES)}, got {list(features)}")
     x = np.stack([e.vector() for e in evidence])  # (N, F)
     g = np.asarray(gain, dtype=np.float64)
     mean, scale = x.mean(0), x.std(0)
@@ -114,22 +120,25 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
     c = np.abs(g) / max(np.abs(g).mean(), 1e-9)  # (N,) cost of a wrong route
     w, b = np.zeros(z.shape[1]), 0.0
     monotone = np.array([name in MONOTONE for name in FEATURES])
+    unused = np.array([name not in features for name in FEATURES])
     lr = 0.5
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
         r = c * (p - y) / len(y)
         w -= lr * (z.T @ r + l2 * w)
         w[monotone] = np.maximum(w[monotone], 0.0)
+        w[unused] = 0.0
         b -= lr * float(r.sum())
     choice = (z @ w + b) > 0
     regret = float(np.where(choice, np.maximum(-g, 0), np.maximum(g, 0)).mean())
-    fitted = {"crops": len(g), "train_regret_db": regret, "train_accuracy": float((choice == (g > 0)).mean())}
+    fitted = {"crops": len(g), "train_regret_db": regret, "train_accuracy": float((choice == (g > 0)).mean()),
+              "features": [name for name in FEATURES if name in features]}
     return Router(tuple(w), b, tuple(mean), tuple(scale), FEATURES, fitted)
 
 
-def fit(samples: list[RouterSample], data: DataConfig) -> Router:
-    """The gate fitted on `samples`, with a record of how."""
-    router = fit_router([s.evidence for s in samples], [s.gain for s in samples])
+def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] = FEATURES) -> Router:
+    """The gate fitted on `samples` (on `features` only), with a record of how."""
+    router = fit_router([s.evidence for s in samples], [s.gain for s in samples], features=features)
     fitted: dict[str, Any] = {
         **dict(router.fitted or {}),
         "command": "linearsr train router",
