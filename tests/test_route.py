@@ -213,7 +213,8 @@ def test_sharpening_is_what_the_real_prior_makes_of_the_image() -> None:
     smooth = torch.nn.functional.avg_pool2d(up[None], 5, 1, 2, count_include_pad=False)[0]
     sharp = (up + 0.8 * (up - smooth)).clamp(0, 1)
     assert sharpening(lr, smooth) < -0.5 and sharpening(lr, sharp) > 0.3
-    assert measure(lr).sharpening == 0.0  # no prior probed
+    assert measure(lr).sharpening is None and measure(lr).vector()[-1] == 0.0  # no prior probed
+    assert "sharpening" not in measure(lr).describe()
     seen = []
 
     def prior(x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ learned gate like the SNR router: a logistic model over a few measurements of th
 - `sharpening`: what the real prior itself makes of the image: log of the high-frequency
   (Laplacian) energy of its output over bicubic's, on the central PROBE_SIDE^2 LR pixels. Trained
   on noise, blur and JPEG, it smooths an image it reads as degraded (below 0) and sharpens a clean
-  one (above 0); 0 when no prior was probed (a router fitted before it gives it no weight),
+  one (above 0); None (read as 0) when no prior was probed (a router fitted before it gives it no
+  weight, and then no probe runs),
 
 fitted by `linearsr train router` (train/router.py) on training crops with a cost-sensitive loss (each crop
 weighted by how much PSNR the wrong choice would lose), and stored in the weights' metadata.
@@ -62,7 +63,7 @@ class Evidence:
     detail: float
     jpeg_quality: int | None = None
     jpeg_grid: float = 0.0
-    sharpening: float = 0.0
+    sharpening: float | None = None  # None: no prior was probed (the gate reads it as 0)
 
     @property
     def jpeg(self) -> float:
@@ -70,13 +71,15 @@ class Evidence:
         return max(0.0, (95.0 - q) / 30.0) if q is not None else 0.0
 
     def vector(self) -> np.ndarray:
-        return np.array([getattr(self, name) for name in FEATURES], dtype=np.float64)
+        return np.array([getattr(self, name) or 0.0 for name in FEATURES], dtype=np.float64)
 
     def describe(self) -> str:
         """The evidence in words for a --json record: 'jpeg q=72, noise sigma=4.1, ...'."""
         parts = [f"jpeg q={self.jpeg_quality}"] if self.jpeg_quality is not None else []
         parts += [f"noise σ≈{self.flat_noise:.1f} (flat areas) / {self.noise:.1f}", f"blockiness {self.blockiness:.2f}",
-                  f"jpeg grid {self.jpeg_grid:.2f}", f"detail {self.detail:.2f}", f"sharpening {self.sharpening:.2f}"]
+                  f"jpeg grid {self.jpeg_grid:.2f}", f"detail {self.detail:.2f}"]
+        if self.sharpening is not None:
+            parts.append(f"sharpening {self.sharpening:.2f} (the real prior on the centre)")
         return ", ".join(parts)
 
 
@@ -194,9 +197,9 @@ def sharpening(lr: Tensor, prior_image: Tensor) -> float:
 
 def measure(rgb: Tensor, jpeg_quality: int | None = None, prior: PriorProbe | None = None) -> Evidence:
     """The evidence of an LR image (3, h, w) in [0, 1] (what the router sees); `prior` (the real
-    prior) measures `sharpening` on probe_region(rgb), else it is 0."""
+    prior) measures `sharpening` on probe_region(rgb), else it is None."""
     y = _luma(rgb)
-    sharp = 0.0
+    sharp = None
     if prior is not None:
         region = probe_region(rgb)
         with torch.no_grad():

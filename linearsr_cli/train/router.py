@@ -79,7 +79,7 @@ def router_samples(
                 sr = model.priors[name](lr[None].float()).clamp(0, 1)[0]
                 scores[name] = psnr_y(sr, hr, border=data.scale)
             real = model.priors["real"]
-            sharp = measure(lr.float(), quality, lambda x, net=real: net(x[None].float())[0]).sharpening
+            sharp = measure(lr.float(), quality, lambda x, net=real: net(x[None].float())[0]).sharpening or 0.0
             out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality, sharp))
             if progress is not None:
                 progress(i + 1, count)
