@@ -55,7 +55,7 @@ from linearsr_cli.engine.device import (
     tune_cpu_allocator,
 )
 from linearsr_cli.engine.ncnn_prior import CpuPrior
-from linearsr_cli.engine.route import NO_PRIOR, Route, Router, choose_input
+from linearsr_cli.engine.route import NO_PRIOR, Route, Router, choose_input, prior_indices
 from linearsr_cli.engine.tiling import TileCanvas, plan_tiles
 from linearsr_cli.engine.tta import DIHEDRAL, apply, invert
 from linearsr_cli.errors import DeviceError
@@ -171,7 +171,7 @@ class Upscaler:
     def real_prior_probe(self, lr: Tensor) -> Tensor:
         """The `real` prior's image of (3, h, w) `lr`, (3, s h, s w) float32 on the CPU, not
         clamped: the router's `sharpening` evidence (engine/route.measure)."""
-        index = torch.tensor([self.cfg.prior_inputs.index("real")], dtype=torch.long)
+        index = prior_indices(self.cfg, ["real"])
         return self.model.prior_image(lr.float()[None].to(self.plan.device), index)[0].float().cpu()
 
     def _forward(self, x_t: Tensor, t: float, lr: Tensor, cond: Conditioning, prior: Tensor | None) -> Tensor:

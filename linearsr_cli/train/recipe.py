@@ -264,14 +264,20 @@ def mixture_expert(model: LinearSR, expert: int, source: Path) -> LinearSR:
     priors, to go on training it. Only a refinement expert: the one carrying the priors is
     trained anew from a stage-1 checkpoint."""
     cfg = model.cfg
-    if expert >= cfg.num_experts:
-        raise ConfigError(f"{source}: has {cfg.num_experts} experts, no expert {expert}")
-    if expert in cfg.prior_experts or expert in cfg.bare_experts:
-        raise ConfigError(f"{source}: expert {expert} carries the priors; stage 2 continues only the refinement "
-                          "experts of a mixture (start the structure expert from a stage-1 checkpoint)")
+    check_refinement_expert(cfg, expert, source)
     one = LinearSR(cfg.without_prior().with_experts(1))
     one.experts[0].load_state_dict(model.experts[expert].state_dict())
     return one
+
+
+def check_refinement_expert(cfg: ModelConfig, expert: int, source: Path) -> None:
+    """ConfigError unless `expert` is a refinement expert of `cfg` (one that exists and carries no
+    prior): the only experts stage 2 continues and `revise_weights` replaces."""
+    if not 0 <= expert < cfg.num_experts:
+        raise ConfigError(f"{source}: has {cfg.num_experts} experts, no expert {expert}")
+    if expert in cfg.prior_experts or expert in cfg.bare_experts:
+        raise ConfigError(f"{source}: expert {expert} carries the priors; only refinement experts go on training "
+                          "or are replaced (start the structure expert from a stage-1 checkpoint)")
 
 
 def prior_start(model: LinearSR, priors: dict[str, str], device: torch.device) -> StartFn:
@@ -388,10 +394,7 @@ def _replace_experts(model: LinearSR, experts: dict[int, Path], records: list[An
     records with those entries replaced."""
     cfg = model.cfg
     for e, path in sorted(experts.items()):
-        if not 0 <= e < cfg.num_experts:
-            raise ConfigError(f"{src}: has {cfg.num_experts} experts, no expert {e}")
-        if e in cfg.prior_experts or e in cfg.bare_experts:
-            raise ConfigError(f"{src}: expert {e} carries the priors; replace only refinement experts")
+        check_refinement_expert(cfg, e, src)
         part, info = load_weights(path)
         if info.config.num_experts != 1 or part.cfg.without_prior() != cfg.without_prior().with_experts(1):
             raise ConfigError(f"{path}: not a 1-expert checkpoint of {src}'s network")

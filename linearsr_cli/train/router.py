@@ -74,12 +74,18 @@ def router_samples(
     with torch.no_grad():
         for i in range(count):
             lr, hr, kind, quality = router_crop(dataset, i, data.seed)
-            scores = {}
+            scores, images = {}, {}
             for name in ("clean", "real"):
-                sr = model.priors[name](lr[None].float()).clamp(0, 1)[0]
-                scores[name] = psnr_y(sr, hr, border=data.scale)
+                images[name] = model.priors[name](lr[None].float())[0]
+                scores[name] = psnr_y(images[name].clamp(0, 1), hr, border=data.scale)
             real = model.priors["real"]
-            sharp = measure(lr.float(), quality, lambda x, net=real: net(x[None].float())[0]).sharpening or 0.0
+
+            def probe(x: torch.Tensor, whole: torch.Tensor = images["real"], size: tuple[int, ...] = tuple(lr.shape),
+                      net: torch.nn.Module = real) -> torch.Tensor:
+                # the crop's real image already made, when the probe region is the whole crop
+                return whole if tuple(x.shape) == size else net(x[None].float())[0]
+
+            sharp = measure(lr.float(), quality, probe).sharpening or 0.0
             out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality, sharp))
             if progress is not None:
                 progress(i + 1, count)

@@ -69,7 +69,7 @@ def train_unrolled(
     if not any(p.requires_grad for p in model.experts.parameters()):
         raise ConfigError("the mixture has no expert network to train")
     model.priors.requires_grad_(False)
-    prior_indices(model.cfg, [prior])  # a prior the file lacks: ConfigError now, not at the first step
+    served_by = prior_indices(model.cfg, [prior])  # (1,); a prior the file lacks: ConfigError now
     run = RunState(model, cfg, device)
     run.resume_or_reset(run_dir)
     amp = autocast_dtype(device, cfg.optim.precision)
@@ -80,7 +80,7 @@ def train_unrolled(
         b = hr.shape[0]
         eps = torch.randn((b, *hr.shape[1:]), generator=run.gen)
         tags, mask = tag_source(lr_img, names, torch.ones(b, dtype=torch.bool)) if tag_source else (None, None)
-        served = prior_indices(run.model.cfg, [prior] * b)
+        served = served_by.expand(b)
         lr_img, hr, eps = lr_img.to(device), hr.to(device), eps.to(device)
         if tags is not None:
             tags, mask = tags.to(device), mask.to(device)
