@@ -389,6 +389,7 @@ def test_recipe_with_prior_runs_stage0_and_ships_the_priors(photos: Path, tmp_pa
         assert torch.equal(model.priors["texture"].state_dict()[k], v)
     assert "GAN 0.1" in info.priors["texture"]["fine_tuning"][-1]["what"]
     assert info.router["fitted"]["crops"] == 6 and Router.from_dict(info.router).fitted == info.router["fitted"]
+    assert Router.from_dict(info.router).blend is not None and "blend_train_regret_db" in info.router["fitted"]
     assert info.priors["real"]["fine_tuning"][-1]["stage"] == 0 and info.priors["clean"]["licence"] == "Apache-2.0"
     for k, v in real.state_dict().items():
         assert torch.equal(model.priors["real"].state_dict()[k], v)  # fp32 inside an fp16 export

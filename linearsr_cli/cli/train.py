@@ -239,18 +239,29 @@ def train_router(
     dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
     features: Annotated[str, typer.Option(help="Comma list of the evidence the gate may weigh (engine/route.py FEATURES); empty = all.")] = "",
+    blend_runs: Annotated[str, typer.Option(help="Comma list of run kinds (1-step, multi-step) where an unsure gate gives an image both priors' images mixed (engine/route.Blend, fitted here); empty = never.")] = "1-step,multi-step",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info
+    from linearsr_cli.engine.route import RUN_KINDS
+    from linearsr_cli.errors import ConfigError
     from linearsr_cli.train.recipe import add_router
 
     with project_errors():
         cfg = data_config(data, crop, read_info(weights).config.scale, "mixed", seed)
         chosen = [f.strip() for f in features.split(",") if f.strip()] or None
-        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype, features=chosen)
+        runs = [r.strip() for r in blend_runs.split(",") if r.strip()]
+        if not set(runs) <= set(RUN_KINDS):
+            raise ConfigError(f"--blend-runs takes run kinds among {', '.join(RUN_KINDS)}, got {blend_runs!r}")
+        path, router = add_router(Path(weights), Path(out), cfg, count, samples=samples, dtype=dtype, features=chosen,
+                                  blend_runs=runs)
     fitted = router.fitted or {}
     typer.echo(f"wrote {path}: router fitted on {fitted.get('crops', count)} crops, train regret {fitted.get('train_regret_db', 0):.3f} dB "
                f"(oracle gain {fitted.get('oracle_gain_db', 0):.2f} dB), accuracy {fitted.get('train_accuracy', 0):.1%}")
+    if router.blend is not None:
+        b = router.blend
+        typer.echo(f"blend: real share sigmoid({b.slope:.2f} logit {b.offset:+.2f}), one prior within {b.snap:.2f} of 0 or 1; "
+                   f"train regret {fitted['blend_train_regret_db']:.3f} dB, {fitted['blended_share']:.0%} of crops blended")
 
 
 @train_app.command("recipe")

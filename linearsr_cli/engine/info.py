@@ -18,8 +18,9 @@ from linearsr_cli.nn.span import SpanConfig
 
 
 def describe_router(router: dict[str, Any] | None) -> str:
-    """One line on a weights file's --input auto: no router, fitted on how many crops, and the
-    run kinds where the weights fix it to a measured constant."""
+    """One line on a weights file's --input auto: no router, fitted on how many crops, the run
+    kinds where the weights fix it to a measured constant, and those where an unsure gate blends
+    the priors."""
     if not router:
         return "no router: --input auto takes the first prior without looking (a warning says so)"
     crops = (router.get("fitted") or {}).get("crops")
@@ -27,6 +28,9 @@ def describe_router(router: dict[str, Any] | None) -> str:
     fixed = router.get("fixed") or {}
     if fixed:
         text += "; auto fixed to " + ", ".join(f"'{v}' for {k} runs" for k, v in sorted(fixed.items()))
+    blend = router.get("blend") or {}
+    if blend:
+        text += f"; blends both priors when unsure ({', '.join(blend.get('runs', []))} runs)"
     return text
 
 

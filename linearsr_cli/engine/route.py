@@ -28,6 +28,9 @@ learned gate like the SNR router: a logistic model over a few measurements of th
 
 fitted by `linearsr train router` (train/router.py) on training crops with a cost-sensitive loss (each crop
 weighted by how much PSNR the wrong choice would lose), and stored in the weights' metadata.
+Where the gate is unsure, one prior alone is a gamble: a router with a `Blend` (also fitted on
+training crops) gives such an image both priors' images mixed, the real prior's share a
+sigmoid of the gate's logit; within `snap` of 0 or 1 the share is rounded to one prior (one pass).
 The JPEG evidence (`MONOTONE`: blockiness, jpeg, jpeg_grid) may only push towards the real prior:
 its weights are kept >= 0 in the fit, so more blocking never sends an image to the clean prior
 (which redraws the blocks as detail). Pure numpy and torch tensors in; no files, no PIL.
@@ -209,6 +212,7 @@ def measure(rgb: Tensor, jpeg_quality: int | None = None, prior: PriorProbe | No
 
 RUN_KINDS = ("1-step", "multi-step")
 ROUTED_INPUTS = ("clean", "real")
+BLEND_GRID = tuple(i / 10 for i in range(11))  # the real prior's shares a Blend is fitted over
 
 
 def run_kind(steps: int) -> str:
@@ -230,6 +234,34 @@ def parse_fixed(fixed: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """The real prior's share of an image, from the gate's logit: sigmoid(slope * logit + offset),
+    0 or 1 within `snap` of either (one prior alone, one pass); for the run kinds in `runs`
+    (RUN_KINDS), elsewhere the gate's hard choice."""
+
+    slope: float
+    offset: float
+    snap: float
+    runs: tuple[str, ...] = RUN_KINDS
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.snap < 0.5 or not set(self.runs) <= set(RUN_KINDS) or not all(map(math.isfinite, (self.slope, self.offset))):
+            raise ValueError(f"a blend needs a finite slope and offset, 0 <= snap < 0.5 and runs among {RUN_KINDS}")
+
+    def share(self, logit: float) -> float:
+        w = 1.0 / (1.0 + math.exp(-max(min(self.slope * logit + self.offset, 50.0), -50.0)))
+        return 0.0 if w < self.snap else 1.0 if w > 1.0 - self.snap else w
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slope": self.slope, "offset": self.offset, "snap": self.snap, "runs": list(self.runs)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Blend:
+        return cls(float(data["slope"]), float(data["offset"]), float(data["snap"]),
+                   tuple(str(r) for r in data.get("runs", RUN_KINDS)))
+
+
+@dataclass(frozen=True)
 class Router:
     """A logistic gate: P(real prior is better) = sigmoid(w . standardised(features) + b).
 
@@ -244,6 +276,7 @@ class Router:
     features: tuple[str, ...] = FEATURES
     fitted: Mapping[str, Any] | None = None  # how it was fitted (for the model card / info)
     fixed: Mapping[str, str] | None = None  # run kind -> constant input, where the gate lost to it
+    blend: Blend | None = None  # None: always one prior, by the logit's sign
 
     def __post_init__(self) -> None:
         if not len(self.weights) == len(self.mean) == len(self.scale) == len(self.features):
@@ -261,16 +294,25 @@ class Router:
         x = (evidence.vector() - np.asarray(self.mean)) / np.asarray(self.scale)
         return float(np.dot(self.weights, x) + self.bias)
 
-    def choose(self, evidence: Evidence) -> tuple[str, str]:
-        """("real" | "clean", why) for an image with this evidence."""
+    def choose(self, evidence: Evidence, steps: int = 1) -> tuple[str, str, float]:
+        """("real" | "clean", why, the real prior's share) for an image with this evidence in a
+        run of `steps` evaluations: the share is 1 or 0 (that prior alone) unless the router's
+        Blend applies to such runs and the gate is unsure; the kind is then the larger share's."""
         logit = self.logit(evidence)
         p = 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
-        return ("real" if logit > 0 else "clean"), f"{evidence.describe()}; p(real)={p:.2f}"
+        why = f"{evidence.describe()}; p(real)={p:.2f}"
+        share = float(logit > 0)
+        if self.blend is not None and run_kind(steps) in self.blend.runs:
+            share = self.blend.share(logit)
+            if 0.0 < share < 1.0:
+                return ("real" if share >= 0.5 else "clean"), f"{why}; unsure: blend, real prior's share {share:.2f}", share
+        return ("real" if share else "clean"), why, share
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
-                "mean": list(self.mean), "scale": list(self.scale), "fitted": dict(self.fitted or {}),
-                "fixed": dict(self.fixed or {})}
+        out = {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
+               "mean": list(self.mean), "scale": list(self.scale), "fitted": dict(self.fitted or {}),
+               "fixed": dict(self.fixed or {})}
+        return out | ({"blend": self.blend.to_dict()} if self.blend is not None else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Router:
@@ -285,7 +327,7 @@ class Router:
                      in zip(features, data["weights"], data["mean"], data["scale"], strict=True)}
             w, m, s = zip(*(given.get(name, (0.0, 0.0, 1.0)) for name in FEATURES), strict=True)
             router = cls(tuple(w), float(data["bias"]), tuple(m), tuple(s), FEATURES, data.get("fitted") or {},
-                         parse_fixed(data.get("fixed") or {}))
+                         parse_fixed(data.get("fixed") or {}), Blend.from_dict(data["blend"]) if data.get("blend") else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(f"bad router metadata (weights, mean and scale need one value per feature): {exc}") from None
         return router
@@ -295,14 +337,21 @@ class Router:
 class Route:
     """The prior decision for one image: the kind of input it is ("clean"/"real"), the prior that
     serves it ("clean", "real" or "texture") with that prior's `index` in the weights'
-    prior_inputs (what the model reads as its `prior` argument), and why. All None for weights
-    without priors."""
+    prior_inputs, and why. A blend (Router.blend: the gate was unsure) has `shares` over
+    prior_inputs, `index` the larger share's prior and `prior` naming both ("real 0.62 + clean
+    0.38"). All None for weights without priors."""
 
     input: str | None
     prior: str | None
     index: int | None
     why: str
     warning: str | None = None  # for the record's warnings: --input auto could not look at the image
+    shares: tuple[float, ...] | None = None  # a blend: each prior's share of the image
+
+    @property
+    def condition(self) -> int | tuple[float, ...] | None:
+        """What the model reads as its `prior` argument: the blend's shares, else the index."""
+        return self.shares if self.shares is not None else self.index
 
 
 NO_PRIOR = Route(None, None, None, "")
@@ -351,7 +400,10 @@ def choose_input(
             kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(sampler.steps)} runs: on "
                                 "held-out photos their router did not beat that constant")
         else:
-            kind, why = router.choose(measure(lr, jpeg_quality, probe if router.uses("sharpening") else None))
+            evidence = measure(lr, jpeg_quality, probe if router.uses("sharpening") else None)
+            kind, why, share = router.choose(evidence, sampler.steps)
+            if 0.0 < share < 1.0:
+                return blended_route(cfg, kind, share, sampler, why)
     else:
         kind, why = cfg.prior_inputs[0], "the weights' first prior (they have no router)"
         if len(cfg.prior_inputs) > 1:
@@ -359,6 +411,17 @@ def choose_input(
                        f"'{kind}' prior; give camera and web photos --input real")
     prior = prior_for(kind, sampler, cfg.prior_inputs)
     return Route(kind, prior, cfg.prior_index(prior), why, warning)
+
+
+def blended_route(cfg: ModelConfig, kind: str, share: float, sampler: SamplerConfig, why: str) -> Route:
+    """The Route of an image whose `sampler` run mixes the priors serving clean and real inputs
+    (prior_for), the real one's share `share`."""
+    names = {name: prior_for(name, sampler, cfg.prior_inputs) for name in ROUTED_INPUTS}
+    shares = [0.0] * len(cfg.prior_inputs)
+    shares[cfg.prior_index(names["real"])] += share
+    shares[cfg.prior_index(names["clean"])] += 1.0 - share
+    label = f"{names['real']} {share:.2f} + {names['clean']} {1.0 - share:.2f}"
+    return Route(kind, label, cfg.prior_index(names[kind]), why, None, tuple(shares))
 
 
 def prior_indices(cfg: ModelConfig, inputs: Sequence[str]) -> Tensor | None:

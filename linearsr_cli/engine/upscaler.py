@@ -78,10 +78,11 @@ Progress = Callable[[int, int], None] | None
 @dataclass(frozen=True)
 class Conditioning:
     """What one image is conditioned on, beyond its pixels: the prior that serves it (an index
-    into the weights' prior_inputs, None without priors), and its tag tokens (1, M, D) with their
+    into the weights' prior_inputs, or a blend's shares over them: Route.condition; None without
+    priors), and its tag tokens (1, M, D) with their
     mask (1, M), True = a real tag (None, None = the null token)."""
 
-    prior: int | None = None
+    prior: int | tuple[float, ...] | None = None
     tags: Tensor | None = None
     tag_mask: Tensor | None = None
 
@@ -98,8 +99,12 @@ class Conditioning:
         )
 
     def prior_tensor(self) -> Tensor | None:
-        """The (1,) long prior index the model reads, or None."""
-        return None if self.prior is None else torch.tensor([self.prior], dtype=torch.long)
+        """What the model reads as `prior`: the (1,) long prior index, a blend's (1, P) float32
+        shares, or None."""
+        if self.prior is None:
+            return None
+        dtype = torch.long if isinstance(self.prior, int) else torch.float32
+        return torch.tensor([self.prior], dtype=dtype)
 
 
 def bytes_per_token(cfg: ModelConfig) -> int:
@@ -361,7 +366,7 @@ def upscale_chain(
                              weights_name=up.info.path.name if up.info is not None else "these weights",
                              probe=up.real_prior_probe)
         first = route if index == 0 else first
-        cond = Conditioning(route.index)
+        cond = Conditioning(route.condition)
         if tags is not None and up.uses_tags(sampler):
             cond = cond.with_tags(*tags())
         out = up(out, sampler, cond, progress=progress, tta=tta, compact=compact and index == len(chain) - 1)

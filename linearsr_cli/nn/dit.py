@@ -5,7 +5,8 @@ Call contract of `Denoiser.forward` and `LinearSR.forward`:
     t     float or (B,) tensor in [0, 1] (1 = pure noise);
     lr    (B, 3, h, w) float in [0, 1], the low-res image;
     tags  (B, M, tag_dim) float token states or None; tag_mask (B, M) bool, True = real tag.
-    prior (B,) long index into cfg.prior_inputs (which prior serves each sample), or None for
+    prior (B,) long index into cfg.prior_inputs (which prior serves each sample), (B, P) float
+          shares of the P priors (a blend: the weighted sum of their images), or None for
           the file's first prior; only experts with a prior read it. Names become indices once,
           in engine/route.py (choose_input, prior_indices), before anything reaches the model.
     Returns the x0 estimate of the residual, (B, 3, H, W), same dtype as x_t.
@@ -167,11 +168,15 @@ class LinearSR(nn.Module):
         return (run or self.priors[name])(lr32).to(lr32.device)
 
     def prior_image(self, lr: Tensor, prior: Tensor | None = None) -> Tensor:
-        """prior(LR), each sample through its prior: (B, 3, H, W) float32, not clamped (the priors'
-        own contract), on lr's device."""
+        """prior(LR), each sample through its prior (or its blend of them): (B, 3, H, W) float32,
+        not clamped (the priors' own contract), on lr's device."""
         cfg = self.cfg
         lr32 = lr.float()
         with torch.autocast(lr.device.type, enabled=False):
+            if prior is not None and prior.is_floating_point():  # (B, P) shares: a blend of the priors
+                shares = prior.to(device=lr.device, dtype=torch.float32)[:, :, None, None, None]
+                used = (prior != 0).any(0).nonzero().flatten().tolist()
+                return sum(shares[:, k] * self._run_prior(cfg.prior_inputs[k], lr32) for k in used)
             indices = [0] if prior is None else prior.unique().tolist()  # None: the file's first prior
             if len(indices) == 1:
                 return self._run_prior(cfg.prior_inputs[int(indices[0])], lr32)  # (B, 3, H, W)

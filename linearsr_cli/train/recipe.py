@@ -29,7 +29,7 @@ import torch
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.config import PRIOR_INPUTS, ModelConfig, inputs_for
 from linearsr_cli.engine.device import distributed_rank
-from linearsr_cli.engine.route import parse_fixed, prior_indices
+from linearsr_cli.engine.route import RUN_KINDS, parse_fixed, prior_indices
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
@@ -408,9 +408,10 @@ def _replace_experts(model: LinearSR, experts: dict[int, Path], records: list[An
 def add_router(
     src: Path, out: Path, data: DataConfig, count: int, *, samples: str = "", dtype: str = "fp16",
     fixed: dict[str, str] | None = None, features: Sequence[str] | None = None,
+    blend_runs: Sequence[str] = RUN_KINDS,
 ) -> tuple[Path, Any]:
     """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
-    (on `features` only, default all) and write `src` again as `out` with it; `samples` names a
+    (on `features` only, default all; with its Blend for the run kinds `blend_runs`) and write `src` again as `out` with it; `samples` names a
     file of fitting crops to reuse when it exists, or to write. Returns (the written path, the
     Router)."""
     from linearsr_cli.engine.route import FEATURES
@@ -423,7 +424,7 @@ def add_router(
         crops = router_samples(model, data, count)
         if samples:
             save_samples(crops, samples)
-    router = fit(crops, data, features or FEATURES)
+    router = fit(crops, data, features or FEATURES, blend_runs)
     path = revise_weights(src, out, router=router.to_dict(), dtype=dtype,
                           note=f"router fitted on {len(crops)} training crops")
     return path, router

@@ -5,7 +5,9 @@ them: half bicubic, half the realistic pipeline. Half of each kind is then "save
 way photo pipelines meet them (clean: quality 90-100, realistic: 60-95), which both changes the
 pixels and gives the file's evidence (its quality); the other half stays lossless (no file
 evidence). For each crop both priors run, and the gate learns from the PSNR-Y gain of the real
-prior over the clean one, each crop weighted by what a wrong route would lose.
+prior over the clean one, each crop weighted by what a wrong route would lose. Each crop also
+keeps the PSNR-Y of the two priors' images mixed at the shares of route.BLEND_GRID, from which the
+router's Blend (how unsure the gate must be before an image gets both) is fitted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ import torch
 
 from linearsr_cli.checkpoints import read_safetensors, write_safetensors
 from linearsr_cli.degrade import jpeg_roundtrip
-from linearsr_cli.engine.route import FEATURES, MONOTONE, Evidence, Router, measure
+from linearsr_cli.engine.route import (
+    BLEND_GRID,
+    FEATURES,
+    MONOTONE,
+    RUN_KINDS,
+    Blend,
+    Evidence,
+    Router,
+    measure,
+)
 from linearsr_cli.errors import ConfigError
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.dit import LinearSR
@@ -37,6 +48,7 @@ class RouterSample:
     kind: str  # the degradation drawn: bicubic | realistic
     jpeg_quality: int | None
     sharpening: float = 0.0  # the real prior's evidence (engine/route.sharpening); 0 in older sample files
+    blend_psnr: tuple[float, ...] | None = None  # PSNR-Y at each real share of BLEND_GRID; None in older files
 
     @property
     def evidence(self) -> Evidence:
@@ -74,10 +86,9 @@ def router_samples(
     with torch.no_grad():
         for i in range(count):
             lr, hr, kind, quality = router_crop(dataset, i, data.seed)
-            scores, images = {}, {}
-            for name in ("clean", "real"):
-                images[name] = model.priors[name](lr[None].float())[0]
-                scores[name] = psnr_y(images[name].clamp(0, 1), hr, border=data.scale)
+            images = {name: model.priors[name](lr[None].float())[0] for name in ("clean", "real")}
+            curve = tuple(psnr_y((w * images["real"] + (1.0 - w) * images["clean"]).clamp(0, 1), hr, border=data.scale)
+                          for w in BLEND_GRID)  # [0]: the clean prior alone, [-1]: the real one
             real = model.priors["real"]
 
             def probe(x: torch.Tensor, whole: torch.Tensor = images["real"], size: tuple[int, ...] = tuple(lr.shape),
@@ -86,7 +97,7 @@ def router_samples(
                 return whole if tuple(x.shape) == size else net(x[None].float())[0]
 
             sharp = measure(lr.float(), quality, probe).sharpening or 0.0
-            out.append(RouterSample(lr.float(), scores["real"] - scores["clean"], kind, quality, sharp))
+            out.append(RouterSample(lr.float(), curve[-1] - curve[0], kind, quality, sharp, curve))
             if progress is not None:
                 progress(i + 1, count)
     return out
@@ -96,7 +107,8 @@ def save_samples(samples: list[RouterSample], path: str | os.PathLike[str]) -> N
     """The fitting crops (uint8 LR) and their gains, to refit or study without recomputing."""
     lrs = torch.stack([(s.lr * 255).round().to(torch.uint8) for s in samples])  # (N, 3, h, w)
     meta = {"format": SAMPLES_FORMAT, "rows": json.dumps([{"gain": s.gain, "kind": s.kind, "jpeg_quality": s.jpeg_quality,
-                                                           "sharpening": s.sharpening} for s in samples])}
+                                                           "sharpening": s.sharpening, "blend_psnr": s.blend_psnr}
+                                                          for s in samples])}
     write_safetensors(path, {"lr": lrs}, meta)
 
 
@@ -104,7 +116,8 @@ def load_samples(path: str | os.PathLike[str]) -> list[RouterSample]:
     tensors, meta = read_safetensors(path, SAMPLES_FORMAT)
     rows = json.loads(meta["rows"])
     return [RouterSample(tensors["lr"][i].float() / 255.0, float(r["gain"]), r["kind"], r["jpeg_quality"],
-                         float(r.get("sharpening", 0.0))) for i, r in enumerate(rows)]
+                         float(r.get("sharpening", 0.0)), tuple(r["blend_psnr"]) if r.get("blend_psnr") else None)
+            for i, r in enumerate(rows)]
 
 
 def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float = 1e-2,
@@ -142,11 +155,55 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
     return Router(tuple(w), b, tuple(mean), tuple(scale), FEATURES, fitted)
 
 
-def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] = FEATURES) -> Router:
-    """The gate fitted on `samples` (on `features` only), with a record of how."""
+def blend_regret(logits: np.ndarray, curves: np.ndarray, blend: Blend) -> float:
+    """Mean dB lost against the better prior alone, per crop, by mixing at `blend`'s shares of
+    the crops' `logits` (N,); `curves` (N, len(BLEND_GRID)) PSNR-Y at the grid's shares,
+    interpolated linearly between them. Below 0: the blend beat the better prior."""
+    shares = np.array([blend.share(float(v)) for v in logits])
+    steps = len(BLEND_GRID) - 1
+    i = np.clip(np.floor(shares * steps).astype(int), 0, steps - 1)
+    f = shares * steps - i
+    rows = np.arange(len(curves))
+    got = curves[rows, i] * (1.0 - f) + curves[rows, i + 1] * f
+    return float((np.maximum(curves[:, 0], curves[:, -1]) - got).mean())
+
+
+SNAPS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2)  # candidate Blend.snap, largest first taken if it costs <= SNAP_COST
+SNAP_COST = 0.005  # dB of training regret a larger snap (fewer images run both priors) may cost
+
+
+def fit_blend(logits: Sequence[float], curves: Sequence[Sequence[float]]) -> Blend:
+    """The Blend that loses least PSNR on the training crops (grid search over slope and offset,
+    blend_regret), then the largest snap of SNAPS that costs at most SNAP_COST dB more."""
+    x, c = np.asarray(logits, dtype=np.float64), np.asarray(curves, dtype=np.float64)
+    grid = [Blend(float(a), float(b), 0.0) for a in np.linspace(0.1, 3.0, 30) for b in np.linspace(-2.0, 2.0, 41)]
+    best = min(grid, key=lambda bl: blend_regret(x, c, bl))
+    floor = blend_regret(x, c, best)
+    snap = max(s for s in SNAPS if blend_regret(x, c, dataclasses.replace(best, snap=s)) <= floor + SNAP_COST)
+    return dataclasses.replace(best, snap=snap)
+
+
+def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] = FEATURES,
+        blend_runs: Sequence[str] = RUN_KINDS) -> Router:
+    """The gate fitted on `samples` (on `features` only), with a record of how, and its Blend for
+    the run kinds `blend_runs` (none: no blend), fitted on the samples' blend curves (ConfigError
+    when a samples file predates them). The curves are the fidelity preset's (the priors' images
+    alone); whether a multi-step run gains from the same shares is measured on held-out photos."""
     router = fit_router([s.evidence for s in samples], [s.gain for s in samples], features=features)
+    blend_fit: dict[str, Any] = {}
+    if blend_runs:
+        if any(s.blend_psnr is None for s in samples):
+            raise ConfigError("these fitting crops have no blend curves (an older samples file): recompute them, "
+                              "or fit without a blend (--blend-runs '')")
+        logits = np.array([router.logit(s.evidence) for s in samples])
+        curves = np.array([s.blend_psnr for s in samples])
+        found = fit_blend(logits, curves)
+        shares = np.array([found.share(float(v)) for v in logits])
+        blend_fit = {"blend_train_regret_db": blend_regret(logits, curves, found),
+                     "blended_share": float(((shares > 0) & (shares < 1)).mean())}
+        router = dataclasses.replace(router, blend=dataclasses.replace(found, runs=tuple(blend_runs)))
     fitted: dict[str, Any] = {
-        **dict(router.fitted or {}),
+        **dict(router.fitted or {}), **blend_fit,
         "command": "linearsr train router",
         "data": {"root": data.root, "split": "train", "crop": data.crop, "seed": data.seed},
         "oracle_gain_db": float(np.mean([max(s.gain, 0.0) for s in samples])),
