@@ -59,7 +59,7 @@ from linearsr_cli.engine.device import (  # noqa: E402
     plan_device,
 )
 from linearsr_cli.engine.ncnn_prior import CpuPrior  # noqa: E402
-from linearsr_cli.engine.route import choose_input  # noqa: E402
+from linearsr_cli.engine.route import blended_route, choose_input  # noqa: E402
 from linearsr_cli.engine.upscaler import Conditioning, Upscaler, upscale_chain  # noqa: E402
 from linearsr_cli.evaluate.peers import PEER_SPECS, NcnnPeer  # noqa: E402
 from linearsr_cli.nn.dit import bicubic_upsample  # noqa: E402
@@ -149,12 +149,24 @@ def build_methods(lr_size: int, threads: int, weights: Path, skip: set[str]) -> 
 
     route = choose_input(upscaler.cfg, upscaler.router, "auto", load_lr(lr_size), None, fidelity,
                          probe=upscaler.real_prior_probe)
-    prior = upscaler.model.priors[route.prior]
+    prior = upscaler.model.priors[upscaler.cfg.prior_inputs[route.index]]
     decision = cpu_prior_backend(prior.cfg)
     extra["1-NFE --input auto"] = f"prior '{route.prior}' ({route.why})"
     extra["prior backend (auto)"] = decision.reason
     methods.append(Method("linearsr 1-NFE", one_nfe(upscaler),
                           note=f"engine, {plan.describe()}, tags off, prior in {decision.backend} (auto)"))
+    if upscaler.router is not None and upscaler.router.blend is not None:
+        runs = upscaler.router.blend.runs
+        sampler = perceptual if "multi-step" in runs else fidelity
+        half = blended_route(upscaler.cfg, "real", 0.5, sampler, "").condition
+
+        def blended(lr: torch.Tensor) -> torch.Tensor:  # the gate's work, then both priors: an unsure image
+            choose_input(upscaler.cfg, upscaler.router, "auto", lr, None, sampler, probe=upscaler.real_prior_probe)
+            return upscaler(lr, sampler, Conditioning(half))
+
+        kind = "multi-step" if sampler is perceptual else "1-NFE"
+        methods.append(Method(f"linearsr {kind}, an image the gate blends", blended,
+                              note="the gate and its probe, then the run with both priors' images mixed half and half"))
     for backend in ("torch", "ncnn"):
         if backend == "ncnn" and not ncnn_available():
             continue
