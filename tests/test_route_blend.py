@@ -20,6 +20,7 @@ from linearsr_cli.config import SamplerConfig
 from linearsr_cli.engine.route import (
     BLEND_GRID,
     FEATURES,
+    RUN_KINDS,
     Blend,
     Evidence,
     Router,
@@ -44,7 +45,7 @@ def test_share_is_a_sigmoid_of_the_logit_snapped_near_one_prior() -> None:
     blend = Blend(2.0, -0.5, 0.1)
     assert blend.share(0.25) == pytest.approx(0.5)
     assert 0.1 < blend.share(1.0) < 0.9 and blend.share(-1.0) == 0.0 and blend.share(3.0) == 1.0
-    assert Blend.from_dict(blend.to_dict()) == blend
+    assert Blend.from_dict(blend.to_dict()) == blend and blend.runs == ("multi-step",)  # by default: not at 1-NFE
     for bad in ({"slope": 1.0, "offset": 0.0, "snap": 0.5}, {"slope": 1.0, "offset": 0.0, "snap": 0.1, "runs": ["2-step"]},
                 {"slope": float("nan"), "offset": 0.0, "snap": 0.1}):
         with pytest.raises(ValueError):
@@ -103,7 +104,7 @@ def blended_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tor
     Image.fromarray(image).save(tmp / "a.png")
     lr = torch.from_numpy(image.transpose(2, 0, 1).copy()).float() / 255.0
     noise = measure(lr).noise
-    gate = Router((1.0,) + (0.0,) * 6, -noise, (0.0,) * 7, (1.0,) * 7, blend=Blend(1.0, float(np.log(0.7 / 0.3)), 0.1))
+    gate = Router((1.0,) + (0.0,) * 6, -noise, (0.0,) * 7, (1.0,) * 7, blend=Blend(1.0, float(np.log(0.7 / 0.3)), 0.1, RUN_KINDS))
     model, info = load_weights(routed_prior_weights(tmp / "prior.safetensors"))
     return save_weights(tmp / "blend.safetensors", model, priors=info.priors, router=gate.to_dict()), lr
 

@@ -239,7 +239,7 @@ def train_router(
     dtype: ExportDtype = SHIP.export_dtype,
     samples: Annotated[str, typer.Option(help="A file of the fitting crops (LR and gains): read it if it exists (no recomputation), else write it.")] = "",
     features: Annotated[str, typer.Option(help="Comma list of the evidence the gate may weigh (engine/route.py FEATURES); empty = all.")] = "",
-    blend_runs: Annotated[str, typer.Option(help="Comma list of run kinds (1-step, multi-step) where an unsure gate gives an image both priors' images mixed (engine/route.Blend, fitted here); empty = never.")] = "1-step,multi-step",
+    blend_runs: Annotated[str, typer.Option(help="Comma list of run kinds (1-step, multi-step) where an unsure gate gives an image both priors' images mixed (engine/route.Blend, fitted here; at 1-step a blended image runs both priors); empty = never.")] = "multi-step",
 ) -> None:
     """Fit --input auto's per-image prior choice on training crops and write it into the weights."""
     from linearsr_cli.checkpoints import read_info

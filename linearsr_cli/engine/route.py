@@ -213,6 +213,13 @@ def measure(rgb: Tensor, jpeg_quality: int | None = None, prior: PriorProbe | No
 RUN_KINDS = ("1-step", "multi-step")
 ROUTED_INPUTS = ("clean", "real")
 BLEND_GRID = tuple(i / 10 for i in range(11))  # the real prior's shares a Blend is fitted over
+# the run kinds a fitted Blend serves by default: at 1-NFE a blended image costs a second prior pass,
+# which the fidelity preset's speed cannot pay (weights/MODEL_CARD.md)
+BLEND_RUNS = ("multi-step",)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(x, 50.0), -50.0)))
 
 
 def run_kind(steps: int) -> str:
@@ -242,14 +249,14 @@ class Blend:
     slope: float
     offset: float
     snap: float
-    runs: tuple[str, ...] = RUN_KINDS
+    runs: tuple[str, ...] = BLEND_RUNS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.snap < 0.5 or not set(self.runs) <= set(RUN_KINDS) or not all(map(math.isfinite, (self.slope, self.offset))):
             raise ValueError(f"a blend needs a finite slope and offset, 0 <= snap < 0.5 and runs among {RUN_KINDS}")
 
     def share(self, logit: float) -> float:
-        w = 1.0 / (1.0 + math.exp(-max(min(self.slope * logit + self.offset, 50.0), -50.0)))
+        w = sigmoid(self.slope * logit + self.offset)
         return 0.0 if w < self.snap else 1.0 if w > 1.0 - self.snap else w
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,7 +265,7 @@ class Blend:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Blend:
         return cls(float(data["slope"]), float(data["offset"]), float(data["snap"]),
-                   tuple(str(r) for r in data.get("runs", RUN_KINDS)))
+                   tuple(str(r) for r in data.get("runs", BLEND_RUNS)))
 
 
 @dataclass(frozen=True)
@@ -299,8 +306,7 @@ class Router:
         run of `steps` evaluations: the share is 1 or 0 (that prior alone) unless the router's
         Blend applies to such runs and the gate is unsure; the kind is then the larger share's."""
         logit = self.logit(evidence)
-        p = 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
-        why = f"{evidence.describe()}; p(real)={p:.2f}"
+        why = f"{evidence.describe()}; p(real)={sigmoid(logit):.2f}"
         share = float(logit > 0)
         if self.blend is not None and run_kind(steps) in self.blend.runs:
             share = self.blend.share(logit)

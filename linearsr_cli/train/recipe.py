@@ -29,7 +29,7 @@ import torch
 from linearsr_cli.checkpoints import load_weights, read_info, save_weights
 from linearsr_cli.config import PRIOR_INPUTS, ModelConfig, inputs_for
 from linearsr_cli.engine.device import distributed_rank
-from linearsr_cli.engine.route import RUN_KINDS, parse_fixed, prior_indices
+from linearsr_cli.engine.route import BLEND_RUNS, parse_fixed, prior_indices
 from linearsr_cli.errors import ConfigError, TrainingError
 from linearsr_cli.esgf.probe import Pair, link_checkpoint, select_knee
 from linearsr_cli.fileio import write_atomic
@@ -408,7 +408,7 @@ def _replace_experts(model: LinearSR, experts: dict[int, Path], records: list[An
 def add_router(
     src: Path, out: Path, data: DataConfig, count: int, *, samples: str = "", dtype: str = "fp16",
     fixed: dict[str, str] | None = None, features: Sequence[str] | None = None,
-    blend_runs: Sequence[str] = RUN_KINDS,
+    blend_runs: Sequence[str] = BLEND_RUNS,
 ) -> tuple[Path, Any]:
     """Fit --input auto's gate (train/router.py) for `src` on `count` training crops of `data`
     (on `features` only, default all; with its Blend for the run kinds `blend_runs`) and write `src` again as `out` with it; `samples` names a

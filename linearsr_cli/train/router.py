@@ -25,9 +25,9 @@ from linearsr_cli.checkpoints import read_safetensors, write_safetensors
 from linearsr_cli.degrade import jpeg_roundtrip
 from linearsr_cli.engine.route import (
     BLEND_GRID,
+    BLEND_RUNS,
     FEATURES,
     MONOTONE,
-    RUN_KINDS,
     Blend,
     Evidence,
     Router,
@@ -184,7 +184,7 @@ def fit_blend(logits: Sequence[float], curves: Sequence[Sequence[float]]) -> Ble
 
 
 def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] = FEATURES,
-        blend_runs: Sequence[str] = RUN_KINDS) -> Router:
+        blend_runs: Sequence[str] = BLEND_RUNS) -> Router:
     """The gate fitted on `samples` (on `features` only), with a record of how, and its Blend for
     the run kinds `blend_runs` (none: no blend), fitted on the samples' blend curves (ConfigError
     when a samples file predates them). The curves are the fidelity preset's (the priors' images
