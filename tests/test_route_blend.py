@@ -142,3 +142,9 @@ def test_an_unsure_image_gets_both_priors_and_the_record_says_so(blended_weights
         clean, real = (model.prior_image(lr[None], torch.tensor([k]))[0] for k in (0, 1))
     expected = (0.3 * clean + 0.7 * real).clamp(0, 1).permute(1, 2, 0).numpy() * 255
     assert np.abs(np.asarray(Image.open(tmp_path / "o.png"), np.float64) - expected).max() <= 0.6
+
+
+def test_info_shows_the_blend(blended_weights: tuple[Path, torch.Tensor]) -> None:
+    res = CliRunner().invoke(app, ["info", "--weights", str(blended_weights[0]), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["weights"]["router"]["blend"]["runs"] == ["1-step", "multi-step"]

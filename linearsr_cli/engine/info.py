@@ -106,8 +106,9 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
                 for name, rec in meta.priors.items()
             },
             "prior_experts": list(meta.config.prior_experts),
-            # --input auto: how the router was fitted, and the run kinds where it is a measured constant
-            "router": {"fitted": (meta.router or {}).get("fitted", {}), "fixed": (meta.router or {}).get("fixed", {})}
+            # --input auto: how the router was fitted, the run kinds where it is a measured constant,
+            # and its blend of both priors where it is unsure (None: none)
+            "router": {key: meta.router.get(key, default) for key, default in (("fitted", {}), ("fixed", {}), ("blend", None))}
             if meta.router else None,
             "provenance": meta.provenance,
         }
