@@ -148,3 +148,34 @@ def test_info_shows_the_blend(blended_weights: tuple[Path, torch.Tensor]) -> Non
     res = CliRunner().invoke(app, ["info", "--weights", str(blended_weights[0]), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["weights"]["router"]["blend"]["runs"] == ["1-step", "multi-step"]
+
+
+def test_a_blend_runs_tile_by_tile(blended_weights: tuple[Path, torch.Tensor], tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tile gets the same mix: where one tile alone covers a pixel, the tiled blend lies
+    between the tiled `clean` and `real` outputs (a mix, clamped, of that tile's two prior images),
+    and strictly between where they differ unclamped. (Where tiles overlap, each tile is clamped before the
+    tiles are blended, so there is no such bound.) One prior backend for all three runs: these
+    random tiny priors amplify the summation-order differences of torch and ncnn."""
+    from linearsr_cli.engine.tiling import plan_tiles
+
+    monkeypatch.setenv("LINEARSR_PRIOR_BACKEND", "torch")
+    weights = blended_weights[0]
+    outs = {}
+    for name, extra in (("auto", []), ("clean", ["--input", "clean"]), ("real", ["--input", "real"])):
+        result = CliRunner().invoke(app, ["upscale", str(weights.parent / "a.png"), str(tmp_path / f"{name}.png"),
+                                          "--weights", str(weights), "--json", "--tags", "off", "--tile", "12",
+                                          "--tile-overlap", "0", *extra])
+        assert result.exit_code == 0, result.output
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"), np.float64)
+    cover = np.zeros(outs["auto"].shape[:2], int)
+    for t in plan_tiles(24, 24, 12, 0, 4, align=read_info(weights).config.lr_per_token):
+        y0, x0, y1, x1 = t.hr_box
+        cover[y0:y1, x0:x1] += 1
+    alone = np.repeat((cover == 1)[..., None], 3, axis=2)
+    assert 0 < alone.mean() < 1  # the image was tiled, with some overlap
+    low, high = np.minimum(outs["clean"], outs["real"]), np.maximum(outs["clean"], outs["real"])
+    auto = outs["auto"]
+    assert ((auto >= low - 1) & (auto <= high + 1))[alone].all()
+    apart = alone & (high - low > 20) & (low > 0) & (high < 255)  # both unsaturated: 0.3 c + 0.7 r
+    assert apart.any() and ((auto[apart] > low[apart]) & (auto[apart] < high[apart])).all()

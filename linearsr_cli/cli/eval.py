@@ -23,7 +23,7 @@ from linearsr_cli.tag.config import DEFAULT_TAGS
 def eval_cmd(
     hr: Annotated[Path, typer.Argument(metavar="HR", help="HR image or folder (recursive).")],
     lr: Annotated[Path | None, typer.Option(help="Folder of LR inputs matching HR by relative path/stem (default: make them).")] = None,
-    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1 (the fidelity preset), linearsr-ms (the perceptual preset; --steps, --solver and --shift change it). Default: all of them.", show_default=False)] = "bicubic,span,realesrgan,clearreality,spankendata,linearsr-1,linearsr-ms",
+    methods: Annotated[str, typer.Option(help="Comma list of bicubic, span, realesrgan, clearreality, spankendata, linearsr-1 (the fidelity preset), linearsr-ms (the perceptual preset; --steps, --solver and --shift change it). Default (empty): all of them.", show_default=False)] = "",
     degradation: Annotated[str, typer.Option(help="LR made from HR at --scale: bicubic (MATLAB imresize), realistic (Real-ESRGAN, seeded by --seed) or mixed (every image bicubic and realistic, each lossless and saved as a JPEG of quality 90 and 75: the --input auto test).")] = "bicubic",
     scale: Annotated[int, typer.Option(help="Upscaling factor: 4 or 2 (x4-only peers then run x4 and Lanczos down; LinearSR uses the shipped x2 weights, or --weights of another scale resampled).")] = 4,
     border: Annotated[int, typer.Option(help="Pixels cropped per side for PSNR/SSIM.")] = 4,
@@ -50,12 +50,12 @@ def eval_cmd(
     import json
 
     from linearsr_cli.config import sampler_config
-    from linearsr_cli.evaluate.run import EvalConfig, format_table, run_eval, write_grid
+    from linearsr_cli.evaluate.run import METHODS, EvalConfig, format_table, run_eval, write_grid
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())  # noqa: E731
     with project_errors():
         cfg = EvalConfig(
-            hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods), scale=scale, degradation=degradation,
+            hr_dir=hr, lr_dir=lr, weights=weights, methods=split(methods) or METHODS, scale=scale, degradation=degradation,
             seed=seed, border=border, multistep=sampler_config("perceptual", steps=steps, solver=solver, seed=seed, shift=shift),
             noref=split(noref), lpips=lpips, metric_data=metric_data, device=device, dtype=dtype, tags=tags, tag_kind=tag_kind, input=input_kind, tta=tta, limit=limit,
             grid_images=grid_images, grid_crop=grid_crop,
