@@ -193,6 +193,26 @@ def test_lr_folder_pairs_and_missing_lr_is_partial(weights, hr_dir, tmp_path):
     assert "sub/b.png" in res.stdout
 
 
+def test_lr_files_give_the_router_their_jpeg_quality(hr_dir, tmp_path):
+    """eval --lr: a JPEG LR file's quality reaches --input auto's router, as upscale's does."""
+    from tests.util import routed_prior_weights
+
+    weights = routed_prior_weights(tmp_path / "routed.safetensors")  # real below JPEG q 85
+    hr = cv2.imread(str(hr_dir / "a.png"))[..., ::-1].astype(np.float32) / 255
+    lr8 = (bicubic_downscale(torch.from_numpy(hr.transpose(2, 0, 1).copy()), 4).clamp(0, 1).numpy() * 255).round()
+    kinds = {}
+    for suffix, extra in ((".jpg", [int(cv2.IMWRITE_JPEG_QUALITY), 60]), (".png", [])):
+        lr_dir = tmp_path / suffix[1:]
+        lr_dir.mkdir()
+        cv2.imwrite(str(lr_dir / f"a{suffix}"), lr8.transpose(1, 2, 0)[..., ::-1].astype(np.uint8), extra)
+        out = tmp_path / f"{suffix[1:]}.json"
+        run(hr_dir, "--lr", lr_dir, "--methods", "linearsr-1", "--noref", "", "--no-lpips", "--weights", weights,
+            "--json-out", out, *FAST)
+        kinds[suffix] = json.loads(out.read_text())["images"][0]
+    assert kinds[".jpg"]["input_kind"] == "real" and "jpeg q=60" in kinds[".jpg"]["input_why"]
+    assert kinds[".png"]["input_kind"] == "clean" and "jpeg q=" not in kinds[".png"]["input_why"]
+
+
 def test_unavailable_peers_and_weights_are_skipped_with_reasons(hr_dir, tmp_path, monkeypatch):
     ghost = peers.NcnnModelSpec("span", 4, "no_such_ncnn_model_pkg", "m.param", "m.bin", "absent")
     monkeypatch.setitem(peers.PEER_SPECS, ("span", 4), ghost)

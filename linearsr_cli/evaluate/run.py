@@ -219,6 +219,13 @@ def find_lr(lr_dir: Path, rel: Path, scale: int) -> Path | None:
     return None
 
 
+def lr_file_quality(lr_dir: Path, rel: Path, scale: int) -> int | None:
+    """The JPEG quality that HR `rel`'s LR file in `lr_dir` says (what `upscale --input auto` reads
+    from a file), None for a lossless file or none."""
+    path = find_lr(lr_dir, rel, scale)
+    return None if path is None else read_image(path).jpeg_quality
+
+
 def image_seed(seed: int, rel: str) -> int:
     """A per-image seed from the run seed and the relative path: stable when images are added."""
     return (int(seed) * 1_000_003 + zlib.crc32(rel.encode("utf-8"))) % (2**63)
@@ -418,7 +425,7 @@ def run_eval(cfg: EvalConfig, progress: Progress = None) -> EvalReport:
             continue
         item = ImageResult(name, (hr.shape[1], hr.shape[2]), (lr.shape[1], lr.shape[2]))
         runner.last_tags = runner.last_input = runner.last_why = None
-        runner.jpeg_quality = saved_quality(kind)
+        runner.jpeg_quality = saved_quality(kind) if cfg.lr_dir is None else lr_file_quality(cfg.lr_dir, rel, cfg.scale)
         want_crop = len(report.grid_rows) < cfg.grid_images
         if want_crop:
             size = min(cfg.grid_crop, hr.shape[1], hr.shape[2]) // cfg.scale * cfg.scale
