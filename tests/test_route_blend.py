@@ -179,3 +179,28 @@ def test_a_blend_runs_tile_by_tile(blended_weights: tuple[Path, torch.Tensor], t
     assert ((auto >= low - 1) & (auto <= high + 1))[alone].all()
     apart = alone & (high - low > 20) & (low > 0) & (high < 255)  # both unsaturated: 0.3 c + 0.7 r
     assert apart.any() and ((auto[apart] > low[apart]) & (auto[apart] < high[apart])).all()
+
+
+def test_multi_step_runs_may_have_a_gate_of_their_own(blended_weights: tuple[Path, torch.Tensor]) -> None:
+    """Router.multi_step decides multi-step runs (fitted on their outcomes); 1-step runs keep the
+    file's gate; the pair round-trips through the weights' metadata."""
+    from linearsr_cli.train.router import CHAIN_SHARES, fit_multi_step
+
+    weights, lr = blended_weights
+    cfg = read_info(weights).config
+    noise = measure(lr).noise
+    one = Router((1.0,) + (0.0,) * 6, -noise - 5.0, (0.0,) * 7, (1.0,) * 7)  # sure: clean
+    multi = Router((1.0,) + (0.0,) * 6, -noise + 5.0, (0.0,) * 7, (1.0,) * 7)  # sure: real
+    gate = dataclasses.replace(one, multi_step=multi)
+    again = Router.from_dict(gate.to_dict())
+    assert again.to_dict() == gate.to_dict() and again.multi_step is not None
+    assert gate.for_run(1) is gate and gate.for_run(4) is multi
+    assert choose_input(cfg, gate, "auto", lr, sampler=SamplerConfig(steps=1)).prior == "clean"
+    assert choose_input(cfg, gate, "auto", lr, sampler=SamplerConfig(steps=4)).prior == "texture"
+    # fitted on multi-step outcomes: the real side wins where the image is noisy
+    sigmas = np.random.default_rng(0).uniform(0, 20, 60)
+    evidence = [Evidence(float(v), float(v), 0.0, 0.0) for v in sigmas]
+    curves = [tuple(30.0 + (v - 10.0) * w for w in CHAIN_SHARES) for v in sigmas]
+    fitted = fit_multi_step(evidence, curves, ("noise",))
+    assert fitted.blend is not None and fitted.blend.runs == ("multi-step",) and fitted.fitted["outcome"] == "multi-step runs"
+    assert fitted.logit(Evidence(18, 18, 0, 0)) > 0 > fitted.logit(Evidence(2, 2, 0, 0))

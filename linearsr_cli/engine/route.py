@@ -284,10 +284,16 @@ class Router:
     fitted: Mapping[str, Any] | None = None  # how it was fitted (for the model card / info)
     fixed: Mapping[str, str] | None = None  # run kind -> constant input, where the gate lost to it
     blend: Blend | None = None  # None: always one prior, by the logit's sign
+    multi_step: Router | None = None  # a gate of its own for multi-step runs (fitted on their outcomes)
 
     def __post_init__(self) -> None:
         if not len(self.weights) == len(self.mean) == len(self.scale) == len(self.features):
             raise ValueError(f"a router needs one weight, mean and scale per feature {self.features}")
+
+    def for_run(self, steps: int) -> Router:
+        """The gate that decides runs of `steps` evaluations: the multi-step gate where there is
+        one and the run is multi-step, else this one."""
+        return self.multi_step if self.multi_step is not None and run_kind(steps) == "multi-step" else self
 
     def fixed_input(self, steps: int) -> str | None:
         """The constant input for runs of `steps` network evaluations, or None: the gate decides."""
@@ -318,7 +324,8 @@ class Router:
         out = {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
                "mean": list(self.mean), "scale": list(self.scale), "fitted": dict(self.fitted or {}),
                "fixed": dict(self.fixed or {})}
-        return out | ({"blend": self.blend.to_dict()} if self.blend is not None else {})
+        out |= {"blend": self.blend.to_dict()} if self.blend is not None else {}
+        return out | ({"multi_step": self.multi_step.to_dict()} if self.multi_step is not None else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Router:
@@ -333,7 +340,8 @@ class Router:
                      in zip(features, data["weights"], data["mean"], data["scale"], strict=True)}
             w, m, s = zip(*(given.get(name, (0.0, 0.0, 1.0)) for name in FEATURES), strict=True)
             router = cls(tuple(w), float(data["bias"]), tuple(m), tuple(s), FEATURES, data.get("fitted") or {},
-                         parse_fixed(data.get("fixed") or {}), Blend.from_dict(data["blend"]) if data.get("blend") else None)
+                         parse_fixed(data.get("fixed") or {}), Blend.from_dict(data["blend"]) if data.get("blend") else None,
+                         cls.from_dict(data["multi_step"]) if data.get("multi_step") else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise WeightsError(f"bad router metadata (weights, mean and scale need one value per feature): {exc}") from None
         return router
@@ -402,6 +410,7 @@ def choose_input(
         kind, why = requested, "--input"
     elif router is not None and lr is not None and set(ROUTED_INPUTS) <= set(cfg.prior_inputs):
         fixed = router.fixed_input(sampler.steps)
+        router = router.for_run(sampler.steps)
         if fixed is not None:
             kind, why = fixed, (f"the weights fix --input auto to '{fixed}' for {run_kind(sampler.steps)} runs: on "
                                 "held-out photos their router did not beat that constant")

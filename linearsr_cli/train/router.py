@@ -157,10 +157,11 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
 
 def blend_regret(logits: np.ndarray, curves: np.ndarray, blend: Blend) -> float:
     """Mean dB lost against the better prior alone, per crop, by mixing at `blend`'s shares of
-    the crops' `logits` (N,); `curves` (N, len(BLEND_GRID)) PSNR-Y at the grid's shares,
-    interpolated linearly between them. Below 0: the blend beat the better prior."""
+    the crops' `logits` (N,); `curves` (N, K) PSNR-Y at K evenly spaced shares from 0 to 1
+    (BLEND_GRID, or CHAIN_SHARES), interpolated linearly between them. Below 0: the blend beat
+    the better prior."""
     shares = np.array([blend.share(float(v)) for v in logits])
-    steps = len(BLEND_GRID) - 1
+    steps = curves.shape[1] - 1
     i = np.clip(np.floor(shares * steps).astype(int), 0, steps - 1)
     f = shares * steps - i
     rows = np.arange(len(curves))
@@ -181,6 +182,38 @@ def fit_blend(logits: Sequence[float], curves: Sequence[Sequence[float]]) -> Ble
     floor = blend_regret(x, c, best)
     snap = max(s for s in SNAPS if blend_regret(x, c, dataclasses.replace(best, snap=s)) <= floor + SNAP_COST)
     return dataclasses.replace(best, snap=snap)
+
+
+CHAIN_SHARES = (0.0, 0.5, 1.0)  # the real side's shares at which a multi-step gate's crops are scored
+
+
+def chain_curve(up: Any, lr: torch.Tensor, hr: torch.Tensor, sampler: Any, shares: Sequence[float] = CHAIN_SHARES) -> tuple[float, ...]:
+    """PSNR-Y of a `sampler` run (engine Upscaler `up`) of crop `lr` whose structure expert starts
+    from the priors of clean and real inputs mixed at each of `shares` (0: the clean prior's run,
+    1: the real side's, in a multi-step run the texture prior's)."""
+    from linearsr_cli.engine.route import blended_route
+    from linearsr_cli.engine.upscaler import Conditioning
+
+    out = []
+    for w in shares:
+        route = blended_route(up.cfg, "real" if w >= 0.5 else "clean", float(w), sampler, "")
+        out.append(psnr_y(up(lr.float(), sampler, Conditioning(route.condition)), hr, border=up.scale))
+    return tuple(out)
+
+
+def fit_multi_step(evidence: Sequence[Evidence], curves: Sequence[Sequence[float]],
+                   features: Sequence[str] = FEATURES) -> Router:
+    """A gate for multi-step runs, fitted on what those runs gave on the fitting crops: `curves`
+    (one per crop's `evidence`, PSNR-Y at CHAIN_SHARES, chain_curve) give the gain of the real
+    side's run over the clean one's, and its Blend."""
+    c = np.asarray(curves, dtype=np.float64)
+    gate = fit_router(evidence, c[:, -1] - c[:, 0], features=features)
+    logits = np.array([gate.logit(e) for e in evidence])
+    found = dataclasses.replace(fit_blend(logits, c), runs=("multi-step",))
+    shares = np.array([found.share(float(v)) for v in logits])
+    fitted = {**dict(gate.fitted or {}), "outcome": "multi-step runs", "shares": list(CHAIN_SHARES),
+              "blend_train_regret_db": blend_regret(logits, c, found), "blended_share": float(((shares > 0) & (shares < 1)).mean())}
+    return dataclasses.replace(gate, blend=found, fitted=fitted)
 
 
 def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] = FEATURES,
