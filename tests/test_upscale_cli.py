@@ -327,6 +327,7 @@ def test_describe_router_names_fitted_and_fixed_runs() -> None:
     assert line == "router fitted on 800 crops; auto fixed to 'real' for 1-step runs"
     blend = {"slope": 2.0, "offset": -0.5, "snap": 0.1, "runs": ["1-step"]}
     assert describe_router({"fitted": {"crops": 800}, "blend": blend}).endswith("blends both priors when unsure (1-step runs)")
+    assert describe_router({"fitted": {}, "multi_step": {"bias": 0.0}}).endswith("a gate of its own for multi-step runs")
 
 
 def test_input_picks_the_prior_and_is_recorded(tmp_path: Path, tiny_weights: Path) -> None:

@@ -31,6 +31,8 @@ def describe_router(router: dict[str, Any] | None) -> str:
     blend = router.get("blend") or {}
     if blend:
         text += f"; blends both priors when unsure ({', '.join(blend.get('runs', []))} runs)"
+    if router.get("multi_step"):
+        text += "; a gate of its own for multi-step runs"
     return text
 
 
@@ -108,7 +110,8 @@ def system_info(weights: Path | None = None) -> dict[str, Any]:
             "prior_experts": list(meta.config.prior_experts),
             # --input auto: how the router was fitted, the run kinds where it is a measured constant,
             # and its blend of both priors where it is unsure (None: none)
-            "router": {key: meta.router.get(key, default) for key, default in (("fitted", {}), ("fixed", {}), ("blend", None))}
+            "router": {key: meta.router.get(key, default)
+                       for key, default in (("fitted", {}), ("fixed", {}), ("blend", None), ("multi_step", None))}
             if meta.router else None,
             "provenance": meta.provenance,
         }
