@@ -301,6 +301,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageD
                      jpeg_quality=_jpeg_quality(im))
 
 
+def read_jpeg_quality(path: str | Path) -> int | None:
+    """The JPEG quality a file says, from its header alone (no pixels decoded); None for any
+    other format. For a file already read whole, ImageData.jpeg_quality has it."""
+    with Image.open(path) as im:
+        return _jpeg_quality(im)
+
+
 def _jpeg_quality(im: Image.Image) -> int | None:
     """The quality of a JPEG by its quantisation tables (jpeg_quality.py); None otherwise."""
     tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None

@@ -47,7 +47,7 @@ from linearsr_cli.evaluate.grid import comparison_grid, crop, nearest_up, pick_c
 from linearsr_cli.evaluate.metrics import psnr_y, ssim_y
 from linearsr_cli.evaluate.noref import NOREF_METRICS, NoReference
 from linearsr_cli.evaluate.peers import PEER_NAMES, make_peer
-from linearsr_cli.imageio import READABLE_SUFFIXES, read_image
+from linearsr_cli.imageio import READABLE_SUFFIXES, read_image, read_jpeg_quality
 from linearsr_cli.nn.dit import bicubic_upsample
 from linearsr_cli.perceptual import LpipsScorer
 from linearsr_cli.tag.config import DEFAULT_TAGS, TagConfig
@@ -223,7 +223,7 @@ def lr_file_quality(lr_dir: Path, rel: Path, scale: int) -> int | None:
     """The JPEG quality that HR `rel`'s LR file in `lr_dir` says (what `upscale --input auto` reads
     from a file), None for a lossless file or none."""
     path = find_lr(lr_dir, rel, scale)
-    return None if path is None else read_image(path).jpeg_quality
+    return None if path is None else read_jpeg_quality(path)  # the header only: load_pair read the pixels
 
 
 def image_seed(seed: int, rel: str) -> int:

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,10 @@ from linearsr_cli.errors import ConfigError
 from linearsr_cli.evaluate.metrics import psnr_y
 from linearsr_cli.nn.dit import LinearSR
 from linearsr_cli.train.data import DataConfig, PairDataset
+
+if TYPE_CHECKING:  # the engine runs the chains; imported where they run
+    from linearsr_cli.config import SamplerConfig
+    from linearsr_cli.engine.upscaler import Upscaler
 
 SAMPLES_FORMAT = "linearsr-router-samples"
 
@@ -187,7 +191,8 @@ def fit_blend(logits: Sequence[float], curves: Sequence[Sequence[float]]) -> Ble
 CHAIN_SHARES = (0.0, 0.5, 1.0)  # the real side's shares at which a multi-step gate's crops are scored
 
 
-def chain_curve(up: Any, lr: torch.Tensor, hr: torch.Tensor, sampler: Any, shares: Sequence[float] = CHAIN_SHARES) -> tuple[float, ...]:
+def chain_curve(up: Upscaler, lr: torch.Tensor, hr: torch.Tensor, sampler: SamplerConfig,
+                shares: Sequence[float] = CHAIN_SHARES) -> tuple[float, ...]:
     """PSNR-Y of a `sampler` run (engine Upscaler `up`) of crop `lr` whose structure expert starts
     from the priors of clean and real inputs mixed at each of `shares` (0: the clean prior's run,
     1: the real side's, in a multi-step run the texture prior's)."""
@@ -207,12 +212,19 @@ def fit_multi_step(evidence: Sequence[Evidence], curves: Sequence[Sequence[float
     (one per crop's `evidence`, PSNR-Y at CHAIN_SHARES, chain_curve) give the gain of the real
     side's run over the clean one's, and its Blend."""
     c = np.asarray(curves, dtype=np.float64)
-    gate = fit_router(evidence, c[:, -1] - c[:, 0], features=features)
+    gate = with_blend(fit_router(evidence, c[:, -1] - c[:, 0], features=features), evidence, c, ("multi-step",))
+    return dataclasses.replace(gate, fitted={**dict(gate.fitted or {}), "outcome": "multi-step runs",
+                                             "shares": list(CHAIN_SHARES)})
+
+
+def with_blend(gate: Router, evidence: Sequence[Evidence], curves: np.ndarray, runs: Sequence[str]) -> Router:
+    """`gate` with the Blend fitted on its logits of the crops' `evidence` and their `curves`
+    (fit_blend), for the run kinds `runs`, and how it did on them in its `fitted` record."""
     logits = np.array([gate.logit(e) for e in evidence])
-    found = dataclasses.replace(fit_blend(logits, c), runs=("multi-step",))
+    found = dataclasses.replace(fit_blend(logits, curves), runs=tuple(runs))
     shares = np.array([found.share(float(v)) for v in logits])
-    fitted = {**dict(gate.fitted or {}), "outcome": "multi-step runs", "shares": list(CHAIN_SHARES),
-              "blend_train_regret_db": blend_regret(logits, c, found), "blended_share": float(((shares > 0) & (shares < 1)).mean())}
+    fitted = {**dict(gate.fitted or {}), "blend_train_regret_db": blend_regret(logits, curves, found),
+              "blended_share": float(((shares > 0) & (shares < 1)).mean())}
     return dataclasses.replace(gate, blend=found, fitted=fitted)
 
 
@@ -222,21 +234,15 @@ def fit(samples: list[RouterSample], data: DataConfig, features: Sequence[str] =
     the run kinds `blend_runs` (none: no blend), fitted on the samples' blend curves (ConfigError
     when a samples file predates them). The curves are the fidelity preset's (the priors' images
     alone); whether a multi-step run gains from the same shares is measured on held-out photos."""
-    router = fit_router([s.evidence for s in samples], [s.gain for s in samples], features=features)
-    blend_fit: dict[str, Any] = {}
+    evidence = [s.evidence for s in samples]
+    router = fit_router(evidence, [s.gain for s in samples], features=features)
     if blend_runs:
         if any(s.blend_psnr is None for s in samples):
             raise ConfigError("these fitting crops have no blend curves (an older samples file): recompute them, "
                               "or fit without a blend (--blend-runs '')")
-        logits = np.array([router.logit(s.evidence) for s in samples])
-        curves = np.array([s.blend_psnr for s in samples])
-        found = fit_blend(logits, curves)
-        shares = np.array([found.share(float(v)) for v in logits])
-        blend_fit = {"blend_train_regret_db": blend_regret(logits, curves, found),
-                     "blended_share": float(((shares > 0) & (shares < 1)).mean())}
-        router = dataclasses.replace(router, blend=dataclasses.replace(found, runs=tuple(blend_runs)))
+        router = with_blend(router, evidence, np.array([s.blend_psnr for s in samples]), blend_runs)
     fitted: dict[str, Any] = {
-        **dict(router.fitted or {}), **blend_fit,
+        **dict(router.fitted or {}),
         "command": "linearsr train router",
         "data": {"root": data.root, "split": "train", "crop": data.crop, "seed": data.seed},
         "oracle_gain_db": float(np.mean([max(s.gain, 0.0) for s in samples])),
