@@ -9,7 +9,8 @@ Per LinearSR method and image: the better prior's score (PSNR higher, ST-LPIPS l
 and what auto lost against it; the mean loss is the regret. Also the router's own time per image
 (measuring the image statistics; the real prior's probe for `sharpening` is a prior pass over at
 most 128^2 LR pixels, timed with the rest in bench_peers_speed.py's 1-NFE row) against the
-fidelity preset's time, on the same LR images.
+fidelity preset's time, on the same LR images. And the bound no gate can pass on these images:
+the best any hard per-image choice could do (hard_choice_bound; `--psnr-target`, default 0.1 dB).
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ def regret(clean: dict, real: dict, auto: dict, method: str) -> dict:
                                                              for who in ("clean", "real")}, "rows": rows}
 
 
+def hard_choice_bound(rows: list[dict], psnr_target_db: float) -> dict:
+    """What the best possible hard router (clean or real per image, chosen knowing the answers)
+    reaches on `rows` (regret()'s): the PSNR oracle's ST-LPIPS regret, the ST-LPIPS oracle's PSNR
+    regret, and the least ST-LPIPS regret of any per-image choice whose mean PSNR regret stays
+    <= `psnr_target_db` (exact: a 0/1 knapsack over the images whose two measures prefer different
+    priors, PSNR costs rounded up to 0.001 dB). Where that least regret is above a target, no gate
+    can meet both targets on these images without mixing the priors."""
+    n = len(rows)
+    if n == 0:
+        return {}
+    base_lpips, items = 0.0, []  # items: (PSNR lost, ST-LPIPS saved) by taking the ST-LPIPS-better prior
+    oracle_lpips = oracle_psnr = 0.0
+    for r in rows:
+        pc, pr, lc, lr = r["psnr_clean"], r["psnr_real"], r["lpips_clean"], r["lpips_real"]
+        by_psnr_lpips = lc if pc >= pr else lr  # the ST-LPIPS of the PSNR-better prior
+        by_lpips_psnr = pc if lc <= lr else pr
+        d_psnr, d_lpips = max(pc, pr) - by_lpips_psnr, by_psnr_lpips - min(lc, lr)
+        oracle_lpips += d_lpips
+        oracle_psnr += d_psnr
+        if d_lpips > 0:
+            base_lpips += d_lpips
+            items.append((d_psnr, d_lpips))
+    unit = 1e-3
+    budget = int(psnr_target_db * n / unit + 1e-9)
+    saved = [0.0] * (budget + 1)  # saved[c]: most ST-LPIPS saved at PSNR cost <= c units
+    for cost_db, gain in items:
+        cost = int(-(-cost_db // unit))  # ceil
+        for c in range(budget, cost - 1, -1):
+            saved[c] = max(saved[c], saved[c - cost] + gain)
+    return {"psnr_oracle": {"regret_psnr_db": 0.0, "regret_stlpips": oracle_lpips / n},
+            "stlpips_oracle": {"regret_psnr_db": oracle_psnr / n, "regret_stlpips": 0.0},
+            "psnr_target_db": psnr_target_db, "least_stlpips_within_target": (base_lpips - saved[budget]) / n}
+
+
 def router_time(report: dict, runs: int = 5) -> dict:
     """Median seconds of measuring the evidence of the eval's LR images vs the fidelity preset's."""
     import numpy as np
@@ -81,13 +116,19 @@ def main() -> None:
     ap.add_argument("--real", required=True)
     ap.add_argument("--auto", required=True)
     ap.add_argument("--out", default="")
+    ap.add_argument("--psnr-target", type=float, default=0.1,
+                    help="PSNR regret (dB) within which the best hard choice's least ST-LPIPS regret is reported")
     args = ap.parse_args()
     (clean, _), (real, _), (auto, auto_report) = load(args.clean), load(args.real), load(args.auto)
     methods = [m for m in ("linearsr-1", "linearsr-ms") if any(m in img["results"] for img in auto.values())]
     result = {"methods": [regret(clean, real, auto, m) for m in methods], "time": router_time(auto_report)}
     for m in result["methods"]:
+        m["bound"] = bound = hard_choice_bound(m["rows"], args.psnr_target)
         print(f"{m['method']}: regret {m['regret_psnr_db']:.3f} dB PSNR, {m['regret_stlpips']:.4f} ST-LPIPS over {m['images']} images"
               + "".join(f"; always {who} {k['regret_psnr_db']:.3f} dB, {k['regret_stlpips']:.4f}" for who, k in m["constants"].items()))
+        print(f"  best hard choice: by PSNR 0 dB, {bound['psnr_oracle']['regret_stlpips']:.4f}; by ST-LPIPS "
+              f"{bound['stlpips_oracle']['regret_psnr_db']:.3f} dB, 0; least ST-LPIPS regret within "
+              f"{args.psnr_target:g} dB: {bound['least_stlpips_within_target']:.4f}")
         for r in m["rows"]:
             print(f"  {r['image']:<50} auto={r['auto']:<5} PSNR clean {r['psnr_clean']:.2f} real {r['psnr_real']:.2f} auto {r['psnr_auto']:.2f}"
                   f" | ST-LPIPS {r['lpips_clean']:.3f} {r['lpips_real']:.3f} {r['lpips_auto']:.3f}")
