@@ -124,17 +124,14 @@ def load_samples(path: str | os.PathLike[str]) -> list[RouterSample]:
             for i, r in enumerate(rows)]
 
 
-def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float = 1e-2,
-               iterations: int = 2000, features: Sequence[str] = FEATURES) -> Router:
-    """Fit the gate on crops with measured `gain` = PSNR(real prior) - PSNR(clean prior): a
-    logistic regression on sign(gain) with each crop weighted by |gain| (the loss of routing it
-    wrong), so the fit minimises expected regret rather than counting mistakes; projected
-    gradient descent on standardised features with a small L2 penalty, the MONOTONE features'
-    weights kept >= 0, and those not in `features` kept at 0."""
-    unknown = sorted(set(features) - set(FEATURES))
-    if unknown or not features:
-        raise ConfigError(f"router features must be among {', '.join(FEATURES)}, got {list(features)}")
-    x = np.stack([e.vector() for e in evidence])  # (N, F)
+def fit_gate(x: np.ndarray, gain: np.ndarray, *, monotone: np.ndarray, unused: np.ndarray, l2: float = 1e-2,
+             iterations: int = 2000) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The regret-weighted logistic gate on a feature matrix `x` (N, F) and measured `gain` (N,)
+    = PSNR(real prior) - PSNR(clean prior): a logistic regression on sign(gain) with each crop
+    weighted by |gain| (the loss of routing it wrong), so the fit minimises expected regret rather
+    than counting mistakes; projected gradient descent on standardised features with a small L2
+    penalty, the weights of the `monotone` columns kept >= 0 and of the `unused` ones at 0.
+    Returns (weights, bias, mean, scale): the logit is ((x - mean) / scale) @ weights + bias."""
     g = np.asarray(gain, dtype=np.float64)
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
@@ -142,8 +139,6 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
     y = (g > 0).astype(np.float64)
     c = np.abs(g) / max(np.abs(g).mean(), 1e-9)  # (N,) cost of a wrong route
     w, b = np.zeros(z.shape[1]), 0.0
-    monotone = np.array([name in MONOTONE for name in FEATURES])
-    unused = np.array([name not in features for name in FEATURES])
     lr = 0.5
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
@@ -152,9 +147,29 @@ def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float
         w[monotone] = np.maximum(w[monotone], 0.0)
         w[unused] = 0.0
         b -= lr * float(r.sum())
-    choice = (z @ w + b) > 0
-    regret = float(np.where(choice, np.maximum(-g, 0), np.maximum(g, 0)).mean())
-    fitted = {"crops": len(g), "train_regret_db": regret, "train_accuracy": float((choice == (g > 0)).mean()),
+    return w, b, mean, scale
+
+
+def routing_regret(choose_real: np.ndarray, gain: np.ndarray) -> float:
+    """Mean dB lost by routing crops with measured `gain` as `choose_real` (bool per crop) says."""
+    g = np.asarray(gain, dtype=np.float64)
+    return float(np.where(choose_real, np.maximum(-g, 0), np.maximum(g, 0)).mean())
+
+
+def fit_router(evidence: Sequence[Evidence], gain: Sequence[float], *, l2: float = 1e-2,
+               iterations: int = 2000, features: Sequence[str] = FEATURES) -> Router:
+    """Fit the gate (fit_gate) on crops' `evidence` with measured `gain`, on `features` only; the
+    MONOTONE features' weights kept >= 0."""
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown or not features:
+        raise ConfigError(f"router features must be among {', '.join(FEATURES)}, got {list(features)}")
+    x = np.stack([e.vector() for e in evidence])  # (N, F)
+    g = np.asarray(gain, dtype=np.float64)
+    monotone = np.array([name in MONOTONE for name in FEATURES])
+    unused = np.array([name not in features for name in FEATURES])
+    w, b, mean, scale = fit_gate(x, g, monotone=monotone, unused=unused, l2=l2, iterations=iterations)
+    choice = ((x - mean) / scale) @ w + b > 0
+    fitted = {"crops": len(g), "train_regret_db": routing_regret(choice, g), "train_accuracy": float((choice == (g > 0)).mean()),
               "features": [name for name in FEATURES if name in features]}
     return Router(tuple(w), b, tuple(mean), tuple(scale), FEATURES, fitted)
 
