@@ -10,7 +10,8 @@ engine's multi-step sampler swapped for
     python scripts/sampler_variants.py ancestral 0.5 eval data/eval/val512 --methods linearsr-ms \\
         --degradation bicubic --seed 0 --json-out out.json
 
-1-NFE runs are untouched.
+1-NFE runs are untouched. A study tool for images of one tile (the 512-px crops here): in a tiled
+run every tile would draw the same fresh noise.
 """
 
 from __future__ import annotations
