@@ -15,8 +15,8 @@ the fitting crops), then scored on the held-out mixed set from its `eval --input
     python scripts/gate_evidence_study.py --samples S --clean docs/x4v3/mixed_clean.json \\
         --real docs/x4v3/mixed_real.json [--weights weights/linearsr-x4.safetensors] [--trees]
 
-`--trees` also fits gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, which
-must be installed; not a dependency of the project), weighted by |gain| and monotone in the JPEG
+`--trees` also fits gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier;
+scikit-learn comes with sentence-transformers, the tag encoder's package), weighted by |gain| and monotone in the JPEG
 evidence like the gate, on the same feature sets and on all of them: can a gate that is not linear
 use the evidence better?
 """
