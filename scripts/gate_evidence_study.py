@@ -27,21 +27,21 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.route_regret import regret  # noqa: E402
 from linearsr_cli.config import TileConfig  # noqa: E402
 from linearsr_cli.engine.device import plan_device  # noqa: E402
 from linearsr_cli.engine.route import (  # noqa: E402
     FEATURES,
-    LAPLACE,
     MONOTONE,
-    _luma,
+    laplacian_energy,
     measure,
     probe_region,
     sharpening,
@@ -61,8 +61,7 @@ def evidence(priors: dict, lr: torch.Tensor, quality: int | None) -> dict[str, f
     with torch.no_grad():
         images = {name: priors[name](region[None])[0].float().clamp(0.0, 1.0) for name in ("clean", "real")}
     scale = images["real"].shape[-1] // region.shape[-1]
-    base = bicubic_upsample(region[None], scale)[0].clamp(0.0, 1.0)
-    base_energy = float(F.conv2d(_luma(base), LAPLACE).pow(2).mean())
+    base_energy = laplacian_energy(bicubic_upsample(region[None], scale)[0])
     gap = float((images["clean"] - images["real"]).pow(2).mean())
     row = dict(zip(FEATURES, measure(lr.float(), quality).vector().tolist(), strict=True))
     row["sharpening"] = sharpening(region, images["real"])
@@ -76,14 +75,51 @@ def matrix(rows: list[dict], names: tuple[str, ...]) -> np.ndarray:
     return np.array([[r[n] for n in names] for r in rows], dtype=np.float64)
 
 
-def heldout_regret(rows: list[dict], choose_real: np.ndarray, clean: dict, real: dict, method: str) -> tuple[float, float]:
-    dp, dl = [], []
-    for r, pick in zip(rows, choose_real, strict=True):
-        c, q = clean[r["name"]]["results"][method], real[r["name"]]["results"][method]
-        got = q if pick else c
-        dp.append(max(c["psnr"], q["psnr"]) - got["psnr"])
-        dl.append(got["lpips"] - min(c["lpips"], q["lpips"]))
-    return float(np.mean(dp)), float(np.mean(dl))
+FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]  # (x_fit, gain_fit, rows, seed) -> picks
+
+
+def linear_gate(monotone: np.ndarray) -> FitPredict:
+    """The shipped kind of gate (train/router.fit_gate) on the given columns."""
+    def fit_predict(x_fit: np.ndarray, g_fit: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+        w, b, mean, scale = fit_gate(x_fit, g_fit, monotone=monotone, unused=np.zeros(len(monotone), bool))
+        return ((rows - mean) / scale) @ w + b > 0
+
+    return fit_predict
+
+
+def tree_gate(monotone: np.ndarray) -> FitPredict:
+    """Gradient-boosted trees weighted by |gain|, monotone (non-decreasing towards real) where the gate is."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    def fit_predict(x_fit: np.ndarray, g_fit: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+        model = HistGradientBoostingClassifier(max_depth=3, max_iter=200, learning_rate=0.05, monotonic_cst=monotone.astype(int).tolist(),
+                                               l2_regularization=1.0, min_samples_leaf=20, random_state=seed)
+        model.fit(x_fit, (g_fit > 0).astype(int), sample_weight=np.abs(g_fit))
+        return model.predict_proba(rows)[:, 1] > 0.5
+
+    return fit_predict
+
+
+def cv_regret(fit_predict: FitPredict, x: np.ndarray, gain: np.ndarray, seed: int = 0) -> float:
+    """5-fold CV routing regret (dB), the folds (and the fit's randomness) drawn from `seed`."""
+    order = np.random.default_rng(seed).permutation(len(gain))
+    return float(np.mean([routing_regret(fit_predict(x[rest], gain[rest], x[fold], seed), gain[fold])
+                          for fold in np.array_split(order, 5) for rest in [np.setdiff1d(order, fold)]]))
+
+
+def report(label: str, names: tuple[str, ...], fit_predict: FitPredict, train: list[dict], gain: np.ndarray,
+           held: list[dict], clean: dict, real: dict, *, spread: bool = False) -> None:
+    """One gate's line: CV regret on the fitting crops, hard-choice regret on the held-out mixed set
+    (benchmarks/route_regret.regret on the runs its picks select); `spread`: the CV regret over 5 seeds."""
+    x = matrix(train, names)
+    picks = fit_predict(x, gain, matrix(held, names), 0)
+    chosen = {r["name"]: (real if pick else clean)[r["name"]] for r, pick in zip(held, picks, strict=True)}
+    scores = [regret(clean, real, chosen, m) for m in ("linearsr-1", "linearsr-ms")]
+    print(f"{label:<45} CV regret {cv_regret(fit_predict, x, gain):.3f} dB | held-out 1-NFE {scores[0]['regret_psnr_db']:.3f} dB / "
+          f"{scores[0]['regret_stlpips']:.4f}, perceptual (hard) {scores[1]['regret_psnr_db']:.3f} dB / {scores[1]['regret_stlpips']:.4f}")
+    if spread:
+        runs = [cv_regret(fit_predict, x, gain, seed) for seed in range(5)]
+        print(f"      CV regret over 5 fold splits (and seeds): {min(runs):.3f}-{max(runs):.3f} dB, mean {np.mean(runs):.3f}")
 
 
 def main() -> None:
@@ -108,61 +144,20 @@ def main() -> None:
             held.append({**evidence(priors, lr, saved_quality(kind)), "name": f"{path.name}#{kind}"})
     clean = {i["name"]: i for i in json.loads(args.clean.read_text())["images"]}
     real = {i["name"]: i for i in json.loads(args.real.read_text())["images"]}
-    idx = np.random.default_rng(0).permutation(len(gain))
-    folds = np.array_split(idx, 5)
     print(f"{len(gain)} fitting crops; always clean {routing_regret(np.zeros(len(gain), bool), gain):.3f} dB, "
           f"always real {routing_regret(np.ones(len(gain), bool), gain):.3f} dB")
     for names in GATES:
-        x, monotone = matrix(train, names), np.array([n in MONOTONE for n in names])
-        unused = np.zeros(len(names), bool)
-
-        def gate(rows: np.ndarray, x_fit: np.ndarray, g_fit: np.ndarray, mono: np.ndarray = monotone,
-                 off: np.ndarray = unused) -> np.ndarray:
-            w, b, mean, scale = fit_gate(x_fit, g_fit, monotone=mono, unused=off)
-            return ((rows - mean) / scale) @ w + b > 0
-
-        cv = np.mean([routing_regret(gate(x[f], x[np.setdiff1d(idx, f)], gain[np.setdiff1d(idx, f)]), gain[f]) for f in folds])
-        if names == GATES[0]:  # the shipped gate over the fold splits the trees' spread uses
-            spread = [np.mean([routing_regret(gate(x[f], x[np.setdiff1d(order, f)], gain[np.setdiff1d(order, f)]), gain[f])
-                               for f in np.array_split(order, 5)])
-                      for order in (np.random.default_rng(seed).permutation(len(gain)) for seed in range(5))]
-            print(f"      (CV regret of {'+'.join(names)} over 5 fold splits: {min(spread):.3f}-{max(spread):.3f} dB)")
-        pick = gate(matrix(held, names), x, gain)
-        scores = [heldout_regret(held, pick, clean, real, m) for m in ("linearsr-1", "linearsr-ms")]
-        print(f"{'+'.join(names):<45} CV regret {cv:.3f} dB | held-out 1-NFE {scores[0][0]:.3f} dB / {scores[0][1]:.4f}, "
-              f"perceptual (hard) {scores[1][0]:.3f} dB / {scores[1][1]:.4f}")
+        report("+".join(names), names, linear_gate(monotone_mask(names)), train, gain, held, clean, real,
+               spread=names == GATES[0])
     if args.trees:
-        trees(train, held, gain, idx, folds, clean, real)
+        everything = (*FEATURES, "prior_gap")
+        for names in (*GATES, everything):
+            report("trees " + "+".join(names), names, tree_gate(monotone_mask(names)), train, gain, held, clean, real,
+                   spread=names == everything)
 
 
-def trees(train: list[dict], held: list[dict], gain: np.ndarray, idx: np.ndarray, folds: list[np.ndarray],
-          clean: dict, real: dict) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    everything = (*FEATURES, "prior_gap")
-    for names in (*GATES, everything):
-        x = matrix(train, names)
-        monotone = [1 if n in MONOTONE else 0 for n in names]
-
-        def gate(rows: np.ndarray, x_fit: np.ndarray, g_fit: np.ndarray, mono: list[int] = monotone, seed: int = 0) -> np.ndarray:
-            model = HistGradientBoostingClassifier(max_depth=3, max_iter=200, learning_rate=0.05, monotonic_cst=mono,
-                                                   l2_regularization=1.0, min_samples_leaf=20, random_state=seed)
-            model.fit(x_fit, (g_fit > 0).astype(int), sample_weight=np.abs(g_fit))
-            return model.predict_proba(rows)[:, 1] > 0.5
-
-        cv = np.mean([routing_regret(gate(x[f], x[np.setdiff1d(idx, f)], gain[np.setdiff1d(idx, f)]), gain[f]) for f in folds])
-        pick = gate(matrix(held, names), x, gain)
-        scores = [heldout_regret(held, pick, clean, real, m) for m in ("linearsr-1", "linearsr-ms")]
-        print(f"trees {'+'.join(names):<39} CV regret {cv:.3f} dB | held-out 1-NFE {scores[0][0]:.3f} dB / {scores[0][1]:.4f}, "
-              f"perceptual (hard) {scores[1][0]:.3f} dB / {scores[1][1]:.4f}")
-        if names == everything:  # how much of the CV regret is the fold split's: 5 splits and tree seeds
-            spread = []
-            for seed in range(5):
-                order = np.random.default_rng(seed).permutation(len(gain))
-                spread.append(np.mean([routing_regret(gate(x[f], x[np.setdiff1d(order, f)], gain[np.setdiff1d(order, f)], seed=seed), gain[f])
-                                       for f in np.array_split(order, 5)]))
-            print(f"      CV regret over 5 fold splits and tree seeds: {min(spread):.3f}-{max(spread):.3f} dB, "
-                  f"mean {np.mean(spread):.3f}")
+def monotone_mask(names: tuple[str, ...]) -> np.ndarray:
+    return np.array([n in MONOTONE for n in names])
 
 
 if __name__ == "__main__":

@@ -194,8 +194,13 @@ def sharpening(lr: Tensor, prior_image: Tensor) -> float:
     base = bicubic_upsample(lr.float().cpu()[None], scale)[0].clamp(0.0, 1.0)
     if min(base.shape[-2:]) < 3:
         return 0.0
-    energy = [float(F.conv2d(_luma(img.clamp(0.0, 1.0)), LAPLACE).pow(2).mean()) for img in (prior_image, base)]
-    return float(math.log((energy[0] + 1e-6) / (energy[1] + 1e-6)))
+    return float(math.log((laplacian_energy(prior_image) + 1e-6) / (laplacian_energy(base) + 1e-6)))
+
+
+def laplacian_energy(rgb: Tensor) -> float:
+    """The high-frequency energy of (3, h, w) `rgb`: the mean squared Laplacian of its luma, the
+    image clamped to [0, 1]."""
+    return float(F.conv2d(_luma(rgb.clamp(0.0, 1.0)), LAPLACE).pow(2).mean())
 
 
 def measure(rgb: Tensor, jpeg_quality: int | None = None, prior: PriorProbe | None = None) -> Evidence:
